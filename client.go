@@ -1,0 +1,473 @@
+package yomo
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/transport"
+)
+
+// client is the connection machinery shared by Source and StreamFunction:
+// dial and handshake, a bounded write queue that survives reconnects, the
+// read loop, and reconnection with backoff and jitter.
+type client struct {
+	kind frame.ClientKind
+	name string
+	addr string
+	opts clientOptions
+	log  *slog.Logger
+	id   uint64 // instance id, stable across reconnects
+
+	out *outbox
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the connection loop
+
+	mu         sync.Mutex
+	state      clientState
+	tags       []Tag
+	target     string
+	errHandler func(error)
+	onData     func(d *frame.Data) // called on the read goroutine, in order
+
+	final  atomic.Pointer[RejectedError] // set when rejected: final
+	connID atomic.Uint64
+	ready  atomic.Bool // connected now
+}
+
+type clientState int
+
+const (
+	stateIdle clientState = iota
+	stateConnecting
+	stateConnected
+	stateClosed
+)
+
+func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *client {
+	o := newClientOptions(opts)
+	c := &client{
+		kind: kind,
+		name: name,
+		addr: addr,
+		opts: o,
+		log:  o.logger.With(kind.String(), name),
+		id:   rand.Uint64() | 1, // never 0: 0 means "no origin"
+		out:  newOutbox(1<<62, o.writeBuffer),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
+}
+
+// errGoAway ends a connection the zipper asked us to leave.
+var errGoAway = errors.New("yomo: zipper sent goaway")
+
+func (c *client) setTags(tags []Tag) {
+	c.mu.Lock()
+	c.tags = append([]Tag(nil), tags...)
+	c.mu.Unlock()
+}
+
+func (c *client) setErrorHandler(fn func(error)) {
+	c.mu.Lock()
+	c.errHandler = fn
+	c.mu.Unlock()
+}
+
+// report hands an error to the error handler (or the log).
+func (c *client) report(err error) {
+	c.mu.Lock()
+	fn := c.errHandler
+	c.mu.Unlock()
+	if fn != nil {
+		fn(err)
+		return
+	}
+	c.log.Warn("yomo client error", "err", err)
+}
+
+func (c *client) connect(ctx context.Context) error {
+	c.mu.Lock()
+	switch c.state {
+	case stateClosed:
+		c.mu.Unlock()
+		return ErrClosed
+	case stateConnecting, stateConnected:
+		c.mu.Unlock()
+		return ErrAlreadyConnected
+	}
+	if err := errors.Join(c.opts.errs...); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	if c.name == "" {
+		c.mu.Unlock()
+		return errors.New("yomo: client name is empty")
+	}
+	c.state = stateConnecting
+	hs := c.handshake()
+	c.mu.Unlock()
+
+	cc, err := c.dial(ctx, hs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if c.state == stateConnecting {
+			c.state = stateIdle
+		}
+		return err
+	}
+	if c.state == stateClosed {
+		cc.tc.CloseWithError(closeNormal, "client closed")
+		return ErrClosed
+	}
+	c.state = stateConnected
+	c.wg.Add(1)
+	go c.loop(cc, hs) // owned by c: ends when Close cancels c.ctx or on rejection
+	return nil
+}
+
+func (c *client) handshake() *frame.Handshake {
+	return &frame.Handshake{
+		Version:      frame.ProtocolVersion,
+		Name:         c.name,
+		Kind:         c.kind,
+		ID:           c.id,
+		ObserveTags:  c.tags,
+		WantedTarget: c.target,
+		Credential:   c.opts.credential,
+	}
+}
+
+func (c *client) tlsConfig() *tls.Config {
+	var t *tls.Config
+	if c.opts.tls != nil {
+		t = c.opts.tls.Clone()
+	} else {
+		t = &tls.Config{}
+	}
+	if c.opts.insecure {
+		t.InsecureSkipVerify = true
+	}
+	return t
+}
+
+// cconn is one live connection of a client.
+type cconn struct {
+	tc   transport.Conn
+	ctrl transport.Stream
+	rd   *frame.Reader
+}
+
+// dial connects and performs the handshake. A refusal is a *RejectedError.
+func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) {
+	var tc transport.Conn
+	var err error
+	if c.opts.inMemory != nil {
+		tc, err = c.opts.inMemory.dialMem(c.name)
+	} else {
+		if c.opts.insecure {
+			c.log.Warn("INSECURE: the zipper's certificate is not verified")
+		}
+		tc, err = transport.Dial(ctx, c.addr, c.tlsConfig(), transport.QUICConfig{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("yomo: connect %s: %w", c.addr, err)
+	}
+	// Abort the handshake when ctx ends.
+	stop := context.AfterFunc(ctx, func() { tc.CloseWithError(closeNormal, "handshake cancelled") })
+	defer stop()
+	fail := func(err error) (*cconn, error) {
+		tc.CloseWithError(closeNormal, "handshake failed")
+		if rej, ok := rejectedFromClose(err); ok {
+			return nil, rej
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("yomo: handshake: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("yomo: handshake: %w", err)
+	}
+	st, err := tc.OpenStream(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	b, err := frame.AppendControl(nil, hs)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := st.Write(b); err != nil {
+		return fail(err)
+	}
+	st.SetReadDeadline(time.Now().Add(DefaultHandshakeTimeout))
+	rd := frame.NewReader(st, frame.MaxControlSize)
+	t, body, err := rd.Next()
+	if err != nil {
+		return fail(err)
+	}
+	v, err := frame.DecodeControl(t, body)
+	if err != nil {
+		return fail(err)
+	}
+	switch v := v.(type) {
+	case *frame.HandshakeAck:
+		st.SetReadDeadline(time.Time{})
+		c.connID.Store(v.ConnID)
+		c.log.Debug("connected", "zipper", v.Zipper, "conn", v.ConnID)
+		return &cconn{tc: tc, ctrl: st, rd: rd}, nil
+	case *frame.Rejected:
+		tc.CloseWithError(closeNormal, "rejected")
+		return nil, &RejectedError{Code: int(v.Code), Reason: v.Reason}
+	}
+	return fail(fmt.Errorf("unexpected %s frame", t))
+}
+
+// loop serves connections until Close, reconnecting with backoff.
+func (c *client) loop(cc *cconn, hs *frame.Handshake) {
+	defer c.wg.Done()
+	for {
+		c.ready.Store(true)
+		err := c.serve(cc)
+		c.ready.Store(false)
+		if c.ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errGoAway) {
+			c.log.Info("zipper asked to reconnect")
+		} else {
+			c.report(fmt.Errorf("yomo: connection lost: %w", err))
+		}
+		for attempt := 0; ; attempt++ {
+			if !c.sleep(c.backoff(attempt)) {
+				return
+			}
+			cc, err = c.dial(c.ctx, hs)
+			if err == nil {
+				break
+			}
+			var rej *RejectedError
+			if errors.As(err, &rej) && rej.Code != frame.RejectShutdown {
+				c.final.Store(rej)
+				c.out.close()
+				c.report(rej)
+				return
+			}
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.log.Debug("reconnect failed", "attempt", attempt+1, "err", err)
+		}
+	}
+}
+
+// backoff returns the delay before reconnection attempt n (from 0):
+// exponential from reconnectMin to reconnectMax, jittered into [d/2, d].
+func (c *client) backoff(n int) time.Duration {
+	d := c.opts.reconnectMin
+	for i := 0; i < n && d < c.opts.reconnectMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.opts.reconnectMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (c *client) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// serve runs one connection until it fails, the client is closed, or the
+// zipper sent GOAWAY and finished sending (then it returns errGoAway).
+//
+// On GOAWAY the client stops sending on this connection: the frame batch
+// being written completes, the data stream is finished, and everything
+// queued afterwards stays queued for the next connection. It keeps
+// receiving until the zipper finishes its own data stream, so frames the
+// zipper still delivers are handled, then it closes the connection.
+func (c *client) serve(cc *cconn) error {
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	stopFlush := make(chan struct{})
+	flushDone := make(chan struct{})
+	goaway := make(chan struct{})
+	var ss transport.SendStream
+	wg.Add(3)
+	go func() { // owned by serve: ends on stopFlush or a write error
+		defer wg.Done()
+		defer close(flushDone)
+		var err error
+		if ss, err = cc.tc.OpenUniStream(c.ctx); err != nil {
+			errc <- err
+			return
+		}
+		if _, err = c.out.flush(ss, stopFlush, nil, nil); err != nil {
+			errc <- err
+		}
+	}()
+	go func() { // owned by serve: ends when the zipper's data stream or cc.tc ends
+		defer wg.Done()
+		errc <- c.readData(cc)
+	}()
+	go func() { // owned by serve: ends on GOAWAY or when cc.tc closes
+		defer wg.Done()
+		err := c.readControl(cc)
+		if errors.Is(err, errGoAway) {
+			close(goaway)
+			return
+		}
+		errc <- err
+	}()
+	var err error
+	sawGoAway := false
+	flushStopped := false
+wait:
+	for {
+		select {
+		case err = <-errc:
+			break wait
+		case <-goaway:
+			goaway = nil
+			sawGoAway = true
+			close(stopFlush)
+			flushStopped = true
+			<-flushDone
+			if ss != nil {
+				ss.Close() // FIN: the zipper has everything we sent
+			}
+		case <-c.ctx.Done():
+			err = ErrClosed
+			break wait
+		}
+	}
+	if !flushStopped {
+		close(stopFlush)
+	}
+	cc.tc.CloseWithError(closeNormal, "")
+	wg.Wait()
+	if sawGoAway {
+		return errGoAway
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	return err
+}
+
+func (c *client) readData(cc *cconn) error {
+	rs, err := cc.tc.AcceptUniStream(c.ctx)
+	if err != nil {
+		return err
+	}
+	rd := frame.NewReader(rs, c.opts.maxFrame)
+	var d frame.Data
+	for {
+		t, body, err := rd.Next()
+		if err != nil {
+			return err
+		}
+		if t != frame.TypeData {
+			return fmt.Errorf("yomo: protocol: unexpected %s frame on the data stream", t)
+		}
+		if err := d.Decode(body); err != nil {
+			return err
+		}
+		c.onData(&d)
+	}
+}
+
+func (c *client) readControl(cc *cconn) error {
+	for {
+		t, body, err := cc.rd.Next()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case frame.TypeGoAway:
+			return errGoAway
+		case frame.TypePing:
+			v, err := frame.DecodeControl(t, body)
+			if err != nil {
+				return err
+			}
+			if _, err := cc.ctrl.Write(frame.AppendPing(nil, v.(*frame.Ping).Value, true)); err != nil {
+				return err
+			}
+		case frame.TypePong:
+		default:
+			return fmt.Errorf("yomo: protocol: unexpected %s frame on the control stream", t)
+		}
+	}
+}
+
+// write queues a data frame, waiting up to the write timeout for room.
+func (c *client) write(d *frame.Data) error {
+	if n := frame.DataSize(d); n > c.opts.maxFrame {
+		return &frame.SizeError{Type: frame.TypeData, Size: n, Max: c.opts.maxFrame}
+	}
+	if rej := c.final.Load(); rej != nil {
+		return rej
+	}
+	if c.out.put(d, c.ctx.Done(), c.opts.writeTimeout) {
+		return nil
+	}
+	if rej := c.final.Load(); rej != nil {
+		return rej
+	}
+	if c.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return ErrWriteTimeout
+}
+
+// checkWritable returns ErrNotConnected before Connect.
+func (c *client) checkWritable() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case stateIdle, stateConnecting:
+		return ErrNotConnected
+	case stateClosed:
+		return ErrClosed
+	}
+	return nil
+}
+
+func (c *client) close() error {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.state = stateClosed
+	c.mu.Unlock()
+	c.cancel()
+	c.out.close()
+	c.wg.Wait()
+	return nil
+}
+
+// recovered turns a handler panic into an error for the error handler.
+func (c *client) recovered(v any) {
+	c.report(&PanicError{Value: v})
+}
+
+// PanicError reports a handler that panicked. The function goes on serving
+// the next frames.
+type PanicError struct{ Value any }
+
+func (e *PanicError) Error() string { return fmt.Sprintf("yomo: handler panicked: %v", e.Value) }

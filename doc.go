@@ -1,0 +1,69 @@
+// Package yomo is an embeddable library for geo-distributed stream
+// processing over QUIC.
+//
+// A Source writes tagged data to a Zipper. The Zipper routes every frame
+// to the StreamFunctions that observe its tag: each function name gets
+// each frame once, and instances sharing a name share the load. What a
+// function writes while handling a frame carries that frame's origin, so
+// it flows on to the functions observing its tag and back to the Source
+// that started the chain when that Source observes the tag (backflow).
+//
+// # Lifecycle
+//
+// Embed a zipper in your service:
+//
+//	z, err := yomo.NewZipper("eu-west", yomo.WithTLSConfig(serverTLS))
+//	if err != nil { ... }
+//	go z.ListenAndServe(ctx, "0.0.0.0:9000")
+//	defer z.Shutdown(context.Background())
+//
+// Write a handler as a Go closure:
+//
+//	sfn := yomo.NewStreamFunction("uppercase", "zipper.example:9000", yomo.WithTLSConfig(clientTLS))
+//	sfn.SetObserveDataTags(0x10)
+//	sfn.SetHandler(func(c yomo.Context) {
+//		c.Write(0x11, bytes.ToUpper(c.Data()))
+//	})
+//	if err := sfn.Connect(ctx); err != nil { ... }
+//	defer sfn.Close()
+//
+// And a Source:
+//
+//	src := yomo.NewSource("words", "zipper.example:9000", yomo.WithTLSConfig(clientTLS))
+//	src.SetObserveDataTags(0x11)
+//	src.SetReceiveHandler(func(tag yomo.Tag, data []byte) { fmt.Printf("%s\n", data) })
+//	if err := src.Connect(ctx); err != nil { ... }
+//	defer src.Close()
+//	src.Write(0x10, []byte("hello"))
+//
+// Connect returns once the zipper accepted the client; afterwards the
+// client reconnects by itself, with exponential backoff and jitter, after
+// a lost connection or a zipper restart. A rejection (bad credential,
+// unsupported version) is final and carries the zipper's reason as a
+// *RejectedError.
+//
+// # Guarantees
+//
+// Frames from one Source with one tag reach a function instance in write
+// order, and its handler is called for them one at a time in that order.
+// Queues are bounded: a zipper drops frames for a function whose queue is
+// full (DropNewest, the default, so a stuck function never slows others)
+// or makes writers wait (Block); every dropped frame is counted in Stats.
+// Delivery is at most once: frames in flight on a connection that breaks
+// are lost (and counted where the zipper can see them).
+//
+// # Security
+//
+// TLS 1.3 with certificate verification is always on; the only way around
+// verification is the explicitly named WithInsecureSkipVerify. A zipper
+// given no certificate generates a self-signed one (RootCAs returns its
+// pool for clients in the same process). WithAuthToken requires a token
+// credential, compared in constant time and never logged or echoed.
+//
+// # Concurrency and buffers
+//
+// All exported methods are safe for concurrent use. A Handler's Context
+// and the data it returns are valid only until the handler returns; Write
+// copies its argument before returning. Handlers and error handlers run on
+// the client's own goroutines; Close waits for them.
+package yomo

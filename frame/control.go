@@ -1,0 +1,261 @@
+package frame
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ClientKind says what a connecting client is.
+type ClientKind uint8
+
+// Client kinds.
+const (
+	KindSource   ClientKind = 1 // writes data frames
+	KindFunction ClientKind = 2 // a stream function: observes tags, may write back
+	KindZipper   ClientKind = 3 // another zipper (mesh link)
+)
+
+// String returns the lower-case name of k, or "kind(N)" for an unknown
+// kind.
+func (k ClientKind) String() string {
+	switch k {
+	case KindSource:
+		return "source"
+	case KindFunction:
+		return "function"
+	case KindZipper:
+		return "zipper"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Handshake is the first frame a client sends on its control stream.
+type Handshake struct {
+	// Version is the protocol version the client speaks (ProtocolVersion).
+	Version uint32 `msgpack:"version"`
+	// Name is the client's application name.
+	Name string `msgpack:"name"`
+	// Kind says whether the client is a source, a function or a zipper.
+	Kind ClientKind `msgpack:"kind"`
+	// ID is the client's own instance id, stable across its reconnects;
+	// backflow addresses a Source by it.
+	ID uint64 `msgpack:"id"`
+	// ObserveTags lists the tags a function wants to receive.
+	ObserveTags []Tag `msgpack:"tags,omitempty"`
+	// WantedTarget is a function's target: data frames whose Target is not
+	// empty reach only the functions whose WantedTarget equals it; frames
+	// without a target may reach any function observing their tag.
+	WantedTarget string `msgpack:"target,omitempty"`
+	// Credential authenticates the client; its form is defined by the
+	// zipper's authentication, not by this package.
+	Credential string `msgpack:"credential,omitempty"`
+}
+
+// HandshakeAck accepts a handshake.
+type HandshakeAck struct {
+	ConnID uint64 `msgpack:"conn_id"` // the id the zipper assigned to this connection
+	Zipper string `msgpack:"zipper"`  // the zipper's name
+	// MaxFrameSize is the largest data frame body, in bytes, the zipper
+	// accepts from this client.
+	MaxFrameSize uint32 `msgpack:"max_frame"`
+}
+
+// Rejection codes carried by Rejected. A receiver treats a code it does
+// not know like RejectDenied.
+const (
+	RejectBadHandshake = 1 // malformed or incomplete handshake
+	RejectVersion      = 2 // unsupported protocol version
+	RejectAuth         = 3 // authentication failed
+	RejectDenied       = 4 // authorisation or a limit refused the client
+	RejectShutdown     = 5 // the zipper is shutting down
+)
+
+// Rejected refuses a handshake. It is final: the client must not retry.
+type Rejected struct {
+	Code   uint16 `msgpack:"code"`   // one of the Reject* codes
+	Reason string `msgpack:"reason"` // human-readable detail
+}
+
+// GoAway asks a client to reconnect (to another zipper, or to this one
+// once it is back). No frame follows it on the control stream.
+type GoAway struct {
+	Reason string `msgpack:"reason"` // human-readable detail
+}
+
+// Ping is the body of both ping and pong frames: an opaque value that the
+// receiver of a ping echoes in its pong.
+type Ping struct {
+	Value uint64 `msgpack:"value"` // opaque; a pong echoes its ping's value
+}
+
+// typeOf returns the frame type of a control frame value.
+func typeOf(v any) (Type, error) {
+	switch v.(type) {
+	case *Handshake:
+		return TypeHandshake, nil
+	case *HandshakeAck:
+		return TypeHandshakeAck, nil
+	case *Rejected:
+		return TypeRejected, nil
+	case *GoAway:
+		return TypeGoAway, nil
+	case *Ping:
+		return TypePing, nil
+	}
+	return 0, fmt.Errorf("frame: %T is not a control frame", v)
+}
+
+// AppendControl appends a whole control frame (header and msgpack body)
+// for v, one of *Handshake, *HandshakeAck, *Rejected, *GoAway, or *Ping
+// (written as a ping; use AppendPing for a pong). It fails for any other
+// value and for a body longer than MaxControlSize; dst is then returned
+// unchanged.
+func AppendControl(dst []byte, v any) ([]byte, error) {
+	t, err := typeOf(v)
+	if err != nil {
+		return dst, err
+	}
+	return appendMsgpack(dst, t, v)
+}
+
+// AppendPing appends a ping (pong when pong is true) frame.
+func AppendPing(dst []byte, value uint64, pong bool) []byte {
+	t := TypePing
+	if pong {
+		t = TypePong
+	}
+	dst, _ = appendMsgpack(dst, t, &Ping{Value: value})
+	return dst
+}
+
+func appendMsgpack(dst []byte, t Type, v any) ([]byte, error) {
+	body, err := msgpack.Marshal(v)
+	if err != nil {
+		return dst, fmt.Errorf("frame: encode %s: %w", t, err)
+	}
+	if len(body) > MaxControlSize {
+		return dst, &SizeError{Type: t, Size: len(body), Max: MaxControlSize}
+	}
+	dst = AppendHeader(dst, t, len(body))
+	return append(dst, body...), nil
+}
+
+// DecodeControl decodes the body of a control frame of type t into a new
+// value: *Handshake, *HandshakeAck, *Rejected, *GoAway, or *Ping (for
+// both ping and pong). The body must be one msgpack map, with no trailing
+// bytes; keys this version does not know are ignored. Errors: *TypeError
+// for an unknown type, *SizeError for a body over MaxControlSize, errors
+// wrapping ErrMalformed for an invalid body, and a plain error when t is
+// TypeData.
+func DecodeControl(t Type, body []byte) (any, error) {
+	var v any
+	switch t {
+	case TypeHandshake:
+		v = new(Handshake)
+	case TypeHandshakeAck:
+		v = new(HandshakeAck)
+	case TypeRejected:
+		v = new(Rejected)
+	case TypeGoAway:
+		v = new(GoAway)
+	case TypePing, TypePong:
+		v = new(Ping)
+	case TypeData:
+		return nil, errors.New("frame: data is not a control frame")
+	default:
+		return nil, &TypeError{Type: t}
+	}
+	if len(body) > MaxControlSize {
+		return nil, &SizeError{Type: t, Size: len(body), Max: MaxControlSize}
+	}
+	// The body is checked with our own scanner before the library sees it:
+	// the library allocates slices of the length an array declares before
+	// reading its elements, so "tags" declared with 2^32-1 entries in a
+	// 10-byte body would allocate 16 GiB. After the check every declared
+	// length is backed by bytes of the body.
+	if len(body) == 0 {
+		return nil, malformed(t, "empty body")
+	}
+	if c := body[0]; c&0xf0 != 0x80 && c != 0xde && c != 0xdf {
+		return nil, malformed(t, "body is not a map")
+	}
+	rest, err := skipValue(body, 0)
+	if err != nil {
+		return nil, malformed(t, err.Error())
+	}
+	if len(rest) != 0 {
+		return nil, malformed(t, "trailing bytes")
+	}
+	if err := checkIntegers(t, body); err != nil {
+		return nil, malformed(t, err.Error())
+	}
+	br := bytes.NewReader(body)
+	dec := msgpack.NewDecoder(br)
+	if err := dec.Decode(v); err != nil {
+		return nil, malformed(t, err.Error())
+	}
+	if br.Len() != 0 {
+		return nil, malformed(t, "trailing bytes")
+	}
+	return v, nil
+}
+
+// intFields gives, for each control frame type, the largest value of each
+// integer field; "tags" is an array of such integers. The library would
+// silently wrap negative values and truncate large ones (a version of
+// 2^32+1 would read as 1), so checkIntegers refuses them first.
+var intFields = map[Type]map[string]uint64{
+	TypeHandshake:    {"version": math.MaxUint32, "kind": math.MaxUint8, "id": math.MaxUint64, "tags": math.MaxUint32},
+	TypeHandshakeAck: {"conn_id": math.MaxUint64, "max_frame": math.MaxUint32},
+	TypeRejected:     {"code": math.MaxUint16},
+	TypePing:         {"value": math.MaxUint64},
+	TypePong:         {"value": math.MaxUint64},
+}
+
+// checkIntegers checks that every integer field of the control frame body
+// b (a map already checked by skipValue) holds a non-negative value that
+// fits its Go type. nil stands for zero and is accepted; a value of
+// another kind (a string, a float...) is refused.
+func checkIntegers(t Type, b []byte) error {
+	fields := intFields[t]
+	if fields == nil {
+		return nil
+	}
+	n, b, err := readMapLen(b)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		var key []byte
+		if key, b, err = readStr(b); err != nil {
+			return errors.New("map key is not a string")
+		}
+		max, ok := fields[string(key)]
+		if !ok || len(b) > 0 && b[0] == 0xc0 {
+			if b, err = skipValue(b, 1); err != nil {
+				return err
+			}
+			continue
+		}
+		elems := 1
+		if string(key) == "tags" {
+			if elems, b, err = readArrayLen(b); err != nil {
+				return fmt.Errorf("%s: %v", key, err)
+			}
+		}
+		for j := 0; j < elems; j++ {
+			var v uint64
+			if v, b, err = readUint(b); err != nil {
+				return fmt.Errorf("%s: %v", key, err)
+			}
+			if v > max {
+				return fmt.Errorf("%s: %d out of range", key, v)
+			}
+		}
+	}
+	return nil
+}

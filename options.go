@@ -1,0 +1,285 @@
+package yomo
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/mesh"
+)
+
+// ZipperOption configures a Zipper (NewZipper).
+type ZipperOption interface{ applyZipper(*zipperOptions) }
+
+// ClientOption configures a Source or a StreamFunction.
+type ClientOption interface{ applyClient(*clientOptions) }
+
+// Option configures a Zipper as well as clients; it is accepted wherever a
+// ZipperOption or a ClientOption is.
+type Option interface {
+	ZipperOption
+	ClientOption
+}
+
+type zipperFunc func(*zipperOptions)
+
+func (f zipperFunc) applyZipper(o *zipperOptions) { f(o) }
+
+type clientFunc func(*clientOptions)
+
+func (f clientFunc) applyClient(o *clientOptions) { f(o) }
+
+type bothFunc struct {
+	z func(*zipperOptions)
+	c func(*clientOptions)
+}
+
+func (f bothFunc) applyZipper(o *zipperOptions) { f.z(o) }
+func (f bothFunc) applyClient(o *clientOptions) { f.c(o) }
+
+// OverflowPolicy says what a zipper does with a frame for a function whose
+// queue is full.
+type OverflowPolicy int
+
+const (
+	// DropNewest drops the frame, counts it in Stats and reports the
+	// count to the function (its error handler receives a *DroppedError).
+	// Other functions are unaffected. The default.
+	DropNewest OverflowPolicy = iota
+	// Block makes the writer wait for room: no loss, but a slow function
+	// slows the writers of the tags it observes (backpressure).
+	Block
+)
+
+func (p OverflowPolicy) String() string {
+	switch p {
+	case DropNewest:
+		return "drop-newest"
+	case Block:
+		return "block"
+	}
+	return fmt.Sprintf("OverflowPolicy(%d)", int(p))
+}
+
+// Defaults.
+const (
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultQueueFrames      = 16384
+	DefaultQueueBytes       = 8 << 20
+	DefaultWriteBuffer      = 4 << 20
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultReconnectMin     = 50 * time.Millisecond
+	DefaultReconnectMax     = 2 * time.Second
+)
+
+type zipperOptions struct {
+	tls              *tls.Config
+	logger           *slog.Logger
+	tokens           []string
+	peers            []mesh.Peer
+	maxFrame         int
+	handshakeTimeout time.Duration
+	queueFrames      int
+	queueBytes       int
+	policy           OverflowPolicy
+	errs             []error
+}
+
+type clientOptions struct {
+	tls          *tls.Config
+	insecure     bool
+	logger       *slog.Logger
+	credential   string
+	maxFrame     int
+	inMemory     *Zipper
+	writeBuffer  int
+	writeTimeout time.Duration
+	reconnectMin time.Duration
+	reconnectMax time.Duration
+	errs         []error
+}
+
+// WithTLSConfig sets the TLS configuration. For a zipper: its certificates
+// (and ClientCAs with ClientAuth for mutual TLS). For clients: the roots
+// that verify the zipper (RootCAs; nil means the system roots) and a
+// client certificate for mutual TLS. The configuration is cloned; the
+// library sets the ALPN and requires TLS 1.3.
+func WithTLSConfig(c *tls.Config) Option {
+	return bothFunc{
+		z: func(o *zipperOptions) { o.tls = c },
+		c: func(o *clientOptions) { o.tls = c },
+	}
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return bothFunc{
+		z: func(o *zipperOptions) { o.logger = l },
+		c: func(o *clientOptions) { o.logger = l },
+	}
+}
+
+// WithMaxFrameSize sets the largest data frame body accepted and sent
+// (default frame.DefaultMaxSize, 4 MiB). A write above it fails with
+// ErrFrameTooLarge before anything is sent.
+func WithMaxFrameSize(n int) Option {
+	check := func(errs *[]error) {
+		if n <= 0 || n > 1<<30 {
+			*errs = append(*errs, fmt.Errorf("yomo: max frame size %d out of range (1 B .. 1 GiB)", n))
+		}
+	}
+	return bothFunc{
+		z: func(o *zipperOptions) { o.maxFrame = n; check(&o.errs) },
+		c: func(o *clientOptions) { o.maxFrame = n; check(&o.errs) },
+	}
+}
+
+// WithCredential sets the credential a client presents, "token:<secret>".
+func WithCredential(cred string) ClientOption {
+	return clientFunc(func(o *clientOptions) { o.credential = cred })
+}
+
+// WithAuthToken makes the zipper require a credential "token:<t>" with t
+// one of tokens. Tokens are compared in constant time and never logged.
+func WithAuthToken(tokens ...string) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) {
+		for _, t := range tokens {
+			if t == "" {
+				o.errs = append(o.errs, errors.New("yomo: empty auth token"))
+				continue
+			}
+			o.tokens = append(o.tokens, t)
+		}
+	})
+}
+
+// WithMesh links the zipper to other zippers.
+func WithMesh(peers ...mesh.Peer) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) { o.peers = append(o.peers, peers...) })
+}
+
+// WithHandshakeTimeout bounds how long a connected client may take to send
+// its handshake (default DefaultHandshakeTimeout).
+func WithHandshakeTimeout(d time.Duration) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) {
+		if d <= 0 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: handshake timeout %v must be positive", d))
+		}
+		o.handshakeTimeout = d
+	})
+}
+
+// WithQueueLimits bounds the zipper's queue towards each client, in frames
+// and bytes (defaults DefaultQueueFrames, DefaultQueueBytes).
+func WithQueueLimits(frames, bytes int) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) {
+		if frames <= 0 || bytes <= 0 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: queue limits %d frames / %d bytes must be positive", frames, bytes))
+		}
+		o.queueFrames, o.queueBytes = frames, bytes
+	})
+}
+
+// WithOverflowPolicy sets what happens to a frame for a function whose
+// queue is full (default DropNewest).
+func WithOverflowPolicy(p OverflowPolicy) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) {
+		if p != DropNewest && p != Block {
+			o.errs = append(o.errs, fmt.Errorf("yomo: unknown overflow policy %d", int(p)))
+		}
+		o.policy = p
+	})
+}
+
+// WithInsecureSkipVerify disables verification of the zipper's
+// certificate. INSECURE: anyone on the path can impersonate the zipper.
+// Only for local development.
+func WithInsecureSkipVerify() ClientOption {
+	return clientFunc(func(o *clientOptions) { o.insecure = true })
+}
+
+// WithInMemory connects the client to z inside this process, without a
+// network or TLS (authentication still applies). The zipper address given
+// to the constructor is then only informative.
+func WithInMemory(z *Zipper) ClientOption {
+	return clientFunc(func(o *clientOptions) {
+		if z == nil {
+			o.errs = append(o.errs, errors.New("yomo: WithInMemory(nil)"))
+		}
+		o.inMemory = z
+	})
+}
+
+// WithWriteBuffer bounds the bytes a client queues for sending (default
+// DefaultWriteBuffer), including while it is disconnected.
+func WithWriteBuffer(bytes int) ClientOption {
+	return clientFunc(func(o *clientOptions) {
+		if bytes <= 0 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: write buffer %d must be positive", bytes))
+		}
+		o.writeBuffer = bytes
+	})
+}
+
+// WithWriteTimeout bounds how long a write waits for room in a full write
+// buffer before failing with ErrWriteTimeout (default DefaultWriteTimeout).
+func WithWriteTimeout(d time.Duration) ClientOption {
+	return clientFunc(func(o *clientOptions) {
+		if d <= 0 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: write timeout %v must be positive", d))
+		}
+		o.writeTimeout = d
+	})
+}
+
+// WithReconnectBackoff sets the reconnection backoff: the first retry
+// waits about min, each next one twice as long up to max, with jitter
+// (defaults DefaultReconnectMin, DefaultReconnectMax).
+func WithReconnectBackoff(min, max time.Duration) ClientOption {
+	return clientFunc(func(o *clientOptions) {
+		if min <= 0 || max < min {
+			o.errs = append(o.errs, fmt.Errorf("yomo: reconnect backoff %v..%v invalid", min, max))
+		}
+		o.reconnectMin, o.reconnectMax = min, max
+	})
+}
+
+func newZipperOptions(opts []ZipperOption) (zipperOptions, error) {
+	o := zipperOptions{
+		handshakeTimeout: DefaultHandshakeTimeout,
+		queueFrames:      DefaultQueueFrames,
+		queueBytes:       DefaultQueueBytes,
+		maxFrame:         frame.DefaultMaxSize,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt.applyZipper(&o)
+		}
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	return o, errors.Join(o.errs...)
+}
+
+func newClientOptions(opts []ClientOption) clientOptions {
+	o := clientOptions{
+		maxFrame:     frame.DefaultMaxSize,
+		writeBuffer:  DefaultWriteBuffer,
+		writeTimeout: DefaultWriteTimeout,
+		reconnectMin: DefaultReconnectMin,
+		reconnectMax: DefaultReconnectMax,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt.applyClient(&o)
+		}
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	return o
+}

@@ -1,0 +1,101 @@
+package yomo
+
+import (
+	"context"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/yomo-dev/yomo/frame"
+)
+
+// Source writes tagged data to a zipper and receives the results that
+// functions write back for its writes (backflow) on the tags it observes.
+//
+// Configure it (SetObserveDataTags, SetReceiveHandler, SetErrorHandler)
+// before Connect. After Connect it reconnects by itself when the
+// connection is lost; Close stops it. Write is safe for concurrent use.
+type Source struct {
+	c       *client
+	tid     atomic.Uint64
+	receive atomic.Pointer[func(tag Tag, data []byte)]
+}
+
+// NewSource returns a Source named name for the zipper at zipperAddr
+// (host:port). It does no I/O; invalid options are reported by Connect.
+func NewSource(name, zipperAddr string, opts ...ClientOption) *Source {
+	s := &Source{c: newClient(frame.KindSource, name, zipperAddr, opts)}
+	s.c.onData = s.onData
+	return s
+}
+
+// Connect connects to the zipper and returns once the zipper accepted the
+// handshake, or with the error: a *RejectedError when the zipper refused
+// (final), otherwise the dial or handshake error. Afterwards the Source
+// reconnects by itself, with backoff and jitter, until Close.
+func (s *Source) Connect(ctx context.Context) error { return s.c.connect(ctx) }
+
+// Write sends data with tag. The data is copied before Write returns.
+// Frames are queued (bounded by WithWriteBuffer) and sent in order, also
+// across reconnects; when the queue stays full for the write timeout,
+// Write returns ErrWriteTimeout. A payload over the frame size limit
+// returns an error matching ErrFrameTooLarge and sends nothing.
+func (s *Source) Write(tag Tag, data []byte) error {
+	return s.write(tag, data, "")
+}
+
+// WriteWithTarget is Write for the functions whose wanted target is target.
+func (s *Source) WriteWithTarget(tag Tag, data []byte, target string) error {
+	return s.write(tag, data, target)
+}
+
+func (s *Source) write(tag Tag, data []byte, target string) error {
+	if err := s.c.checkWritable(); err != nil {
+		return err
+	}
+	d := frame.Data{
+		Tag:     tag,
+		Target:  unsafe.Slice(unsafe.StringData(target), len(target)), // read only
+		Origin:  s.c.id,
+		TID:     s.tid.Add(1),
+		Payload: data,
+	}
+	return s.c.write(&d)
+}
+
+// SetObserveDataTags sets the tags this Source wants back from functions
+// (backflow) for its own writes. Call it before Connect.
+func (s *Source) SetObserveDataTags(tags ...Tag) { s.c.setTags(tags) }
+
+// SetReceiveHandler sets the function that receives backflow frames. It
+// is called on one goroutine, in arrival order; data is valid only until it
+// returns. Call it before Connect.
+func (s *Source) SetReceiveHandler(fn func(tag Tag, data []byte)) {
+	if fn == nil {
+		s.receive.Store(nil)
+		return
+	}
+	s.receive.Store(&fn)
+}
+
+// SetErrorHandler sets the function that receives asynchronous errors:
+// lost connections, a final rejection, a receive handler's panic. It is
+// called from the Source's goroutines and should return quickly. Without
+// one, errors are logged.
+func (s *Source) SetErrorHandler(fn func(err error)) { s.c.setErrorHandler(fn) }
+
+// Close closes the connection and stops reconnecting, and waits for the
+// Source's goroutines. Frames still queued are discarded. Idempotent.
+func (s *Source) Close() error { return s.c.close() }
+
+func (s *Source) onData(d *frame.Data) {
+	fn := s.receive.Load()
+	if fn == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			s.c.recovered(v)
+		}
+	}()
+	(*fn)(d.Tag, d.Payload)
+}

@@ -1,0 +1,193 @@
+package yomo
+
+import (
+	"sort"
+
+	"github.com/yomo-dev/yomo/frame"
+)
+
+// Stats is a snapshot of a zipper's counters. Counters only grow over the
+// zipper's lifetime (those of functions that disconnected are kept under
+// their function name). It is plain data, ready to export (e.g. as JSON).
+type Stats struct {
+	Name        string          `json:"name"`
+	Connections ConnectionStats `json:"connections"`
+	// FramesIn counts data frames received from clients.
+	FramesIn uint64 `json:"frames_in"`
+	// Dropped counts frames for any client dropped because its queue was
+	// full or it disconnected with frames still queued.
+	Dropped uint64 `json:"dropped"`
+	// Unroutable counts frames no function observed (and no origin Source
+	// wanted back); they are dropped without an error to the writer.
+	Unroutable      uint64         `json:"unroutable"`
+	UnroutableByTag map[Tag]uint64 `json:"unroutable_by_tag,omitempty"`
+	// Functions has one entry per function name, sorted by name.
+	Functions []FunctionStats `json:"functions"`
+	// Sources has one entry per connected Source name, sorted by name.
+	Sources []ClientStats `json:"sources"`
+}
+
+// ConnectionStats counts connections.
+type ConnectionStats struct {
+	Sources   int    `json:"sources"`   // connected now
+	Functions int    `json:"functions"` // function instances connected now
+	Accepted  uint64 `json:"accepted"`  // handshakes accepted so far
+	Rejected  uint64 `json:"rejected"`  // handshakes refused so far
+}
+
+// FunctionStats are the counters of one function name, summed over its
+// instances (present and past).
+type FunctionStats struct {
+	Name      string `json:"name"`
+	Instances int    `json:"instances"` // connected now
+	// FramesIn counts frames the function wrote to the zipper.
+	FramesIn uint64 `json:"frames_in"`
+	// FramesOut counts frames written to the function's stream.
+	FramesOut uint64 `json:"frames_out"`
+	// Dropped counts frames meant for the function that were dropped.
+	Dropped uint64 `json:"dropped"`
+	// QueuedFrames and QueuedBytes wait in its queues now.
+	QueuedFrames int `json:"queued_frames"`
+	QueuedBytes  int `json:"queued_bytes"`
+	// Tags breaks deliveries down by tag, sorted by tag.
+	Tags []TagStats `json:"tags"`
+}
+
+// TagStats counts, for one function and tag, frames accepted into its queue
+// and frames dropped.
+type TagStats struct {
+	Tag     Tag    `json:"tag"`
+	Queued  uint64 `json:"queued"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// ClientStats are the counters of one Source name.
+type ClientStats struct {
+	Name      string `json:"name"`
+	Instances int    `json:"instances"`
+	FramesIn  uint64 `json:"frames_in"`  // frames it wrote
+	FramesOut uint64 `json:"frames_out"` // backflow frames written to it
+	Dropped   uint64 `json:"dropped"`    // backflow frames dropped
+}
+
+// functionTotals accumulates counters of instances that left.
+type functionTotals struct {
+	in, out, dropped uint64
+	tags             map[Tag]*TagStats
+}
+
+func (t *functionTotals) add(c *zconn) {
+	t.in += c.framesIn.Load()
+	t.out += c.framesOut.Load()
+	t.dropped += c.dropped.Load()
+	for tag, tc := range c.observes {
+		ts := t.tags[tag]
+		if ts == nil {
+			ts = &TagStats{Tag: tag}
+			t.tags[tag] = ts
+		}
+		ts.Queued += tc.queued.Load()
+		ts.Dropped += tc.dropped.Load()
+	}
+}
+
+// Stats returns a snapshot of the zipper's counters.
+func (z *Zipper) Stats() Stats {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	s := Stats{
+		Name:       z.name,
+		FramesIn:   z.framesIn.Load(),
+		Dropped:    z.droppedAll.Load(),
+		Unroutable: z.unroutedN.Load(),
+	}
+	s.Connections.Accepted = z.accepted.Load()
+	s.Connections.Rejected = z.rejected.Load()
+	if len(z.unroutable) > 0 {
+		s.UnroutableByTag = make(map[Tag]uint64, len(z.unroutable))
+		for k, v := range z.unroutable {
+			s.UnroutableByTag[k] = v
+		}
+	}
+	funcs := make(map[string]*FunctionStats)
+	tags := make(map[string]map[Tag]*TagStats)
+	fn := func(name string) *FunctionStats {
+		f := funcs[name]
+		if f == nil {
+			f = &FunctionStats{Name: name}
+			funcs[name] = f
+			tags[name] = make(map[Tag]*TagStats)
+		}
+		return f
+	}
+	addTag := func(name string, tag Tag, q, d uint64) {
+		ts := tags[name][tag]
+		if ts == nil {
+			ts = &TagStats{Tag: tag}
+			tags[name][tag] = ts
+		}
+		ts.Queued += q
+		ts.Dropped += d
+	}
+	for name, t := range z.gone {
+		f := fn(name)
+		f.FramesIn += t.in
+		f.FramesOut += t.out
+		f.Dropped += t.dropped
+		for tag, ts := range t.tags {
+			addTag(name, tag, ts.Queued, ts.Dropped)
+		}
+	}
+	srcs := make(map[string]*ClientStats)
+	for _, c := range z.conns {
+		switch c.hs.Kind {
+		case frame.KindFunction:
+			s.Connections.Functions++
+			f := fn(c.hs.Name)
+			f.Instances++
+			f.FramesIn += c.framesIn.Load()
+			f.FramesOut += c.framesOut.Load()
+			f.Dropped += c.dropped.Load()
+			qf, qb := c.out.depth()
+			f.QueuedFrames += qf
+			f.QueuedBytes += qb
+			for tag, tc := range c.observes {
+				addTag(c.hs.Name, tag, tc.queued.Load(), tc.dropped.Load())
+			}
+		case frame.KindSource:
+			s.Connections.Sources++
+			cs := srcs[c.hs.Name]
+			if cs == nil {
+				cs = &ClientStats{Name: c.hs.Name}
+				srcs[c.hs.Name] = cs
+			}
+			cs.Instances++
+			cs.FramesIn += c.framesIn.Load()
+			cs.FramesOut += c.framesOut.Load()
+			cs.Dropped += c.dropped.Load()
+		}
+	}
+	for name, f := range funcs {
+		for _, ts := range tags[name] {
+			f.Tags = append(f.Tags, *ts)
+		}
+		sort.Slice(f.Tags, func(i, j int) bool { return f.Tags[i].Tag < f.Tags[j].Tag })
+		s.Functions = append(s.Functions, *f)
+	}
+	sort.Slice(s.Functions, func(i, j int) bool { return s.Functions[i].Name < s.Functions[j].Name })
+	for _, cs := range srcs {
+		s.Sources = append(s.Sources, *cs)
+	}
+	sort.Slice(s.Sources, func(i, j int) bool { return s.Sources[i].Name < s.Sources[j].Name })
+	return s
+}
+
+// Function returns the stats of the named function, if it is known.
+func (s Stats) Function(name string) (FunctionStats, bool) {
+	for _, f := range s.Functions {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return FunctionStats{}, false
+}

@@ -1,0 +1,376 @@
+package yomo
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func connectFn(t testing.TB, tz *testZipper, name string, opts []ClientOption, tags []Tag, h Handler) *StreamFunction {
+	t.Helper()
+	f := newFn(t, tz, name, opts, tags, h)
+	if err := f.Connect(ctxT(t)); err != nil {
+		t.Fatalf("connect %s: %v", name, err)
+	}
+	return f
+}
+
+func connectSource(t testing.TB, tz *testZipper, name string, opts []ClientOption, observe ...Tag) *Source {
+	t.Helper()
+	s := NewSource(name, tz.addr, opts...)
+	s.SetObserveDataTags(observe...)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestPipelineInOrder(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			tz := startZipper(t, "")
+			var got recorder
+			connectFn(t, tz, "sink", tr.opts(tz), []Tag{1}, func(ctx Context) { got.add(ctx.Tag(), ctx.Data()) })
+			src := connectSource(t, tz, "src", tr.opts(tz))
+			if err := src.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			const n = 5000
+			for i := 0; i < n; i++ {
+				if err := src.Write(1, []byte(fmt.Sprint(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, 10*time.Second, func() bool { return got.len() >= n }, "received %d of %d", got.len(), n)
+			for i, f := range got.snapshot() {
+				if f.tag != 1 || f.data != fmt.Sprint(i) {
+					t.Fatalf("frame %d = %v, want tag 1 data %d (order broken)", i, f, i)
+				}
+			}
+			st := tz.Stats()
+			fs, ok := st.Function("sink")
+			if !ok || fs.FramesOut != n || fs.Dropped != 0 {
+				t.Fatalf("stats for sink = %+v (found %v), want %d out, 0 dropped", fs, ok, n)
+			}
+		})
+	}
+}
+
+func TestFanOutAndLoadBalance(t *testing.T) {
+	tz := startZipper(t, "")
+	opts := tz.clients
+	var a, b1, b2 recorder
+	connectFn(t, tz, "a", opts, []Tag{7}, func(ctx Context) { a.add(ctx.Tag(), ctx.Data()) })
+	connectFn(t, tz, "b", opts, []Tag{7}, func(ctx Context) { b1.add(ctx.Tag(), ctx.Data()) })
+	connectFn(t, tz, "b", opts, []Tag{7}, func(ctx Context) { b2.add(ctx.Tag(), ctx.Data()) })
+	src := connectSource(t, tz, "src", opts)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	for i := 0; i < n; i++ {
+		if err := src.Write(7, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, func() bool { return a.len() == n && b1.len()+b2.len() == n },
+		"a=%d b1=%d b2=%d", a.len(), b1.len(), b2.len())
+	if b1.len() != n/2 || b2.len() != n/2 {
+		t.Errorf("group b split %d/%d, want round robin %d/%d", b1.len(), b2.len(), n/2, n/2)
+	}
+	seen := map[string]bool{}
+	for _, r := range append(b1.snapshot(), b2.snapshot()...) {
+		if seen[r.data] {
+			t.Fatalf("frame %s delivered twice to group b", r.data)
+		}
+		seen[r.data] = true
+	}
+	// Nothing more arrives later (exactly once).
+	src.Write(7, []byte("last"))
+	eventually(t, 5*time.Second, func() bool { return a.len() == n+1 }, "a got %d", a.len())
+	eventually(t, 5*time.Second, func() bool { return b1.len()+b2.len() == n+1 }, "b got %d", b1.len()+b2.len())
+}
+
+func TestTargets(t *testing.T) {
+	tz := startZipper(t, "")
+	opts := tz.clients
+	var alice, bob, any recorder
+	fa := newFn(t, tz, "user", opts, []Tag{3}, func(ctx Context) { alice.add(ctx.Tag(), ctx.Data()) })
+	fa.SetWantedTarget("alice")
+	fb := newFn(t, tz, "user", opts, []Tag{3}, func(ctx Context) { bob.add(ctx.Tag(), ctx.Data()) })
+	fb.SetWantedTarget("bob")
+	for _, f := range []*StreamFunction{fa, fb} {
+		if err := f.Connect(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connectFn(t, tz, "audit", opts, []Tag{3}, func(ctx Context) { any.add(ctx.Tag(), ctx.Data()) })
+	src := connectSource(t, tz, "src", opts)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		src.WriteWithTarget(3, []byte("a"), "alice")
+		src.WriteWithTarget(3, []byte("b"), "bob")
+		src.WriteWithTarget(3, []byte("c"), "carol")
+	}
+	eventually(t, 5*time.Second, func() bool { return alice.len() == 10 && bob.len() == 10 }, "alice=%d bob=%d", alice.len(), bob.len())
+	for _, r := range alice.snapshot() {
+		if r.data != "a" {
+			t.Fatalf("alice got %q", r.data)
+		}
+	}
+	for _, r := range bob.snapshot() {
+		if r.data != "b" {
+			t.Fatalf("bob got %q", r.data)
+		}
+	}
+	// The audit function wants no target: targeted frames are not for it.
+	src.Write(3, []byte("untargeted"))
+	eventually(t, 5*time.Second, func() bool { return any.len() == 1 && alice.len()+bob.len() == 21 },
+		"audit=%d alice+bob=%d", any.len(), alice.len()+bob.len())
+	if got := any.snapshot()[0].data; got != "untargeted" {
+		t.Fatalf("audit got %q", got)
+	}
+}
+
+func TestBackflowChain(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			tz := startZipper(t, "")
+			opts := tr.opts(tz)
+			connectFn(t, tz, "upper", opts, []Tag{1}, func(ctx Context) {
+				ctx.Write(2, []byte(strings.ToUpper(string(ctx.Data()))))
+			})
+			connectFn(t, tz, "exclaim", opts, []Tag{2}, func(ctx Context) {
+				ctx.Write(3, append(ctx.Data(), '!'))
+			})
+			var got1, got2 recorder
+			s1 := connectSource(t, tz, "s1", opts, 3)
+			s1.SetReceiveHandler(got1.add)
+			s2 := connectSource(t, tz, "s2", opts, 3)
+			s2.SetReceiveHandler(got2.add)
+			for _, s := range []*Source{s1, s2} {
+				if err := s.Connect(ctxT(t)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s1.Write(1, []byte("hello"))
+			s2.Write(1, []byte("world"))
+			eventually(t, 5*time.Second, func() bool { return got1.len() == 1 && got2.len() == 1 }, "s1=%d s2=%d", got1.len(), got2.len())
+			if r := got1.snapshot()[0]; r.tag != 3 || r.data != "HELLO!" {
+				t.Errorf("s1 got %+v, want tag 3 HELLO!", r)
+			}
+			if r := got2.snapshot()[0]; r.tag != 3 || r.data != "WORLD!" {
+				t.Errorf("s2 got %+v, want tag 3 WORLD!", r)
+			}
+		})
+	}
+}
+
+func TestUnobservedTagIsCountedNotAnError(t *testing.T) {
+	tz := startZipper(t, "")
+	src := connectSource(t, tz, "src", tz.clients)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if err := src.Write(99, []byte("nobody")); err != nil {
+			t.Fatalf("write to an unobserved tag: %v", err)
+		}
+	}
+	eventually(t, 5*time.Second, func() bool { return tz.Stats().UnroutableByTag[99] == 5 }, "stats %+v", tz.Stats())
+}
+
+func TestBadCredentialIsFinal(t *testing.T) {
+	const secret = "s3cret-token"
+	tz := startZipper(t, "", WithAuthToken(secret))
+	good := connectSource(t, tz, "good", append(tz.clients, WithCredential("token:"+secret)))
+	if err := good.Connect(ctxT(t)); err != nil {
+		t.Fatalf("good credential: %v", err)
+	}
+	for _, cred := range []string{"token:wrong", "", secret, "token:" + secret + "x"} {
+		bad := NewSource("bad", tz.addr, append(tz.clients, WithCredential(cred))...)
+		err := bad.Connect(ctxT(t))
+		var rej *RejectedError
+		if !errors.As(err, &rej) {
+			t.Fatalf("credential %q: err = %v, want *RejectedError", cred, err)
+		}
+		if !strings.Contains(rej.Reason, "authentication") || strings.Contains(err.Error(), secret) || (cred != "" && strings.Contains(err.Error(), cred)) {
+			t.Errorf("rejection %q should explain and must not echo secrets", err)
+		}
+		if werr := bad.Write(1, nil); !errors.Is(werr, ErrNotConnected) {
+			t.Errorf("write after a rejected connect = %v, want ErrNotConnected", werr)
+		}
+		bad.Close()
+	}
+	if got := tz.Stats().Connections.Rejected; got != 4 {
+		t.Errorf("rejected = %d, want 4", got)
+	}
+}
+
+func TestVerificationOnByDefault(t *testing.T) {
+	tz := startZipper(t, "")
+	s := NewSource("src", tz.addr) // no roots: the self-signed certificate must not verify
+	defer s.Close()
+	err := s.Connect(ctxT(t))
+	if err == nil {
+		t.Fatal("connected to a zipper with an unverifiable certificate")
+	}
+	var rej *RejectedError
+	if errors.As(err, &rej) {
+		t.Fatalf("got a rejection %v, want a TLS failure", err)
+	}
+	ok := NewSource("src", tz.addr, WithInsecureSkipVerify())
+	defer ok.Close()
+	if err := ok.Connect(ctxT(t)); err != nil {
+		t.Fatalf("insecure option: %v", err)
+	}
+}
+
+func TestHandlerPanicIsReportedAndServingGoesOn(t *testing.T) {
+	tz := startZipper(t, "")
+	var got recorder
+	var reported errs
+	f := newFn(t, tz, "fragile", tz.clients, []Tag{1}, func(ctx Context) {
+		if string(ctx.Data()) == "boom" {
+			panic("boom")
+		}
+		got.add(ctx.Tag(), ctx.Data())
+	})
+	f.SetErrorHandler(reported.add)
+	if err := f.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	src := connectSource(t, tz, "src", tz.clients)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	src.Write(1, []byte("boom"))
+	src.Write(1, []byte("after"))
+	eventually(t, 5*time.Second, func() bool { return got.len() == 1 }, "got %d", got.len())
+	var pe *PanicError
+	if !reported.find(func(err error) bool { return errors.As(err, &pe) }) {
+		t.Fatal("panic not reported to the error handler")
+	}
+}
+
+func TestZipperRestartResumes(t *testing.T) {
+	tz := startZipper(t, "")
+	addr := tz.addr
+	roots := tz.RootCAs()
+	var got recorder
+	// The restarted zipper has a new self-signed certificate; give the
+	// clients a config that trusts both.
+	pool := roots.Clone()
+	tz2z, err := NewZipper("second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = tz2z
+	copts := []ClientOption{WithTLSConfig(&tls.Config{RootCAs: pool}), WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond)}
+	connectFn(t, tz, "sink", copts, []Tag{1}, func(ctx Context) { got.add(ctx.Tag(), ctx.Data()) })
+	src := connectSource(t, tz, "src", copts)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	src.Write(1, []byte("before"))
+	eventually(t, 5*time.Second, func() bool { return got.len() == 1 }, "before restart")
+	tz.stop(t)
+
+	// Restart on the same address with the same certificate.
+	z2, err := NewZipper("test-zipper", WithTLSConfig(tz.Zipper.tls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- z2.Serve(context.Background(), pc) }()
+	defer func() {
+		z2.Close()
+		<-served
+	}()
+	eventually(t, 10*time.Second, func() bool {
+		st := z2.Stats()
+		return st.Connections.Functions == 1 && st.Connections.Sources == 1
+	}, "clients did not reconnect: %+v", z2.Stats().Connections)
+	var wrote atomic.Int32
+	eventually(t, 10*time.Second, func() bool {
+		if src.Write(1, []byte("after")) == nil {
+			wrote.Add(1)
+		}
+		return got.len() >= 2
+	}, "no delivery after restart")
+	if r := got.snapshot()[1]; r.data != "after" {
+		t.Fatalf("after restart got %q", r.data)
+	}
+}
+
+func TestHandshakeTimeoutDoesNotBlockOthers(t *testing.T) {
+	tz := startZipper(t, "", WithHandshakeTimeout(300*time.Millisecond))
+	// A peer that completes the transport handshake but never says hello.
+	silent, err := tz.dialMem("silent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.CloseWithError(0, "")
+	src := connectSource(t, tz, "src", tz.clients)
+	start := time.Now()
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Errorf("connect took %v while a silent peer was pending", d)
+	}
+	select {
+	case <-silent.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("silent peer was not disconnected after the handshake timeout")
+	}
+}
+
+func TestWriteTooLarge(t *testing.T) {
+	tz := startZipper(t, "")
+	src := connectSource(t, tz, "src", append(tz.clients, WithMaxFrameSize(1024)))
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Write(1, make([]byte, 2048)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("write of 2 KiB with a 1 KiB limit = %v, want ErrFrameTooLarge", err)
+	}
+}
+
+func TestCloseIsIdempotentAndErrClosed(t *testing.T) {
+	tz := startZipper(t, "")
+	src := connectSource(t, tz, "src", tz.clients)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	src.Close()
+	if err := src.Write(1, nil); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after close = %v, want net.ErrClosed", err)
+	}
+	tz.Close()
+	if err := tz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tz.Serve(context.Background(), mustPacketConn(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve after Close = %v, want ErrClosed", err)
+	}
+}
+
+func mustPacketConn(t testing.TB) net.PacketConn {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}

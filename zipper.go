@@ -1,0 +1,706 @@
+package yomo
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/transport"
+	"github.com/yomo-dev/yomo/router"
+)
+
+// Zipper routes frames from Sources and StreamFunctions to the functions
+// observing their tags, and function results back to their origin Source.
+//
+// Create one with NewZipper, serve with ListenAndServe or Serve (several
+// may run at once, on different sockets), and stop with Shutdown or Close.
+// All methods are safe for concurrent use.
+type Zipper struct {
+	name  string
+	opts  zipperOptions
+	log   *slog.Logger
+	tls   *tls.Config
+	roots *x509.CertPool // set when the zipper generated its certificate
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every connection handler
+
+	table   atomic.Pointer[router.Table[*zconn]]
+	sources atomic.Pointer[map[uint64]*zconn] // by client instance id
+
+	mu         sync.Mutex
+	closed     bool
+	draining   bool // Shutdown started: new clients are turned away
+	servers    map[*server]struct{}
+	conns      map[uint64]*zconn
+	router     *router.Router[*zconn]
+	nextConnID uint64
+	gone       map[string]*functionTotals // counters of instances that left
+	unroutable map[Tag]uint64
+
+	accepted   atomic.Uint64
+	rejected   atomic.Uint64
+	framesIn   atomic.Uint64
+	unroutedN  atomic.Uint64
+	droppedAll atomic.Uint64
+}
+
+// server is one running Serve call.
+type server struct {
+	ln   transport.Listener
+	pc   net.PacketConn
+	once sync.Once // stop runs once; concurrent callers wait for it
+}
+
+// NewZipper validates its options and returns a zipper. It does no I/O.
+// Without WithTLSConfig certificates the zipper generates a self-signed
+// certificate for localhost; clients must then be given RootCAs() (or the
+// insecure option) to connect.
+func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
+	if name == "" {
+		return nil, errors.New("yomo: zipper name is empty")
+	}
+	o, err := newZipperOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	z := &Zipper{
+		name:       name,
+		opts:       o,
+		log:        o.logger.With("zipper", name),
+		servers:    make(map[*server]struct{}),
+		conns:      make(map[uint64]*zconn),
+		router:     router.New[*zconn](),
+		gone:       make(map[string]*functionTotals),
+		unroutable: make(map[Tag]uint64),
+	}
+	if o.tls != nil && (len(o.tls.Certificates) > 0 || o.tls.GetCertificate != nil || o.tls.GetConfigForClient != nil) {
+		z.tls = o.tls.Clone()
+	} else {
+		cert, pool, err := transport.SelfSigned()
+		if err != nil {
+			return nil, fmt.Errorf("yomo: generate certificate: %w", err)
+		}
+		if o.tls != nil {
+			z.tls = o.tls.Clone()
+		} else {
+			z.tls = &tls.Config{}
+		}
+		z.tls.Certificates = []tls.Certificate{cert}
+		z.roots = pool
+	}
+	z.ctx, z.cancel = context.WithCancel(context.Background())
+	z.table.Store(z.router.Table())
+	z.sources.Store(&map[uint64]*zconn{})
+	return z, nil
+}
+
+// Name returns the zipper's name.
+func (z *Zipper) Name() string { return z.name }
+
+// RootCAs returns a pool holding the zipper's self-generated certificate,
+// for clients in the same process (WithTLSConfig(&tls.Config{RootCAs:
+// z.RootCAs()})). It is nil when the zipper was given certificates.
+func (z *Zipper) RootCAs() *x509.CertPool { return z.roots }
+
+// ListenAndServe listens on the UDP address addr and serves QUIC
+// connections until ctx is done or the zipper is closed. See Serve.
+func (z *Zipper) ListenAndServe(ctx context.Context, addr string) error {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return err
+	}
+	return z.Serve(ctx, pc)
+}
+
+// Serve serves QUIC connections on conn, which it owns and closes when it
+// returns. It blocks until ctx is done (it then closes the connections it
+// accepted and returns ctx.Err()) or the zipper is shut down or closed (it
+// returns ErrClosed).
+func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
+	ln, err := transport.Listen(conn, z.tls, transport.QUICConfig{})
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	s := &server{ln: ln, pc: conn}
+	z.mu.Lock()
+	if z.closed {
+		z.mu.Unlock()
+		ln.Close()
+		conn.Close()
+		return ErrClosed
+	}
+	z.servers[s] = struct{}{}
+	z.mu.Unlock()
+	z.log.Info("zipper serving", "addr", ln.Addr().String())
+
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		tc, err := ln.Accept(z.ctx)
+		if err != nil {
+			z.stopServer(s)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if z.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return ErrClosed
+			}
+			return err
+		}
+		z.startConn(tc, s)
+	}
+}
+
+// stopServer closes a server's connections and socket and waits for them.
+// Every caller returns only once the socket is closed.
+func (z *Zipper) stopServer(s *server) {
+	s.once.Do(func() { z.stopServerOnce(s) })
+}
+
+func (z *Zipper) stopServerOnce(s *server) {
+	z.mu.Lock()
+	delete(z.servers, s)
+	var mine []*zconn
+	for _, c := range z.conns {
+		if c.srv == s {
+			mine = append(mine, c)
+		}
+	}
+	z.mu.Unlock()
+	s.ln.Close()
+	for _, c := range mine {
+		c.tc.CloseWithError(closeNormal, "zipper stopped serving")
+	}
+	for _, c := range mine {
+		<-c.done
+	}
+	s.pc.Close()
+}
+
+// startConn runs the handler of a new connection.
+func (z *Zipper) startConn(tc transport.Conn, s *server) bool {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.closed {
+		tc.CloseWithError(closeRejectBase+frame.RejectShutdown, "zipper is shutting down")
+		return false
+	}
+	z.wg.Add(1)
+	go z.serveConn(tc, s) // owned by z: ends when tc closes; Close waits on z.wg
+	return true
+}
+
+// dialMem connects an in-process client.
+func (z *Zipper) dialMem(name string) (transport.Conn, error) {
+	cli, srv := transport.Pipe("mem:" + name)
+	if !z.startConn(srv, nil) {
+		return nil, ErrClosed
+	}
+	return cli, nil
+}
+
+// Close closes the zipper immediately: listeners, sockets and every
+// connection. Frames in flight may be lost (Shutdown does not lose them).
+// It waits for the zipper's goroutines and is idempotent.
+func (z *Zipper) Close() error {
+	z.mu.Lock()
+	already := z.closed
+	z.closed = true
+	servers := make([]*server, 0, len(z.servers))
+	for s := range z.servers {
+		servers = append(servers, s)
+	}
+	conns := make([]*zconn, 0, len(z.conns))
+	for _, c := range z.conns {
+		conns = append(conns, c)
+	}
+	z.mu.Unlock()
+	if !already {
+		z.log.Info("zipper closing")
+	}
+	z.cancel()
+	for _, s := range servers {
+		s.ln.Close()
+	}
+	for _, c := range conns {
+		c.tc.CloseWithError(closeNormal, "zipper closed")
+	}
+	z.wg.Wait()
+	for _, s := range servers {
+		z.stopServer(s)
+	}
+	return nil
+}
+
+// Shutdown stops the zipper gracefully: it stops accepting, sends GOAWAY
+// to every client (they reconnect, elsewhere or to this address once a
+// zipper is back), waits until every client has finished sending, delivers
+// every queued frame, and closes. Clients that connect meanwhile are told
+// to come back later. If ctx ends first, Shutdown closes at once (like
+// Close) and returns ctx.Err(). No frame that reached the zipper is lost
+// when every client completes the exchange in time.
+func (z *Zipper) Shutdown(ctx context.Context) error {
+	z.mu.Lock()
+	if z.closed {
+		z.mu.Unlock()
+		return z.Close()
+	}
+	first := !z.draining
+	z.draining = true
+	conns := make([]*zconn, 0, len(z.conns))
+	for _, c := range z.conns {
+		conns = append(conns, c)
+	}
+	for s := range z.servers {
+		s.ln.Close() // stop accepting; the socket stays for existing connections
+	}
+	z.mu.Unlock()
+	if first {
+		z.log.Info("zipper shutting down", "clients", len(conns))
+	}
+	goaway, _ := frame.AppendControl(nil, &frame.GoAway{Reason: "zipper shutting down"})
+	for _, c := range conns {
+		if err := c.writeControl(goaway); err != nil {
+			c.tc.CloseWithError(closeGoAway, "zipper shutting down")
+		}
+	}
+	// 1. Every client finishes sending (it FINs its data stream on GOAWAY),
+	//    so every frame that reached the zipper has been routed.
+	for _, c := range conns {
+		select {
+		case <-c.readDone:
+		case <-c.done:
+		case <-ctx.Done():
+			z.Close()
+			return ctx.Err()
+		}
+	}
+	// 2. Every queue is written out and its stream finished; each client
+	//    closes the connection once it has read everything.
+	for _, c := range conns {
+		c.drainOnce.Do(func() { close(c.drain) })
+	}
+	for _, c := range conns {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			z.Close()
+			return ctx.Err()
+		}
+	}
+	return z.Close()
+}
+
+// zconn is one client connection at the zipper.
+type zconn struct {
+	z     *Zipper
+	srv   *server // nil for in-memory connections
+	tc    transport.Conn
+	id    uint64
+	hs    *frame.Handshake
+	out   *outbox
+	ctrl  transport.Stream
+	done     chan struct{} // closed when the handler returned
+	readDone chan struct{} // closed when the client's data stream ended
+	drain    chan struct{} // closed by Shutdown: flush the queue, then FIN
+	ctrlMu   sync.Mutex    // serialises writes to ctrl
+
+	drainOnce sync.Once
+
+	// observes holds a counter per observed tag; immutable after the
+	// handshake, so the hot path reads it without a lock.
+	observes map[Tag]*tagCounters
+
+	framesIn  atomic.Uint64 // data frames received from the client
+	framesOut atomic.Uint64 // data frames written to the client
+	dropped   atomic.Uint64 // frames for the client dropped
+}
+
+type tagCounters struct {
+	queued  atomic.Uint64
+	dropped atomic.Uint64
+}
+
+func (z *Zipper) serveConn(tc transport.Conn, s *server) {
+	defer z.wg.Done()
+	c := &zconn{z: z, srv: s, tc: tc, done: make(chan struct{}),
+		readDone: make(chan struct{}), drain: make(chan struct{})}
+	defer close(c.done)
+	rd, err := z.handshake(c)
+	if err != nil {
+		z.log.Info("client rejected", "remote", tc.RemoteAddr().String(), "reason", err.Error())
+		return
+	}
+	z.log.Info("client connected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "conn", c.id,
+		"remote", tc.RemoteAddr().String())
+	err = c.run(rd)
+	z.unregister(c)
+	z.log.Info("client disconnected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "conn", c.id, "reason", errString(err))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "done"
+	}
+	return err.Error()
+}
+
+// rejection is a handshake refusal with the reason sent to the client.
+type rejection struct {
+	code   uint16
+	reason string
+}
+
+func (r *rejection) Error() string { return r.reason }
+
+func (z *Zipper) handshake(c *zconn) (*frame.Reader, error) {
+	deadline := time.Now().Add(z.opts.handshakeTimeout)
+	ctx, cancel := context.WithDeadline(z.ctx, deadline)
+	defer cancel()
+	st, err := c.tc.AcceptStream(ctx)
+	if err != nil {
+		z.rejected.Add(1)
+		c.tc.CloseWithError(closeProtocol, "no handshake within the timeout")
+		return nil, fmt.Errorf("no control stream: %w", err)
+	}
+	c.ctrl = st
+	st.SetReadDeadline(deadline)
+	rd := frame.NewReader(st, frame.MaxControlSize)
+	hs, rej := z.readHandshake(rd)
+	if rej == nil {
+		rej = z.register(c, hs)
+	}
+	if rej != nil {
+		z.rejected.Add(1) // before the client can learn of it
+		b, _ := frame.AppendControl(nil, &frame.Rejected{Code: rej.code, Reason: rej.reason})
+		st.SetWriteDeadline(time.Now().Add(time.Second))
+		st.Write(b)
+		st.Close()
+		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason)
+		return nil, rej
+	}
+	st.SetReadDeadline(time.Time{})
+	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: c.id, Zipper: z.name, MaxFrameSize: uint32(z.opts.maxFrame)})
+	st.SetWriteDeadline(deadline)
+	if _, err := st.Write(ack); err != nil {
+		z.unregister(c)
+		c.tc.CloseWithError(closeProtocol, "handshake write failed")
+		return nil, err
+	}
+	st.SetWriteDeadline(time.Time{})
+	return rd, nil
+}
+
+// maxObservedTags bounds the tags one client may observe.
+const maxObservedTags = 1024
+
+func (z *Zipper) readHandshake(rd *frame.Reader) (*frame.Handshake, *rejection) {
+	t, body, err := rd.Next()
+	if err != nil {
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: " + err.Error()}
+	}
+	if t != frame.TypeHandshake {
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: first frame is " + t.String()}
+	}
+	v, err := frame.DecodeControl(t, body)
+	if err != nil {
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: " + err.Error()}
+	}
+	hs := v.(*frame.Handshake)
+	switch {
+	case hs.Version != frame.ProtocolVersion:
+		return nil, &rejection{frame.RejectVersion, fmt.Sprintf("unsupported protocol version %d (zipper speaks %d)", hs.Version, frame.ProtocolVersion)}
+	case hs.Name == "":
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: empty name"}
+	case hs.Kind != frame.KindSource && hs.Kind != frame.KindFunction:
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: unsupported client kind " + hs.Kind.String()}
+	case len(hs.ObserveTags) > maxObservedTags:
+		return nil, &rejection{frame.RejectDenied, fmt.Sprintf("too many observed tags: %d (limit %d)", len(hs.ObserveTags), maxObservedTags)}
+	case hs.Kind == frame.KindFunction && len(hs.ObserveTags) == 0:
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: a function must observe at least one tag"}
+	}
+	if !z.authenticate(hs.Credential) {
+		return nil, &rejection{frame.RejectAuth, "authentication failed"}
+	}
+	return hs, nil
+}
+
+// authenticate checks a credential in constant time against every token.
+// The credential is never logged or echoed.
+func (z *Zipper) authenticate(cred string) bool {
+	if len(z.opts.tokens) == 0 {
+		return true
+	}
+	secret, ok := strings.CutPrefix(cred, "token:")
+	ok2 := 0
+	for _, t := range z.opts.tokens {
+		ok2 |= subtle.ConstantTimeCompare([]byte(secret), []byte(t))
+	}
+	return ok && ok2 == 1
+}
+
+func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
+	c.hs = hs
+	c.observes = make(map[Tag]*tagCounters, len(hs.ObserveTags))
+	for _, t := range hs.ObserveTags {
+		c.observes[t] = new(tagCounters)
+	}
+	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes)
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.closed || z.draining {
+		return &rejection{frame.RejectShutdown, "zipper is shutting down"}
+	}
+	z.nextConnID++
+	c.id = z.nextConnID
+	switch hs.Kind {
+	case frame.KindFunction:
+		err := z.router.Add(router.Instance[*zconn]{ID: c.id, Name: hs.Name, Tags: hs.ObserveTags, Target: hs.WantedTarget, Dest: c})
+		if err != nil {
+			return &rejection{frame.RejectBadHandshake, err.Error()}
+		}
+		z.table.Store(z.router.Table())
+	case frame.KindSource:
+		old := *z.sources.Load()
+		m := make(map[uint64]*zconn, len(old)+1)
+		for k, v := range old {
+			m[k] = v
+		}
+		m[hs.ID] = c // a reconnecting source replaces its stale connection
+		z.sources.Store(&m)
+	}
+	z.conns[c.id] = c
+	z.accepted.Add(1)
+	return nil
+}
+
+func (z *Zipper) unregister(c *zconn) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if _, ok := z.conns[c.id]; !ok {
+		return
+	}
+	delete(z.conns, c.id)
+	switch c.hs.Kind {
+	case frame.KindFunction:
+		z.router.Remove(c.id)
+		z.table.Store(z.router.Table())
+	case frame.KindSource:
+		old := *z.sources.Load()
+		if old[c.hs.ID] == c {
+			m := make(map[uint64]*zconn, len(old))
+			for k, v := range old {
+				if k != c.hs.ID {
+					m[k] = v
+				}
+			}
+			z.sources.Store(&m)
+		}
+	}
+	lost := c.out.close()
+	c.dropped.Add(uint64(lost))
+	z.droppedAll.Add(uint64(lost))
+	if c.hs.Kind == frame.KindFunction {
+		t := z.gone[c.hs.Name]
+		if t == nil {
+			t = &functionTotals{tags: make(map[Tag]*TagStats)}
+			z.gone[c.hs.Name] = t
+		}
+		t.add(c)
+	}
+}
+
+// run serves an accepted connection until it closes.
+func (c *zconn) run(rd *frame.Reader) error {
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	stop := make(chan struct{})
+	wg.Add(3)
+	go func() { // owned by run: ends when the client's data stream or tc ends
+		defer wg.Done()
+		defer close(c.readDone)
+		if err := c.readData(); err != nil {
+			errc <- err
+		}
+	}()
+	go func() { // owned by run: ends on stop, after a drain, or on a write error
+		defer wg.Done()
+		if err := c.writeData(stop); err != nil {
+			errc <- err
+		}
+	}()
+	go func() { // owned by run: ends when tc closes
+		defer wg.Done()
+		errc <- c.readControl(rd)
+	}()
+	var err error
+	select {
+	case err = <-errc:
+	case <-c.tc.Context().Done():
+		err = context.Cause(c.tc.Context())
+	}
+	close(stop)
+	var pe *protocolError
+	if errors.As(err, &pe) {
+		c.tc.CloseWithError(closeProtocol, pe.Error())
+	} else {
+		c.tc.CloseWithError(closeNormal, "")
+	}
+	wg.Wait()
+	return err
+}
+
+// writeControl writes a control frame to the client.
+func (c *zconn) writeControl(b []byte) error {
+	c.ctrlMu.Lock()
+	defer c.ctrlMu.Unlock()
+	c.ctrl.SetWriteDeadline(time.Now().Add(DefaultHandshakeTimeout))
+	_, err := c.ctrl.Write(b)
+	return err
+}
+
+// protocolError is a violation by the peer; its text goes to the peer.
+type protocolError struct{ msg string }
+
+func (e *protocolError) Error() string { return e.msg }
+
+func (c *zconn) readData() error {
+	rs, err := c.tc.AcceptUniStream(c.z.ctx)
+	if err != nil {
+		return err
+	}
+	rd := frame.NewReader(rs, c.z.opts.maxFrame)
+	var d frame.Data
+	dsts := make([]*zconn, 0, 8)
+	for {
+		t, body, err := rd.Next()
+		if err != nil {
+			if err == io.EOF {
+				return nil // the client finished sending
+			}
+			if errors.Is(err, frame.ErrFrameTooLarge) || errors.Is(err, frame.ErrUnknownType) {
+				return &protocolError{err.Error()}
+			}
+			return err
+		}
+		if t != frame.TypeData {
+			return &protocolError{"unexpected " + t.String() + " frame on a data stream"}
+		}
+		if err := d.Decode(body); err != nil {
+			return &protocolError{err.Error()}
+		}
+		dsts = c.z.route(c, &d, dsts)
+	}
+}
+
+func (c *zconn) readControl(rd *frame.Reader) error {
+	for {
+		t, body, err := rd.Next()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case frame.TypePing:
+			v, err := frame.DecodeControl(t, body)
+			if err != nil {
+				return &protocolError{err.Error()}
+			}
+			if err := c.writeControl(frame.AppendPing(nil, v.(*frame.Ping).Value, true)); err != nil {
+				return err
+			}
+		case frame.TypePong:
+		default:
+			return &protocolError{"unexpected " + t.String() + " frame on the control stream"}
+		}
+	}
+}
+
+func (c *zconn) writeData(stop <-chan struct{}) error {
+	ss, err := c.tc.OpenUniStream(c.z.ctx)
+	if err != nil {
+		return err
+	}
+	lost, err := c.out.flush(ss, stop, c.drain, func(n int) { c.framesOut.Add(uint64(n)) })
+	if lost > 0 {
+		// Counted as written; they died with the connection.
+		c.framesOut.Add(^uint64(lost - 1))
+		c.dropped.Add(uint64(lost))
+		c.z.droppedAll.Add(uint64(lost))
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case <-c.drain:
+		// Everything queued is written: tell the client this direction is
+		// complete. It closes the connection once it has read it all.
+		return ss.Close()
+	default:
+		return nil
+	}
+}
+
+// route delivers one data frame from c. It runs on c's reader goroutine
+// and allocates nothing.
+func (z *Zipper) route(from *zconn, d *frame.Data, dsts []*zconn) []*zconn {
+	from.framesIn.Add(1)
+	z.framesIn.Add(1)
+	if from.hs.Kind == frame.KindSource {
+		d.Origin = from.hs.ID
+	}
+	// The string aliases the frame buffer only for the duration of Route,
+	// which does not retain it.
+	target := unsafe.String(unsafe.SliceData(d.Target), len(d.Target))
+	dsts = z.table.Load().Route(d.Tag, target, dsts[:0])
+	var wait <-chan struct{}
+	if z.opts.policy == Block {
+		wait = from.tc.Context().Done()
+	}
+	for _, dst := range dsts {
+		dst.deliver(d, wait)
+	}
+	routed := len(dsts) > 0
+	if from.hs.Kind == frame.KindFunction && d.Origin != 0 {
+		if src := (*z.sources.Load())[d.Origin]; src != nil && src.observes[d.Tag] != nil {
+			src.deliver(d, wait)
+			routed = true
+		}
+	}
+	if !routed {
+		z.unroutedN.Add(1)
+		z.mu.Lock()
+		z.unroutable[d.Tag]++
+		z.mu.Unlock()
+	}
+	return dsts
+}
+
+func (c *zconn) deliver(d *frame.Data, wait <-chan struct{}) {
+	tc := c.observes[d.Tag]
+	if c.out.put(d, wait, 0) {
+		if tc != nil {
+			tc.queued.Add(1)
+		}
+		return
+	}
+	if tc != nil {
+		tc.dropped.Add(1)
+	}
+	c.dropped.Add(1)
+	c.z.droppedAll.Add(1)
+}
