@@ -240,25 +240,21 @@ func (p *pipe) read(b []byte) (int, error) {
 			code := p.resetCode
 			p.mu.Unlock()
 			return 0, &StreamError{Code: code, Remote: true}
+		case p.n == 0 && p.fin:
+			p.buf = nil // all delivered
+			p.mu.Unlock()
+			return 0, io.EOF
+		case p.rdl.expired: // like net.Conn and quic-go: even if data is buffered
+			p.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		case len(b) == 0:
+			p.mu.Unlock()
+			return 0, nil
 		case p.n > 0:
-			if len(b) == 0 {
-				p.mu.Unlock()
-				return 0, nil
-			}
 			k := p.readLocked(b)
 			p.mu.Unlock()
 			signal(p.writable)
 			return k, nil
-		case p.fin:
-			p.buf = nil // all delivered
-			p.mu.Unlock()
-			return 0, io.EOF
-		case len(b) == 0:
-			p.mu.Unlock()
-			return 0, nil
-		case p.rdl.expired:
-			p.mu.Unlock()
-			return 0, os.ErrDeadlineExceeded
 		}
 		p.mu.Unlock()
 		select {
@@ -290,6 +286,9 @@ func (p *pipe) write(b []byte) (int, error) {
 		case len(b) == 0:
 			p.mu.Unlock()
 			return total, nil
+		case p.wdl.expired: // like net.Conn and quic-go: even if there is room
+			p.mu.Unlock()
+			return total, os.ErrDeadlineExceeded
 		case p.n < MemStreamWindow:
 			k := min(MemStreamWindow-p.n, len(b))
 			p.writeLocked(b[:k])
@@ -298,9 +297,6 @@ func (p *pipe) write(b []byte) (int, error) {
 			total += k
 			signal(p.readable)
 			continue
-		case p.wdl.expired:
-			p.mu.Unlock()
-			return total, os.ErrDeadlineExceeded
 		}
 		p.mu.Unlock()
 		select {

@@ -141,9 +141,13 @@ func serverTLS(conf *tls.Config) *tls.Config {
 
 // Listen accepts QUIC connections on pc, which the caller keeps owning:
 // closing the Listener neither closes pc nor the connections already
-// accepted; pc may be reused (for example by another Listen) once the
-// Listener and all its connections are closed. The caller must close pc
-// itself, after which every connection of the listener is gone.
+// accepted. QUIC stops reading pc once the Listener is closed and all its
+// accepted connections are done (immediately when the last one is closed
+// with CloseWithError on this side, shortly after its Context is done when
+// the peer closed it); pc can then be reused, for example by another Listen.
+// quic-go may have tuned pc's socket options (buffer sizes, ECN, DF bit).
+// The caller must close pc itself; that ends every connection of the
+// listener.
 //
 // tlsConf must provide a certificate (Certificates or GetCertificate); it is
 // cloned, never modified. The clone is restricted to TLS 1.3 and ALPN.
