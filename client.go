@@ -43,6 +43,8 @@ type client struct {
 	final  atomic.Pointer[RejectedError] // set when rejected: final
 	connID atomic.Uint64
 	ready  atomic.Bool // connected now
+
+	pubState atomic.Int32 // state, readable without c.mu
 }
 
 type clientState int
@@ -114,7 +116,7 @@ func (c *client) connect(ctx context.Context) error {
 		c.mu.Unlock()
 		return errors.New("yomo: client name is empty")
 	}
-	c.state = stateConnecting
+	c.setState(stateConnecting)
 	hs := c.handshake()
 	c.mu.Unlock()
 
@@ -123,7 +125,7 @@ func (c *client) connect(ctx context.Context) error {
 	defer c.mu.Unlock()
 	if err != nil {
 		if c.state == stateConnecting {
-			c.state = stateIdle
+			c.setState(stateIdle)
 		}
 		return err
 	}
@@ -131,7 +133,7 @@ func (c *client) connect(ctx context.Context) error {
 		cc.tc.CloseWithError(closeNormal, "client closed")
 		return ErrClosed
 	}
-	c.state = stateConnected
+	c.setState(stateConnected)
 	c.wg.Add(1)
 	go c.loop(cc, hs) // owned by c: ends when Close cancels c.ctx or on rejection
 	return nil
@@ -408,6 +410,13 @@ func (c *client) readControl(cc *cconn) error {
 				return err
 			}
 		case frame.TypePong:
+		case frame.TypeDropped:
+			v, err := frame.DecodeControl(t, body)
+			if err != nil {
+				return err
+			}
+			d := v.(*frame.Dropped)
+			c.report(&DroppedError{Count: d.Count, Total: d.Total})
 		default:
 			return fmt.Errorf("yomo: protocol: unexpected %s frame on the control stream", t)
 		}
@@ -422,7 +431,7 @@ func (c *client) write(d *frame.Data) error {
 	if rej := c.final.Load(); rej != nil {
 		return rej
 	}
-	if c.out.put(d, c.ctx.Done(), c.opts.writeTimeout) {
+	if c.out.put(d, Block, c.ctx.Done(), c.opts.writeTimeout, 0) {
 		return nil
 	}
 	if rej := c.final.Load(); rej != nil {
@@ -434,17 +443,22 @@ func (c *client) write(d *frame.Data) error {
 	return ErrWriteTimeout
 }
 
-// checkWritable returns ErrNotConnected before Connect.
+// checkWritable returns ErrNotConnected before Connect succeeded and
+// ErrClosed after Close. It takes no lock: it runs for every write.
 func (c *client) checkWritable() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch c.state {
-	case stateIdle, stateConnecting:
-		return ErrNotConnected
+	switch clientState(c.pubState.Load()) {
+	case stateConnected:
+		return nil
 	case stateClosed:
 		return ErrClosed
 	}
-	return nil
+	return ErrNotConnected
+}
+
+// setState changes the state; c.mu is held.
+func (c *client) setState(s clientState) {
+	c.state = s
+	c.pubState.Store(int32(s))
 }
 
 func (c *client) close() error {
@@ -453,7 +467,7 @@ func (c *client) close() error {
 		c.mu.Unlock()
 		return nil
 	}
-	c.state = stateClosed
+	c.setState(stateClosed)
 	c.mu.Unlock()
 	c.cancel()
 	c.out.close()

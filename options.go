@@ -45,17 +45,29 @@ func (f bothFunc) applyClient(o *clientOptions) { f.c(o) }
 type OverflowPolicy int
 
 const (
-	// DropNewest drops the frame, counts it in Stats and reports the
-	// count to the function (its error handler receives a *DroppedError).
-	// Other functions are unaffected. The default.
-	DropNewest OverflowPolicy = iota
-	// Block makes the writer wait for room: no loss, but a slow function
-	// slows the writers of the tags it observes (backpressure).
+	// DropStalled, the default, tells a slow function from a stuck one.
+	// While the function keeps taking data (its stream accepted a write
+	// within the stall timeout), a frame for its full queue waits for room:
+	// a healthy function that is briefly behind loses nothing. Once it has
+	// taken nothing for the stall timeout, frames for it are dropped at
+	// once, counted in Stats and reported to it, so a stuck function costs
+	// the writers of its tags at most one stall timeout, and other
+	// functions nothing more.
+	DropStalled OverflowPolicy = iota
+	// DropNewest drops a frame for a full queue at once: the strictest
+	// isolation (a writer never waits for any function), at the price of
+	// drops whenever a function falls behind a burst.
+	DropNewest
+	// Block makes the writer wait for room however long it takes: no loss,
+	// but a slow or stuck function slows the writers of the tags it
+	// observes (backpressure) and, through them, other functions.
 	Block
 )
 
 func (p OverflowPolicy) String() string {
 	switch p {
+	case DropStalled:
+		return "drop-stalled"
 	case DropNewest:
 		return "drop-newest"
 	case Block:
@@ -73,6 +85,7 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultReconnectMin     = 50 * time.Millisecond
 	DefaultReconnectMax     = 2 * time.Second
+	DefaultStallTimeout     = 500 * time.Millisecond
 )
 
 type zipperOptions struct {
@@ -85,6 +98,8 @@ type zipperOptions struct {
 	queueFrames      int
 	queueBytes       int
 	policy           OverflowPolicy
+	stallTimeout     time.Duration
+	hooks            []Hooks
 	errs             []error
 }
 
@@ -99,6 +114,7 @@ type clientOptions struct {
 	writeTimeout time.Duration
 	reconnectMin time.Duration
 	reconnectMax time.Duration
+	concurrency  int
 	errs         []error
 }
 
@@ -184,13 +200,24 @@ func WithQueueLimits(frames, bytes int) ZipperOption {
 }
 
 // WithOverflowPolicy sets what happens to a frame for a function whose
-// queue is full (default DropNewest).
+// queue is full (default DropStalled).
 func WithOverflowPolicy(p OverflowPolicy) ZipperOption {
 	return zipperFunc(func(o *zipperOptions) {
-		if p != DropNewest && p != Block {
+		if p != DropStalled && p != DropNewest && p != Block {
 			o.errs = append(o.errs, fmt.Errorf("yomo: unknown overflow policy %d", int(p)))
 		}
 		o.policy = p
+	})
+}
+
+// WithStallTimeout sets how long a function may take no data before the
+// DropStalled policy drops frames for it (default DefaultStallTimeout).
+func WithStallTimeout(d time.Duration) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) {
+		if d <= 0 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: stall timeout %v must be positive", d))
+		}
+		o.stallTimeout = d
 	})
 }
 
@@ -253,6 +280,7 @@ func newZipperOptions(opts []ZipperOption) (zipperOptions, error) {
 		queueFrames:      DefaultQueueFrames,
 		queueBytes:       DefaultQueueBytes,
 		maxFrame:         frame.DefaultMaxSize,
+		stallTimeout:     DefaultStallTimeout,
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -282,4 +310,18 @@ func newClientOptions(opts []ClientOption) clientOptions {
 		o.logger = slog.Default()
 	}
 	return o
+}
+
+// WithHandlerConcurrency lets a StreamFunction run its handler for up to n
+// frames at once (default 1: one at a time, in arrival order). Frames from
+// one Source with one tag still reach the handler one at a time and in
+// write order; frames of different Sources or tags may be handled
+// concurrently. Each frame is copied once to make this possible.
+func WithHandlerConcurrency(n int) ClientOption {
+	return clientFunc(func(o *clientOptions) {
+		if n < 1 || n > 4096 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: handler concurrency %d out of range (1 .. 4096)", n))
+		}
+		o.concurrency = n
+	})
 }

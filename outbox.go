@@ -2,6 +2,7 @@ package yomo
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/yomo-dev/yomo/frame"
@@ -27,17 +28,25 @@ type outbox struct {
 	ready  chan struct{} // cap 1: wakes the flusher
 
 	spare []byte // the flusher's buffer, touched only by the flusher
+
+	// progress is the nanotime of the flusher's last completed write (or
+	// of the outbox's creation): how DropStalled tells stuck from slow.
+	progress atomic.Int64
 }
 
 func newOutbox(maxFrames, maxBytes int) *outbox {
-	return &outbox{maxFrames: maxFrames, maxBytes: maxBytes, ready: make(chan struct{}, 1)}
+	o := &outbox{maxFrames: maxFrames, maxBytes: maxBytes, ready: make(chan struct{}, 1)}
+	o.progress.Store(nanotime())
+	return o
 }
 
-// put encodes d into the queue. With wait == nil it never blocks and
-// returns false when the queue is full (the caller counts the drop). With
-// wait != nil it waits for room until wait is closed or timeout passes
-// (zero: no timeout), and returns false then.
-func (o *outbox) put(d *frame.Data, wait <-chan struct{}, timeout time.Duration) bool {
+// put encodes d into the queue, waiting for room while the queue is full
+// as the policy says: never (DropNewest), until wait closes (Block), or
+// while the flusher keeps making progress, at most until it has completed
+// no write for stall (DropStalled). A zero timeout means no further bound;
+// otherwise put gives up after timeout. It returns false when the frame
+// was not queued; the caller counts the drop.
+func (o *outbox) put(d *frame.Data, policy OverflowPolicy, wait <-chan struct{}, timeout, stall time.Duration) bool {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -58,9 +67,20 @@ func (o *outbox) put(d *frame.Data, wait <-chan struct{}, timeout time.Duration)
 			o.wake()
 			return true
 		}
-		if wait == nil {
+		if policy == DropNewest {
 			o.mu.Unlock()
 			return false
+		}
+		var stalled <-chan time.Time
+		if policy == DropStalled {
+			left := time.Duration(o.progress.Load()+int64(stall)) - time.Duration(nanotime())
+			if left <= 0 {
+				o.mu.Unlock()
+				return false // stuck: drop without waiting
+			}
+			st := time.NewTimer(left)
+			defer st.Stop()
+			stalled = st.C
 		}
 		if o.space == nil {
 			o.space = make(chan struct{})
@@ -73,6 +93,7 @@ func (o *outbox) put(d *frame.Data, wait <-chan struct{}, timeout time.Duration)
 		}
 		select {
 		case <-space:
+		case <-stalled: // re-check: progress may have been made meanwhile
 		case <-wait:
 			return false
 		case <-expired:
@@ -80,6 +101,14 @@ func (o *outbox) put(d *frame.Data, wait <-chan struct{}, timeout time.Duration)
 		}
 	}
 }
+
+// writeChunk bounds one stream write of the flusher.
+const writeChunk = 256 << 10
+
+// nanotime is a monotonic clock reading in nanoseconds.
+func nanotime() int64 { return int64(time.Since(clockBase)) }
+
+var clockBase = time.Now()
 
 func (o *outbox) wake() {
 	select {
@@ -152,8 +181,15 @@ func (o *outbox) flush(w interface{ Write([]byte) (int, error) }, stop, drain <-
 			if sent != nil {
 				sent(n)
 			}
-			if _, err := w.Write(b); err != nil {
-				return n, err
+			// Write in chunks so progress is visible at a fine grain even
+			// when a large batch accumulated.
+			for len(b) > 0 {
+				c := min(len(b), writeChunk)
+				if _, err := w.Write(b[:c]); err != nil {
+					return n, err
+				}
+				o.progress.Store(nanotime())
+				b = b[c:]
 			}
 		}
 		if draining {

@@ -2,6 +2,7 @@ package yomo
 
 import (
 	"context"
+	"sync"
 	"unsafe"
 
 	"github.com/yomo-dev/yomo/frame"
@@ -20,6 +21,7 @@ type StreamFunction struct {
 	c       *client
 	handler Handler
 	hctx    fnContext
+	workers *workers // with WithHandlerConcurrency(n > 1)
 }
 
 // NewStreamFunction returns a function named name for the zipper at
@@ -75,22 +77,124 @@ func (f *StreamFunction) Connect(ctx context.Context) error {
 	if h == nil {
 		return ErrNoHandler
 	}
-	return f.c.connect(ctx)
+	var started *workers
+	if n := f.c.opts.concurrency; n > 1 {
+		f.c.mu.Lock()
+		if f.c.state == stateIdle && f.workers == nil {
+			started = startWorkers(f, n)
+			f.workers = started
+		}
+		f.c.mu.Unlock()
+	}
+	err := f.c.connect(ctx)
+	if err != nil && started != nil {
+		f.c.mu.Lock()
+		f.workers = nil
+		f.c.mu.Unlock()
+		started.stop()
+	}
+	return err
 }
 
 // Close closes the connection, stops reconnecting and waits for the
-// function's goroutines, including a running handler. Idempotent.
-func (f *StreamFunction) Close() error { return f.c.close() }
+// function's goroutines, including running handlers. Idempotent.
+func (f *StreamFunction) Close() error {
+	err := f.c.close()
+	f.c.mu.Lock()
+	w := f.workers
+	f.c.mu.Unlock()
+	if w != nil {
+		w.stop()
+	}
+	return err
+}
 
 func (f *StreamFunction) onData(d *frame.Data) {
+	if f.workers != nil {
+		f.workers.dispatch(d)
+		return
+	}
+	f.call(&f.hctx, d)
+}
+
+// call runs the handler for one frame, turning a panic into a report.
+func (f *StreamFunction) call(x *fnContext, d *frame.Data) {
 	defer func() {
+		x.d = nil
 		if v := recover(); v != nil {
 			f.c.recovered(v)
 		}
 	}()
-	f.hctx.d = d
-	f.handler(&f.hctx)
-	f.hctx.d = nil
+	x.d = d
+	f.handler(x)
+}
+
+// workers run a handler with several concurrent calls. Frames are copied
+// (into pooled buffers) and partitioned by (origin, tag), so the frames of
+// one Source and tag are still handled one at a time, in order.
+type workers struct {
+	f     *StreamFunction
+	chans []chan *job
+	pool  sync.Pool
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+type job struct {
+	d   frame.Data
+	buf []byte
+}
+
+// workerQueue is each worker's queue length; the reader waits when full.
+const workerQueue = 64
+
+func startWorkers(f *StreamFunction, n int) *workers {
+	w := &workers{f: f, chans: make([]chan *job, n)}
+	w.pool.New = func() any { return new(job) }
+	for i := range w.chans {
+		ch := make(chan *job, workerQueue)
+		w.chans[i] = ch
+		w.wg.Add(1)
+		go w.run(ch) // owned by w: ends when stop closes ch
+	}
+	return w
+}
+
+func (w *workers) run(ch chan *job) {
+	defer w.wg.Done()
+	x := &fnContext{f: w.f}
+	for j := range ch {
+		w.f.call(x, &j.d)
+		w.pool.Put(j)
+	}
+}
+
+func (w *workers) dispatch(d *frame.Data) {
+	j := w.pool.Get().(*job)
+	b := append(j.buf[:0], d.Target...)
+	b = append(b, d.Metadata...)
+	b = append(b, d.Payload...)
+	j.buf = b
+	t, m := len(d.Target), len(d.Metadata)
+	j.d = frame.Data{Tag: d.Tag, Origin: d.Origin, TID: d.TID,
+		Target: b[:t:t], Metadata: frame.Metadata(b[t : t+m : t+m]), Payload: b[t+m:]}
+	h := (d.Origin ^ uint64(d.Tag)*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd
+	select {
+	case w.chans[h>>32%uint64(len(w.chans))] <- j:
+	case <-w.f.c.ctx.Done():
+		w.pool.Put(j)
+	}
+}
+
+// stop ends the workers after the frames already queued; it runs after
+// the client's read loop has stopped, so nothing dispatches any more.
+func (w *workers) stop() {
+	w.once.Do(func() {
+		for _, ch := range w.chans {
+			close(ch)
+		}
+	})
+	w.wg.Wait()
 }
 
 // fnContext is the Context of a handler call; one is reused for every call.

@@ -2,6 +2,8 @@ package yomo
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"sync/atomic"
 	"unsafe"
 
@@ -48,16 +50,42 @@ func (s *Source) WriteWithTarget(tag Tag, data []byte, target string) error {
 	return s.write(tag, data, target)
 }
 
+// WriteWithMetadata is Write with metadata, which travels with the frame
+// and with everything functions write while handling it (so a W3C
+// "traceparent" set here is seen by every function of the chain through
+// Context.Metadata, and by zipper hooks). Keys and values are strings; at
+// most frame.MaxMetadataEntries entries.
+func (s *Source) WriteWithMetadata(tag Tag, data []byte, md map[string]string) error {
+	if len(md) > frame.MaxMetadataEntries {
+		return fmt.Errorf("yomo: %d metadata entries, limit %d", len(md), frame.MaxMetadataEntries)
+	}
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	kv := make([]string, 0, 2*len(md))
+	for _, k := range keys {
+		kv = append(kv, k, md[k])
+	}
+	return s.writeFrame(tag, data, "", frame.MetadataOf(kv...))
+}
+
 func (s *Source) write(tag Tag, data []byte, target string) error {
+	return s.writeFrame(tag, data, target, nil)
+}
+
+func (s *Source) writeFrame(tag Tag, data []byte, target string, md frame.Metadata) error {
 	if err := s.c.checkWritable(); err != nil {
 		return err
 	}
 	d := frame.Data{
-		Tag:     tag,
-		Target:  unsafe.Slice(unsafe.StringData(target), len(target)), // read only
-		Origin:  s.c.id,
-		TID:     s.tid.Add(1),
-		Payload: data,
+		Tag:      tag,
+		Target:   unsafe.Slice(unsafe.StringData(target), len(target)), // read only
+		Origin:   s.c.id,
+		TID:      s.tid.Add(1),
+		Metadata: md,
+		Payload:  data,
 	}
 	return s.c.write(&d)
 }

@@ -19,7 +19,9 @@ type Stats struct {
 	Dropped uint64 `json:"dropped"`
 	// Unroutable counts frames no function observed (and no origin Source
 	// wanted back); they are dropped without an error to the writer.
-	Unroutable      uint64         `json:"unroutable"`
+	Unroutable uint64 `json:"unroutable"`
+	// Filtered counts frames an OnFrame hook dropped.
+	Filtered        uint64         `json:"filtered"`
 	UnroutableByTag map[Tag]uint64 `json:"unroutable_by_tag,omitempty"`
 	// Functions has one entry per function name, sorted by name.
 	Functions []FunctionStats `json:"functions"`
@@ -100,6 +102,7 @@ func (z *Zipper) Stats() Stats {
 		FramesIn:   z.framesIn.Load(),
 		Dropped:    z.droppedAll.Load(),
 		Unroutable: z.unroutedN.Load(),
+		Filtered:   z.filtered.Load(),
 	}
 	s.Connections.Accepted = z.accepted.Load()
 	s.Connections.Rejected = z.rejected.Load()

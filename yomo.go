@@ -75,6 +75,19 @@ func (e *RejectedError) Error() string {
 	return fmt.Sprintf("yomo: rejected by zipper: %s", e.Reason)
 }
 
+// DroppedError is reported to a StreamFunction's error handler when the
+// zipper dropped frames meant for it: its queue was full because it fell
+// behind or got stuck (see OverflowPolicy), or frames were lost with a
+// broken connection. Reports are coalesced, a few per second at most.
+type DroppedError struct {
+	Count uint64 // frames dropped since the previous report
+	Total uint64 // frames dropped for this connection so far
+}
+
+func (e *DroppedError) Error() string {
+	return fmt.Sprintf("yomo: zipper dropped %d frames for this function (%d on this connection)", e.Count, e.Total)
+}
+
 // Application error codes used to close connections.
 const (
 	closeNormal   = 0x0

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/yomo-dev/yomo/frame"
 	"github.com/yomo-dev/yomo/internal/transport"
@@ -38,12 +37,15 @@ type Zipper struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every connection handler
 
+	frameHooks []func(*FrameInfo) bool
+
 	table   atomic.Pointer[router.Table[*zconn]]
 	sources atomic.Pointer[map[uint64]*zconn] // by client instance id
 
 	mu         sync.Mutex
 	closed     bool
 	draining   bool // Shutdown started: new clients are turned away
+	reporting  bool // the drop reporter runs
 	servers    map[*server]struct{}
 	conns      map[uint64]*zconn
 	router     *router.Router[*zconn]
@@ -55,6 +57,7 @@ type Zipper struct {
 	rejected   atomic.Uint64
 	framesIn   atomic.Uint64
 	unroutedN  atomic.Uint64
+	filtered   atomic.Uint64
 	droppedAll atomic.Uint64
 }
 
@@ -101,6 +104,11 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		}
 		z.tls.Certificates = []tls.Certificate{cert}
 		z.roots = pool
+	}
+	for _, h := range o.hooks {
+		if h.OnFrame != nil {
+			z.frameHooks = append(z.frameHooks, h.OnFrame)
+		}
 	}
 	z.ctx, z.cancel = context.WithCancel(context.Background())
 	z.table.Store(z.router.Table())
@@ -153,6 +161,14 @@ func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
 	for {
 		tc, err := ln.Accept(z.ctx)
 		if err != nil {
+			if ctx.Err() == nil && z.isDraining() {
+				// Shutdown closed the listener; the socket still carries
+				// the draining connections until the zipper closes.
+				select {
+				case <-z.ctx.Done():
+				case <-ctx.Done():
+				}
+			}
 			z.stopServer(s)
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -164,6 +180,12 @@ func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
 		}
 		z.startConn(tc, s)
 	}
+}
+
+func (z *Zipper) isDraining() bool {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.draining
 }
 
 // stopServer closes a server's connections and socket and waits for them.
@@ -275,7 +297,7 @@ func (z *Zipper) Shutdown(ctx context.Context) error {
 	}
 	goaway, _ := frame.AppendControl(nil, &frame.GoAway{Reason: "zipper shutting down"})
 	for _, c := range conns {
-		if err := c.writeControl(goaway); err != nil {
+		if err := c.writeControl(goaway, time.Second); err != nil {
 			c.tc.CloseWithError(closeGoAway, "zipper shutting down")
 		}
 	}
@@ -308,13 +330,13 @@ func (z *Zipper) Shutdown(ctx context.Context) error {
 
 // zconn is one client connection at the zipper.
 type zconn struct {
-	z     *Zipper
-	srv   *server // nil for in-memory connections
-	tc    transport.Conn
-	id    uint64
-	hs    *frame.Handshake
-	out   *outbox
-	ctrl  transport.Stream
+	z        *Zipper
+	srv      *server // nil for in-memory connections
+	tc       transport.Conn
+	id       uint64
+	hs       *frame.Handshake
+	out      *outbox
+	ctrl     transport.Stream
 	done     chan struct{} // closed when the handler returned
 	readDone chan struct{} // closed when the client's data stream ended
 	drain    chan struct{} // closed by Shutdown: flush the queue, then FIN
@@ -322,9 +344,13 @@ type zconn struct {
 
 	drainOnce sync.Once
 
+	info ConnInfo // for hooks, set at registration
+
 	// observes holds a counter per observed tag; immutable after the
 	// handshake, so the hot path reads it without a lock.
 	observes map[Tag]*tagCounters
+
+	reported uint64 // drops already reported; the drop reporter's own
 
 	framesIn  atomic.Uint64 // data frames received from the client
 	framesOut atomic.Uint64 // data frames written to the client
@@ -350,6 +376,7 @@ func (z *Zipper) serveConn(tc transport.Conn, s *server) {
 		"remote", tc.RemoteAddr().String())
 	err = c.run(rd)
 	z.unregister(c)
+	z.onDisconnect(c.info, err)
 	z.log.Info("client disconnected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "conn", c.id, "reason", errString(err))
 }
 
@@ -462,14 +489,25 @@ func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
 	}
 	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes)
 	z.mu.Lock()
+	z.nextConnID++
+	c.id = z.nextConnID
+	z.mu.Unlock()
+	c.info = z.connInfo(c)
+	if err := z.onConnect(c.info); err != nil {
+		return &rejection{frame.RejectDenied, err.Error()}
+	}
+	z.mu.Lock()
 	defer z.mu.Unlock()
 	if z.closed || z.draining {
 		return &rejection{frame.RejectShutdown, "zipper is shutting down"}
 	}
-	z.nextConnID++
-	c.id = z.nextConnID
 	switch hs.Kind {
 	case frame.KindFunction:
+		if !z.reporting {
+			z.reporting = true
+			z.wg.Add(1)
+			go z.reportDrops() // owned by z: ends when Close cancels z.ctx
+		}
 		err := z.router.Add(router.Instance[*zconn]{ID: c.id, Name: hs.Name, Tags: hs.ObserveTags, Target: hs.WantedTarget, Dest: c})
 		if err != nil {
 			return &rejection{frame.RejectBadHandshake, err.Error()}
@@ -565,13 +603,47 @@ func (c *zconn) run(rd *frame.Reader) error {
 	return err
 }
 
-// writeControl writes a control frame to the client.
-func (c *zconn) writeControl(b []byte) error {
+// writeControl writes a control frame to the client, giving up after
+// timeout.
+func (c *zconn) writeControl(b []byte, timeout time.Duration) error {
 	c.ctrlMu.Lock()
 	defer c.ctrlMu.Unlock()
-	c.ctrl.SetWriteDeadline(time.Now().Add(DefaultHandshakeTimeout))
+	c.ctrl.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := c.ctrl.Write(b)
 	return err
+}
+
+// dropReportInterval is how often functions are told of their drops.
+const dropReportInterval = 200 * time.Millisecond
+
+// reportDrops tells every function with new drops how many it missed.
+func (z *Zipper) reportDrops() {
+	defer z.wg.Done()
+	t := time.NewTicker(dropReportInterval)
+	defer t.Stop()
+	var due []*zconn
+	for {
+		select {
+		case <-z.ctx.Done():
+			return
+		case <-t.C:
+		}
+		due = due[:0]
+		z.mu.Lock()
+		for _, c := range z.conns {
+			if c.hs.Kind == frame.KindFunction && c.dropped.Load() > c.reported {
+				due = append(due, c)
+			}
+		}
+		z.mu.Unlock()
+		for _, c := range due {
+			total := c.dropped.Load()
+			b, _ := frame.AppendControl(nil, &frame.Dropped{Count: total - c.reported, Total: total})
+			if c.writeControl(b, dropReportInterval) == nil {
+				c.reported = total
+			}
+		}
+	}
 }
 
 // protocolError is a violation by the peer; its text goes to the peer.
@@ -620,7 +692,7 @@ func (c *zconn) readControl(rd *frame.Reader) error {
 			if err != nil {
 				return &protocolError{err.Error()}
 			}
-			if err := c.writeControl(frame.AppendPing(nil, v.(*frame.Ping).Value, true)); err != nil {
+			if err := c.writeControl(frame.AppendPing(nil, v.(*frame.Ping).Value, true), DefaultHandshakeTimeout); err != nil {
 				return err
 			}
 		case frame.TypePong:
@@ -663,14 +735,14 @@ func (z *Zipper) route(from *zconn, d *frame.Data, dsts []*zconn) []*zconn {
 	if from.hs.Kind == frame.KindSource {
 		d.Origin = from.hs.ID
 	}
-	// The string aliases the frame buffer only for the duration of Route,
-	// which does not retain it.
-	target := unsafe.String(unsafe.SliceData(d.Target), len(d.Target))
-	dsts = z.table.Load().Route(d.Tag, target, dsts[:0])
-	var wait <-chan struct{}
-	if z.opts.policy == Block {
-		wait = from.tc.Context().Done()
+	if len(z.frameHooks) > 0 && !z.onFrame(from, d) {
+		z.filtered.Add(1)
+		return dsts
 	}
+	// The target aliases the frame buffer; Route does not retain it.
+	dsts = z.table.Load().Route(d.Tag, unsafeString(d.Target), dsts[:0])
+	// A waiting put gives up when the writer's own connection ends.
+	wait := from.tc.Context().Done()
 	for _, dst := range dsts {
 		dst.deliver(d, wait)
 	}
@@ -692,7 +764,7 @@ func (z *Zipper) route(from *zconn, d *frame.Data, dsts []*zconn) []*zconn {
 
 func (c *zconn) deliver(d *frame.Data, wait <-chan struct{}) {
 	tc := c.observes[d.Tag]
-	if c.out.put(d, wait, 0) {
+	if c.out.put(d, c.z.opts.policy, wait, 0, c.z.opts.stallTimeout) {
 		if tc != nil {
 			tc.queued.Add(1)
 		}

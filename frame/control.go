@@ -86,6 +86,14 @@ type GoAway struct {
 	Reason string `msgpack:"reason"` // human-readable detail
 }
 
+// Dropped tells a function that the zipper dropped frames meant for it
+// (its queue was full, or they were lost with a broken connection). The
+// zipper sends it on the control stream, coalesced while drops go on.
+type Dropped struct {
+	Count uint64 `msgpack:"count"` // frames dropped since the previous Dropped
+	Total uint64 `msgpack:"total"` // frames dropped for this connection so far
+}
+
 // Ping is the body of both ping and pong frames: an opaque value that the
 // receiver of a ping echoes in its pong.
 type Ping struct {
@@ -105,12 +113,14 @@ func typeOf(v any) (Type, error) {
 		return TypeGoAway, nil
 	case *Ping:
 		return TypePing, nil
+	case *Dropped:
+		return TypeDropped, nil
 	}
 	return 0, fmt.Errorf("frame: %T is not a control frame", v)
 }
 
 // AppendControl appends a whole control frame (header and msgpack body)
-// for v, one of *Handshake, *HandshakeAck, *Rejected, *GoAway, or *Ping
+// for v, one of *Handshake, *HandshakeAck, *Rejected, *GoAway, *Dropped or *Ping
 // (written as a ping; use AppendPing for a pong). It fails for any other
 // value and for a body longer than MaxControlSize; dst is then returned
 // unchanged.
@@ -164,6 +174,8 @@ func DecodeControl(t Type, body []byte) (any, error) {
 		v = new(GoAway)
 	case TypePing, TypePong:
 		v = new(Ping)
+	case TypeDropped:
+		v = new(Dropped)
 	case TypeData:
 		return nil, errors.New("frame: data is not a control frame")
 	default:
@@ -214,6 +226,7 @@ var intFields = map[Type]map[string]uint64{
 	TypeRejected:     {"code": math.MaxUint16},
 	TypePing:         {"value": math.MaxUint64},
 	TypePong:         {"value": math.MaxUint64},
+	TypeDropped:      {"count": math.MaxUint64, "total": math.MaxUint64},
 }
 
 // checkIntegers checks that every integer field of the control frame body

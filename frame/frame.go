@@ -23,6 +23,7 @@ const (
 	TypeGoAway       Type = 0x05 // zipper -> client: reconnect (elsewhere or later)
 	TypePing         Type = 0x06 // either way, on the control stream
 	TypePong         Type = 0x07 // answer to a ping, echoing its value
+	TypeDropped      Type = 0x08 // zipper -> function: frames for it were dropped
 )
 
 // String returns the lower-case name of t, or "type(0xNN)" for an unknown
@@ -43,12 +44,14 @@ func (t Type) String() string {
 		return "ping"
 	case TypePong:
 		return "pong"
+	case TypeDropped:
+		return "dropped"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
 
 // Known reports whether t is a frame type of this protocol version.
-func (t Type) Known() bool { return t >= TypeHandshake && t <= TypePong }
+func (t Type) Known() bool { return t >= TypeHandshake && t <= TypeDropped }
 
 const (
 	// HeaderSize is the size of a frame header: type (1 byte) and body

@@ -436,7 +436,7 @@ func TestReaderErrors(t *testing.T) {
 		{"header only", valid[:HeaderSize], 0, 0, io.ErrUnexpectedEOF},
 		{"truncated large body", large[:len(large)-1], 0, 0, io.ErrUnexpectedEOF},
 		{"unknown type 0", []byte{0x00, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
-		{"unknown type 8", []byte{0x08, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
+		{"unknown type 9", []byte{0x09, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
 		{"unknown type ff", append(append([]byte(nil), valid...), 0xff, 0, 0, 0, 0), 0, 1, ErrUnknownType},
 		{"data over max", AppendData(nil, &Data{Payload: make([]byte, 100)}), 100, 0, ErrFrameTooLarge},
 		{"data over default", AppendHeader(nil, TypeData, DefaultMaxSize+1), 0, 0, ErrFrameTooLarge},

@@ -70,6 +70,7 @@ var controlCases = []controlCase{
 	{"handshake-ack", TypeHandshakeAck, &HandshakeAck{ConnID: 77, Zipper: "zipper-1", MaxFrameSize: DefaultMaxSize}},
 	{"rejected", TypeRejected, &Rejected{Code: RejectAuth, Reason: "bad credential"}},
 	{"goaway", TypeGoAway, &GoAway{Reason: "shutting down"}},
+	{"dropped", TypeDropped, &Dropped{Count: 12, Total: 340}},
 	{"ping", TypePing, &Ping{Value: 0x0102030405060708}},
 	{"pong", TypePong, &Ping{Value: 0x0102030405060708}},
 }

@@ -1,0 +1,343 @@
+package yomo
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestStuckFunctionDoesNotSlowOthers(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			tz := startZipper(t, "", WithQueueLimits(256, 1<<20))
+			opts := tr.opts(tz)
+			release := make(chan struct{})
+			var stuckCalls atomic.Int32
+			var reportedDrops atomic.Uint64
+			stuckFn := newFn(t, tz, "stuck", opts, []Tag{1}, func(ctx Context) {
+				stuckCalls.Add(1)
+				<-release
+			})
+			stuckFn.SetErrorHandler(func(err error) {
+				var de *DroppedError
+				if errors.As(err, &de) {
+					reportedDrops.Store(de.Total)
+				}
+			})
+			if err := stuckFn.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { close(release) }) // runs before the function's Close
+			var fast atomic.Int64
+			connectFn(t, tz, "fast", opts, []Tag{1}, func(ctx Context) { fast.Add(1) })
+			src := connectSource(t, tz, "src", opts)
+			if err := src.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			const n = 12000
+			payload := make([]byte, 512)
+			start := time.Now()
+			for i := 0; i < n; i++ {
+				if err := src.Write(1, payload); err != nil {
+					t.Fatalf("write %d: %v", i, err)
+				}
+			}
+			eventually(t, 20*time.Second, func() bool { return fast.Load() == n }, "fast got %d of %d; stats %+v", fast.Load(), n, tz.Stats())
+			t.Logf("fast function got %d frames in %v while the other was stuck", n, time.Since(start))
+			eventually(t, 5*time.Second, func() bool { return tz.Stats().FramesIn == n }, "zipper got %d", tz.Stats().FramesIn)
+			st := tz.Stats()
+			stuck, _ := st.Function("stuck")
+			if stuck.Dropped == 0 {
+				t.Fatalf("stuck function dropped nothing: %+v", stuck)
+			}
+			// Accounting: everything meant for it was written, dropped or is queued.
+			if got := stuck.FramesOut + stuck.Dropped + uint64(stuck.QueuedFrames); got != n {
+				t.Fatalf("stuck: out %d + dropped %d + queued %d = %d, want %d", stuck.FramesOut, stuck.Dropped, stuck.QueuedFrames, got, n)
+			}
+			if len(stuck.Tags) != 1 || stuck.Tags[0].Dropped != stuck.Dropped || stuck.Tags[0].Queued+stuck.Tags[0].Dropped != n {
+				t.Fatalf("per-tag stats %+v do not add up to %d", stuck.Tags, n)
+			}
+			if f, _ := st.Function("fast"); f.Dropped != 0 || f.FramesOut != n {
+				t.Fatalf("fast function stats %+v", f)
+			}
+			// The stuck function itself learns how many it missed.
+			eventually(t, 5*time.Second, func() bool { return reportedDrops.Load() == stuck.Dropped },
+				"stuck function was told of %d drops, zipper counted %d", reportedDrops.Load(), stuck.Dropped)
+		})
+	}
+}
+
+func TestBlockPolicyLosesNothing(t *testing.T) {
+	tz := startZipper(t, "", WithQueueLimits(64, 64<<10), WithOverflowPolicy(Block))
+	var got atomic.Int64
+	connectFn(t, tz, "slow", tz.clients, []Tag{1}, func(ctx Context) {
+		if got.Add(1)%500 == 0 {
+			time.Sleep(time.Millisecond) // slower than the source
+		}
+	})
+	src := connectSource(t, tz, "src", tz.clients)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 10000
+	for i := 0; i < n; i++ {
+		if err := src.Write(1, make([]byte, 512)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, func() bool { return got.Load() == n }, "got %d of %d", got.Load(), n)
+	if d := tz.Stats().Dropped; d != 0 {
+		t.Fatalf("block policy dropped %d frames", d)
+	}
+}
+
+func TestSourceWriteTimesOutWhenQueueStaysFull(t *testing.T) {
+	tz := startZipper(t, "")
+	src := connectSource(t, tz, "src", append(tz.clients, WithWriteBuffer(4096), WithWriteTimeout(50*time.Millisecond),
+		WithReconnectBackoff(time.Hour, time.Hour)))
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	tz.Close() // the source cannot send any more; its queue fills
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		err = src.Write(1, make([]byte, 1024))
+	}
+	if !errors.Is(err, ErrWriteTimeout) {
+		t.Fatalf("writes into a full queue = %v, want ErrWriteTimeout", err)
+	}
+}
+
+func TestHandlerConcurrencyKeepsPerSourceOrder(t *testing.T) {
+	tz := startZipper(t, "")
+	var mu sync.Mutex
+	last := map[string]int{}
+	var inFlight, maxInFlight, total atomic.Int32
+	var bad atomic.Value
+	connectFn(t, tz, "par", append(tz.clients, WithHandlerConcurrency(8)), []Tag{1, 2}, func(ctx Context) {
+		n := inFlight.Add(1)
+		for {
+			m := maxInFlight.Load()
+			if n <= m || maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		defer inFlight.Add(-1)
+		var src string
+		var seq int
+		fmt.Sscanf(string(ctx.Data()), "%s %d", &src, &seq)
+		key := src + "/" + strconv.Itoa(int(ctx.Tag()))
+		time.Sleep(50 * time.Microsecond)
+		mu.Lock()
+		if prev, ok := last[key]; ok && seq != prev+1 {
+			bad.Store(fmt.Sprintf("%s: %d after %d", key, seq, prev))
+		}
+		last[key] = seq
+		mu.Unlock()
+		total.Add(1)
+	})
+	const perStream = 300
+	var srcs []*Source
+	for i := 0; i < 4; i++ {
+		s := connectSource(t, tz, fmt.Sprintf("s%d", i), tz.clients)
+		if err := s.Connect(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, s)
+	}
+	for seq := 0; seq < perStream; seq++ {
+		for i, s := range srcs {
+			for _, tag := range []Tag{1, 2} {
+				s.Write(tag, []byte(fmt.Sprintf("s%d %d", i, seq)))
+			}
+		}
+	}
+	eventually(t, 20*time.Second, func() bool { return total.Load() == int32(perStream*len(srcs)*2) }, "handled %d", total.Load())
+	if v := bad.Load(); v != nil {
+		t.Fatalf("order broken within one source and tag: %v", v)
+	}
+	if maxInFlight.Load() < 2 {
+		t.Fatalf("handler never ran concurrently (max in flight %d)", maxInFlight.Load())
+	}
+}
+
+func TestHooksFireInOrderAndTraceparentFlows(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	add := func(s string) {
+		mu.Lock()
+		events = append(events, s)
+		mu.Unlock()
+	}
+	snapshot := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), events...)
+	}
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	hook := func(name string) Hooks {
+		return Hooks{
+			OnConnect: func(c ConnInfo) error {
+				add(name + " connect " + c.Name)
+				if c.Name == "intruder" {
+					return errors.New("intruders are not welcome")
+				}
+				return nil
+			},
+			OnFrame: func(f *FrameInfo) bool {
+				v, _ := f.Metadata("traceparent")
+				add(fmt.Sprintf("%s frame %s tag=%d tp=%v", name, f.From.Name, f.Tag, v == tp))
+				return f.Tag != 66 // tag 66 is filtered
+			},
+			OnDisconnect: func(c ConnInfo, err error) { add(name + " disconnect " + c.Name) },
+		}
+	}
+	tz := startZipper(t, "", WithHooks(hook("h1")), WithHooks(hook("h2")))
+	seen := make(chan string, 4)
+	f1 := connectFn(t, tz, "f1", tz.clients, []Tag{1}, func(ctx Context) {
+		v, _ := ctx.Metadata("traceparent")
+		seen <- "f1 " + v
+		ctx.Write(2, ctx.Data())
+	})
+	connectFn(t, tz, "f2", tz.clients, []Tag{2, 66}, func(ctx Context) {
+		v, _ := ctx.Metadata("traceparent")
+		seen <- fmt.Sprintf("f2 tag=%d %s", ctx.Tag(), v)
+	})
+	src := connectSource(t, tz, "src", tz.clients)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.WriteWithMetadata(1, []byte("x"), map[string]string{"traceparent": tp}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"f1 " + tp, "f2 tag=2 " + tp} {
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("timed out waiting for %q", want)
+		}
+	}
+	src.Write(66, []byte("filtered"))
+	eventually(t, 5*time.Second, func() bool { return tz.Stats().Filtered == 1 }, "filtered %d", tz.Stats().Filtered)
+	intruder := NewSource("intruder", tz.addr, tz.clients...)
+	var rej *RejectedError
+	if err := intruder.Connect(ctxT(t)); !errors.As(err, &rej) || rej.Reason != "intruders are not welcome" {
+		t.Fatalf("hook rejection: %v", err)
+	}
+	f1.Close()
+	want := []string{
+		"h1 connect f1", "h2 connect f1",
+		"h1 connect f2", "h2 connect f2",
+		"h1 connect src", "h2 connect src",
+		"h1 frame src tag=1 tp=true", "h2 frame src tag=1 tp=true",
+		"h1 frame f1 tag=2 tp=true", "h2 frame f1 tag=2 tp=true",
+		"h1 frame src tag=66 tp=false", // h1 filters it: h2 never sees it
+		"h1 connect intruder",          // h1 rejects it: h2 never sees it
+		"h1 disconnect f1", "h2 disconnect f1",
+	}
+	eventually(t, 5*time.Second, func() bool { return len(snapshot()) >= len(want) }, "events %q", snapshot())
+	got := snapshot()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("hook events\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestShutdownUnderLoadLosesNothing(t *testing.T) {
+	tz := startZipper(t, "")
+	addr := tz.addr
+	tlsConf := tz.Zipper.tls
+	roots := tz.RootCAs()
+	var got recorder
+	fopts := []ClientOption{WithTLSConfig(&tls.Config{RootCAs: roots}), WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond)}
+	// The source comes back later than the function, so that after the
+	// restart nothing arrives before the function is there to take it.
+	sopts := []ClientOption{WithTLSConfig(&tls.Config{RootCAs: roots}), WithReconnectBackoff(400*time.Millisecond, 800*time.Millisecond)}
+	connectFn(t, tz, "sink", fopts, []Tag{1}, func(ctx Context) { got.add(ctx.Tag(), ctx.Data()) })
+	src := connectSource(t, tz, "src", sopts)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	writerDone := make(chan error, 1)
+	go func() { // owned by the test: ends after n writes
+		for i := 0; i < n; i++ {
+			if err := src.Write(1, []byte(strconv.Itoa(i))); err != nil {
+				writerDone <- fmt.Errorf("write %d: %w", i, err)
+				return
+			}
+		}
+		writerDone <- nil
+	}()
+	eventually(t, 10*time.Second, func() bool { return got.len() > 1000 }, "load did not start")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tz.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	st := tz.Stats()
+	if st.Dropped != 0 {
+		t.Fatalf("shutdown dropped %d frames", st.Dropped)
+	}
+	if uint64(got.len()) != st.FramesIn {
+		t.Fatalf("function got %d frames, zipper received %d: in-flight frames lost", got.len(), st.FramesIn)
+	}
+	// A new zipper on the same address: the clients come back and the
+	// rest of the frames, queued at the source meanwhile, arrive.
+	z2, err := NewZipper("second", WithTLSConfig(tlsConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- z2.Serve(context.Background(), pc) }()
+	defer func() {
+		z2.Close()
+		<-served
+	}()
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() bool { return got.len() >= n }, "got %d of %d", got.len(), n)
+	for i, r := range got.snapshot() {
+		if r.data != strconv.Itoa(i) {
+			t.Fatalf("frame %d is %q: lost or reordered across the shutdown", i, r.data)
+		}
+	}
+}
+
+func TestShutdownDeadline(t *testing.T) {
+	tz := startZipper(t, "")
+	release := make(chan struct{})
+	connectFn(t, tz, "stuck", tz.clients, []Tag{1}, func(ctx Context) { <-release })
+	t.Cleanup(func() { close(release) })
+	src := connectSource(t, tz, "src", tz.clients)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		src.Write(1, make([]byte, 64<<10))
+	}
+	eventually(t, 5*time.Second, func() bool { return tz.Stats().FramesIn > 50 }, "frames in")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := tz.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a stuck function = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Shutdown took %v past its deadline", d)
+	}
+}
