@@ -173,11 +173,13 @@ func (w *workers) dispatch(d *frame.Data) {
 	j := w.pool.Get().(*job)
 	b := append(j.buf[:0], d.Target...)
 	b = append(b, d.Metadata...)
+	b = append(b, d.OriginZipper...)
 	b = append(b, d.Payload...)
 	j.buf = b
-	t, m := len(d.Target), len(d.Metadata)
+	t, m, o := len(d.Target), len(d.Metadata), len(d.OriginZipper)
 	j.d = frame.Data{Tag: d.Tag, Origin: d.Origin, TID: d.TID,
-		Target: b[:t:t], Metadata: frame.Metadata(b[t : t+m : t+m]), Payload: b[t+m:]}
+		Target: b[:t:t], Metadata: frame.Metadata(b[t : t+m : t+m]),
+		OriginZipper: b[t+m : t+m+o : t+m+o], Payload: b[t+m+o:]}
 	h := (d.Origin ^ uint64(d.Tag)*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd
 	select {
 	case w.chans[h>>32%uint64(len(w.chans))] <- j:
@@ -218,12 +220,13 @@ func (x *fnContext) WriteWithTarget(tag Tag, data []byte, target string) error {
 		return errContextDone
 	}
 	out := frame.Data{
-		Tag:      tag,
-		Target:   unsafe.Slice(unsafe.StringData(target), len(target)), // read only
-		Origin:   x.d.Origin,
-		TID:      x.d.TID,
-		Metadata: x.d.Metadata,
-		Payload:  data,
+		Tag:          tag,
+		Target:       unsafe.Slice(unsafe.StringData(target), len(target)), // read only
+		Origin:       x.d.Origin,
+		TID:          x.d.TID,
+		Metadata:     x.d.Metadata,
+		Payload:      data,
+		OriginZipper: x.d.OriginZipper,
 	}
 	return x.f.c.write(&out)
 }

@@ -27,6 +27,8 @@ type Stats struct {
 	Functions []FunctionStats `json:"functions"`
 	// Sources has one entry per connected Source name, sorted by name.
 	Sources []ClientStats `json:"sources"`
+	// Links has one entry per mesh link, sorted by peer name.
+	Links []LinkStats `json:"links,omitempty"`
 }
 
 // ConnectionStats counts connections.
@@ -104,6 +106,7 @@ func (z *Zipper) Stats() Stats {
 		Unroutable: z.unroutedN.Load(),
 		Filtered:   z.filtered.Load(),
 	}
+	s.Links = z.linkStatsLocked()
 	s.Connections.Accepted = z.accepted.Load()
 	s.Connections.Rejected = z.rejected.Load()
 	if len(z.unroutable) > 0 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/yomo-dev/yomo/frame"
 	"github.com/yomo-dev/yomo/internal/transport"
+	"github.com/yomo-dev/yomo/mesh"
 	"github.com/yomo-dev/yomo/router"
 )
 
@@ -27,11 +28,12 @@ import (
 // may run at once, on different sockets), and stop with Shutdown or Close.
 // All methods are safe for concurrent use.
 type Zipper struct {
-	name  string
-	opts  zipperOptions
-	log   *slog.Logger
-	tls   *tls.Config
-	roots *x509.CertPool // set when the zipper generated its certificate
+	name      string
+	nameBytes []byte
+	opts      zipperOptions
+	log       *slog.Logger
+	tls       *tls.Config
+	roots     *x509.CertPool // set when the zipper generated its certificate
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -39,19 +41,26 @@ type Zipper struct {
 
 	frameHooks []func(*FrameInfo) bool
 
-	table   atomic.Pointer[router.Table[*zconn]]
-	sources atomic.Pointer[map[uint64]*zconn] // by client instance id
+	table     atomic.Pointer[router.Table[*dest]]
+	sources   atomic.Pointer[map[uint64]*zconn] // by client instance id
+	zipperVia atomic.Pointer[map[string]*link]  // mesh: next hop towards each zipper
+	meshOn    atomic.Bool                       // linked (or configured to link) to other zippers
 
-	mu         sync.Mutex
-	closed     bool
-	draining   bool // Shutdown started: new clients are turned away
-	reporting  bool // the drop reporter runs
-	servers    map[*server]struct{}
-	conns      map[uint64]*zconn
-	router     *router.Router[*zconn]
-	nextConnID uint64
-	gone       map[string]*functionTotals // counters of instances that left
-	unroutable map[Tag]uint64
+	mu           sync.Mutex
+	closed       bool
+	draining     bool // Shutdown started: new clients are turned away
+	reporting    bool // the drop reporter runs
+	servers      map[*server]struct{}
+	conns        map[uint64]*zconn
+	router       *router.Router[*dest]
+	mesh         *mesh.Table
+	links        map[string]*link // by peer name
+	remoteIDs    map[mesh.Key]uint64
+	meshStarted  bool
+	nextRemoteID uint64
+	nextConnID   uint64
+	gone         map[string]*functionTotals // counters of instances that left
+	unroutable   map[Tag]uint64
 
 	accepted   atomic.Uint64
 	rejected   atomic.Uint64
@@ -82,11 +91,15 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 	}
 	z := &Zipper{
 		name:       name,
+		nameBytes:  []byte(name),
 		opts:       o,
 		log:        o.logger.With("zipper", name),
 		servers:    make(map[*server]struct{}),
 		conns:      make(map[uint64]*zconn),
-		router:     router.New[*zconn](),
+		router:     router.New[*dest](),
+		mesh:       mesh.New(name),
+		links:      make(map[string]*link),
+		remoteIDs:  make(map[mesh.Key]uint64),
 		gone:       make(map[string]*functionTotals),
 		unroutable: make(map[Tag]uint64),
 	}
@@ -113,6 +126,10 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 	z.ctx, z.cancel = context.WithCancel(context.Background())
 	z.table.Store(z.router.Table())
 	z.sources.Store(&map[uint64]*zconn{})
+	z.zipperVia.Store(&map[string]*link{})
+	if len(o.peers) > 0 {
+		z.activateMeshLocked()
+	}
 	return z, nil
 }
 
@@ -155,6 +172,7 @@ func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
 	z.servers[s] = struct{}{}
 	z.mu.Unlock()
 	z.log.Info("zipper serving", "addr", ln.Addr().String())
+	z.startMesh()
 
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
@@ -345,6 +363,7 @@ type zconn struct {
 	drainOnce sync.Once
 
 	info ConnInfo // for hooks, set at registration
+	dst  *dest    // this instance in the routing table (functions)
 
 	// observes holds a counter per observed tag; immutable after the
 	// handshake, so the hot path reads it without a lock.
@@ -370,6 +389,13 @@ func (z *Zipper) serveConn(tc transport.Conn, s *server) {
 	rd, err := z.handshake(c)
 	if err != nil {
 		z.log.Info("client rejected", "remote", tc.RemoteAddr().String(), "reason", err.Error())
+		return
+	}
+	if c.hs.Kind == frame.KindZipper {
+		l := z.newLink(c.hs.Name, tc, c.ctrl, rd, false)
+		if err := z.runLink(l); err != nil && z.ctx.Err() == nil {
+			z.log.Info("mesh link down", "peer", l.peer, "err", err)
+		}
 		return
 	}
 	z.log.Info("client connected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "conn", c.id,
@@ -454,7 +480,7 @@ func (z *Zipper) readHandshake(rd *frame.Reader) (*frame.Handshake, *rejection) 
 		return nil, &rejection{frame.RejectVersion, fmt.Sprintf("unsupported protocol version %d (zipper speaks %d)", hs.Version, frame.ProtocolVersion)}
 	case hs.Name == "":
 		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: empty name"}
-	case hs.Kind != frame.KindSource && hs.Kind != frame.KindFunction:
+	case hs.Kind != frame.KindSource && hs.Kind != frame.KindFunction && hs.Kind != frame.KindZipper:
 		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: unsupported client kind " + hs.Kind.String()}
 	case len(hs.ObserveTags) > maxObservedTags:
 		return nil, &rejection{frame.RejectDenied, fmt.Sprintf("too many observed tags: %d (limit %d)", len(hs.ObserveTags), maxObservedTags)}
@@ -483,6 +509,13 @@ func (z *Zipper) authenticate(cred string) bool {
 
 func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
 	c.hs = hs
+	if hs.Kind == frame.KindZipper {
+		z.mu.Lock()
+		z.nextConnID++
+		c.id = z.nextConnID
+		z.mu.Unlock()
+		return nil // a mesh link: registered by runLink
+	}
 	c.observes = make(map[Tag]*tagCounters, len(hs.ObserveTags))
 	for _, t := range hs.ObserveTags {
 		c.observes[t] = new(tagCounters)
@@ -508,11 +541,15 @@ func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
 			z.wg.Add(1)
 			go z.reportDrops() // owned by z: ends when Close cancels z.ctx
 		}
-		err := z.router.Add(router.Instance[*zconn]{ID: c.id, Name: hs.Name, Tags: hs.ObserveTags, Target: hs.WantedTarget, Dest: c})
+		c.dst = &dest{conn: c, name: hs.Name}
+		err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: hs.Name, Tags: hs.ObserveTags, Target: hs.WantedTarget, Dest: c.dst})
 		if err != nil {
 			return &rejection{frame.RejectBadHandshake, err.Error()}
 		}
 		z.table.Store(z.router.Table())
+		for _, k := range c.meshKeys() {
+			z.applyChangesLocked(z.mesh.AddLocal(k))
+		}
 	case frame.KindSource:
 		old := *z.sources.Load()
 		m := make(map[uint64]*zconn, len(old)+1)
@@ -538,6 +575,9 @@ func (z *Zipper) unregister(c *zconn) {
 	case frame.KindFunction:
 		z.router.Remove(c.id)
 		z.table.Store(z.router.Table())
+		for _, k := range c.meshKeys() {
+			z.applyChangesLocked(z.mesh.RemoveLocal(k))
+		}
 	case frame.KindSource:
 		old := *z.sources.Load()
 		if old[c.hs.ID] == c {
@@ -561,6 +601,15 @@ func (z *Zipper) unregister(c *zconn) {
 		}
 		t.add(c)
 	}
+}
+
+// meshKeys are the destinations a function instance offers the mesh.
+func (c *zconn) meshKeys() []mesh.Key {
+	keys := make([]mesh.Key, 0, len(c.observes))
+	for tag := range c.observes {
+		keys = append(keys, mesh.Key{Kind: frame.RouteFunction, Tag: tag, Name: c.hs.Name, Target: c.hs.WantedTarget})
+	}
+	return keys
 }
 
 // run serves an accepted connection until it closes.
@@ -658,7 +707,7 @@ func (c *zconn) readData() error {
 	}
 	rd := frame.NewReader(rs, c.z.opts.maxFrame)
 	var d frame.Data
-	dsts := make([]*zconn, 0, 8)
+	var sc scratch
 	for {
 		t, body, err := rd.Next()
 		if err != nil {
@@ -676,7 +725,7 @@ func (c *zconn) readData() error {
 		if err := d.Decode(body); err != nil {
 			return &protocolError{err.Error()}
 		}
-		dsts = c.z.route(c, &d, dsts)
+		c.z.route(c, &d, &sc)
 	}
 }
 
@@ -729,37 +778,42 @@ func (c *zconn) writeData(stop <-chan struct{}) error {
 
 // route delivers one data frame from c. It runs on c's reader goroutine
 // and allocates nothing.
-func (z *Zipper) route(from *zconn, d *frame.Data, dsts []*zconn) []*zconn {
+func (z *Zipper) route(from *zconn, d *frame.Data, sc *scratch) {
 	from.framesIn.Add(1)
 	z.framesIn.Add(1)
 	if from.hs.Kind == frame.KindSource {
 		d.Origin = from.hs.ID
-	}
-	if len(z.frameHooks) > 0 && !z.onFrame(from, d) {
-		z.filtered.Add(1)
-		return dsts
-	}
-	// The target aliases the frame buffer; Route does not retain it.
-	dsts = z.table.Load().Route(d.Tag, unsafeString(d.Target), dsts[:0])
-	// A waiting put gives up when the writer's own connection ends.
-	wait := from.tc.Context().Done()
-	for _, dst := range dsts {
-		dst.deliver(d, wait)
-	}
-	routed := len(dsts) > 0
-	if from.hs.Kind == frame.KindFunction && d.Origin != 0 {
-		if src := (*z.sources.Load())[d.Origin]; src != nil && src.observes[d.Tag] != nil {
-			src.deliver(d, wait)
-			routed = true
+		if z.meshOn.Load() {
+			d.OriginZipper = z.nameBytes
 		}
 	}
-	if !routed {
-		z.unroutedN.Add(1)
-		z.mu.Lock()
-		z.unroutable[d.Tag]++
-		z.mu.Unlock()
+	d.Path, d.Names = nil, nil // only zippers set these
+	if len(z.frameHooks) > 0 && !z.onFrame(from, d) {
+		z.filtered.Add(1)
+		return
 	}
-	return dsts
+	// The target aliases the frame buffer; Route does not retain it.
+	sc.dsts = z.table.Load().Route(d.Tag, unsafeString(d.Target), sc.dsts[:0])
+	// A waiting put gives up when the writer's own connection ends.
+	wait := from.tc.Context().Done()
+	sc.remote = sc.remote[:0]
+	for _, dst := range sc.dsts {
+		if dst.conn != nil {
+			dst.conn.deliver(d, wait)
+		} else {
+			sc.remote = append(sc.remote, dst)
+		}
+	}
+	routed := len(sc.dsts) > 0
+	if len(sc.remote) > 0 {
+		z.forward(d, nil, sc, wait)
+	}
+	if from.hs.Kind == frame.KindFunction && d.Origin != 0 && z.routeBackflow(d, nil, wait, sc) {
+		routed = true
+	}
+	if !routed {
+		z.noteUnroutable(d.Tag)
+	}
 }
 
 func (c *zconn) deliver(d *frame.Data, wait <-chan struct{}) {

@@ -94,6 +94,35 @@ type Dropped struct {
 	Total uint64 `msgpack:"total"` // frames dropped for this connection so far
 }
 
+// Route kinds of a RouteUpdate entry.
+const (
+	RouteFunction = 1 // a function name observing a tag (with a wanted target)
+	RouteZipper   = 2 // a zipper (where backflow for its sources goes)
+)
+
+// Route is one entry of a RouteUpdate: the advertiser can reach a
+// destination at a cost, along a path of zippers.
+type Route struct {
+	Kind   uint8  `msgpack:"kind"`
+	Tag    Tag    `msgpack:"tag,omitempty"`    // RouteFunction: the observed tag
+	Name   string `msgpack:"name"`             // function name, or zipper name
+	Target string `msgpack:"target,omitempty"` // RouteFunction: wanted target
+	// Cost is the advertiser's cost to the destination, in microseconds of
+	// measured link latency (0: the destination is local to it).
+	Cost uint32 `msgpack:"cost"`
+	// Path lists the zippers from the one where the destination is local
+	// to the advertiser, inclusive.
+	Path []string `msgpack:"path"`
+	// Withdraw says the advertiser no longer reaches the destination.
+	Withdraw bool `msgpack:"withdraw,omitempty"`
+}
+
+// RouteUpdate carries route advertisements and withdrawals between linked
+// zippers, on the control stream.
+type RouteUpdate struct {
+	Routes []Route `msgpack:"routes"`
+}
+
 // Ping is the body of both ping and pong frames: an opaque value that the
 // receiver of a ping echoes in its pong.
 type Ping struct {
@@ -115,12 +144,15 @@ func typeOf(v any) (Type, error) {
 		return TypePing, nil
 	case *Dropped:
 		return TypeDropped, nil
+	case *RouteUpdate:
+		return TypeRoutes, nil
 	}
 	return 0, fmt.Errorf("frame: %T is not a control frame", v)
 }
 
 // AppendControl appends a whole control frame (header and msgpack body)
-// for v, one of *Handshake, *HandshakeAck, *Rejected, *GoAway, *Dropped or *Ping
+// for v, one of *Handshake, *HandshakeAck, *Rejected, *GoAway, *Dropped,
+// *RouteUpdate or *Ping
 // (written as a ping; use AppendPing for a pong). It fails for any other
 // value and for a body longer than MaxControlSize; dst is then returned
 // unchanged.
@@ -176,6 +208,8 @@ func DecodeControl(t Type, body []byte) (any, error) {
 		v = new(Ping)
 	case TypeDropped:
 		v = new(Dropped)
+	case TypeRoutes:
+		v = new(RouteUpdate)
 	case TypeData:
 		return nil, errors.New("frame: data is not a control frame")
 	default:

@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"errors"
+	"unsafe"
 )
 
 // Data is a data frame: a tagged payload with its routing and backflow
@@ -30,11 +31,46 @@ type Data struct {
 	Metadata Metadata
 	// Payload is the application data; it may be empty.
 	Payload []byte
+
+	// Mesh fields (optional; written only when set).
+
+	// OriginZipper names the zipper the origin Source is connected to,
+	// so backflow can find it across zipper links. Functions carry it
+	// over to what they write, like Origin.
+	OriginZipper []byte
+	// Path lists the zippers a frame has crossed (only between zippers);
+	// a zipper never forwards a frame to a zipper on its path.
+	Path StrList
+	// Names lists the function names a frame crossing a zipper link is
+	// for; empty on a link, the frame is backflow for OriginZipper.
+	Names StrList
 }
 
-// dataFields is the number of array elements this version writes. Decoders
-// accept longer arrays and skip the extra elements (forward compatibility).
-const dataFields = 6
+// dataFields is the number of array elements every data frame has;
+// fields 6 to 8 are optional (mesh). Decoders skip elements beyond those
+// they know (forward compatibility).
+const (
+	dataFields    = 6
+	dataFieldsMax = 9
+)
+
+// fields returns how many array elements d is written with.
+func (d *Data) fields() int {
+	switch {
+	case len(d.Path) > 0 || len(d.Names) > 0:
+		return 9
+	case len(d.OriginZipper) > 0:
+		return 7
+	}
+	return dataFields
+}
+
+func listSize(l StrList) int {
+	if len(l) == 0 {
+		return 1
+	}
+	return len(l)
+}
 
 // DataSize returns the encoded size of d's body, without the header.
 func DataSize(d *Data) int {
@@ -42,14 +78,22 @@ func DataSize(d *Data) int {
 	if m == 0 {
 		m = 1
 	}
-	return 1 + 5 + strSize(len(d.Target)) + 9 + 9 + m + binHeaderSize(len(d.Payload)) + len(d.Payload)
+	n := 1 + 5 + strSize(len(d.Target)) + 9 + 9 + m + binHeaderSize(len(d.Payload)) + len(d.Payload)
+	switch d.fields() {
+	case 9:
+		n += strSize(len(d.OriginZipper)) + listSize(d.Path) + listSize(d.Names)
+	case 7:
+		n += strSize(len(d.OriginZipper))
+	}
+	return n
 }
 
 // AppendData appends d as a complete frame (header and body) to dst.
 // It allocates only when dst must grow.
 func AppendData(dst []byte, d *Data) []byte {
 	dst = AppendHeader(dst, TypeData, DataSize(d))
-	dst = append(dst, 0x90|dataFields)
+	nf := d.fields()
+	dst = append(dst, 0x90|byte(nf))
 	dst = appendUint32(dst, d.Tag)
 	dst = appendStr(dst, d.Target)
 	dst = appendUint64(dst, d.Origin)
@@ -60,7 +104,22 @@ func AppendData(dst []byte, d *Data) []byte {
 		dst = append(dst, d.Metadata...)
 	}
 	dst = appendBinHeader(dst, len(d.Payload))
-	return append(dst, d.Payload...)
+	dst = append(dst, d.Payload...)
+	if nf >= 7 {
+		dst = appendStr(dst, d.OriginZipper)
+	}
+	if nf >= 9 {
+		dst = appendList(dst, d.Path)
+		dst = appendList(dst, d.Names)
+	}
+	return dst
+}
+
+func appendList(dst []byte, l StrList) []byte {
+	if len(l) == 0 {
+		return append(dst, 0x90)
+	}
+	return append(dst, l...)
 }
 
 // Decode parses a data frame body into d. d aliases body afterwards.
@@ -102,7 +161,23 @@ func (d *Data) Decode(body []byte) error {
 	if d.Payload, b, err = readBytes(rest); err != nil {
 		return malformed(TypeData, "payload: "+err.Error())
 	}
-	for i := dataFields; i < n; i++ {
+	d.OriginZipper, d.Path, d.Names = nil, nil, nil
+	if n > 6 {
+		if d.OriginZipper, b, err = readBytes(b); err != nil {
+			return malformed(TypeData, "origin zipper: "+err.Error())
+		}
+	}
+	if n > 7 {
+		if d.Path, b, err = readList(b); err != nil {
+			return malformed(TypeData, "path: "+err.Error())
+		}
+	}
+	if n > 8 {
+		if d.Names, b, err = readList(b); err != nil {
+			return malformed(TypeData, "names: "+err.Error())
+		}
+	}
+	for i := dataFieldsMax; i < n; i++ {
 		if b, err = skipValue(b, 0); err != nil {
 			return malformed(TypeData, "extension field: "+err.Error())
 		}
@@ -308,3 +383,105 @@ func readMapLenOrEmpty(m Metadata) (int, []byte, error) {
 	}
 	return readMapLen(m)
 }
+
+// MaxListEntries bounds the entries of a frame's Path and Names.
+const MaxListEntries = 64
+
+// readList reads a msgpack array of strings, returning its encoding
+// (nil when empty).
+func readList(b []byte) (StrList, []byte, error) {
+	n, rest, err := readArrayLen(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > MaxListEntries {
+		return nil, nil, errors.New("too many entries")
+	}
+	for i := 0; i < n; i++ {
+		if _, rest, err = readBytes(rest); err != nil {
+			return nil, nil, err
+		}
+	}
+	if n == 0 {
+		return nil, rest, nil
+	}
+	used := len(b) - len(rest)
+	return StrList(b[:used:used]), rest, nil
+}
+
+// StrList is the encoding of a msgpack array of strings (nil = empty).
+// Lookups scan the encoding and allocate nothing.
+type StrList []byte
+
+// Len returns the number of entries.
+func (l StrList) Len() int {
+	if len(l) == 0 {
+		return 0
+	}
+	n, _, err := readArrayLen(l)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// Range calls fn for each entry in order until fn returns false; the
+// slices alias l.
+func (l StrList) Range(fn func(s []byte) bool) {
+	if len(l) == 0 {
+		return
+	}
+	n, b, err := readArrayLen(l)
+	if err != nil {
+		return
+	}
+	for i := 0; i < n; i++ {
+		var s []byte
+		if s, b, err = readBytes(b); err != nil || !fn(s) {
+			return
+		}
+	}
+}
+
+// Contains reports whether s is an entry.
+func (l StrList) Contains(s string) bool {
+	found := false
+	l.Range(func(e []byte) bool {
+		found = string(e) == s
+		return !found
+	})
+	return found
+}
+
+// AppendStrList appends the encoding of items to dst.
+func AppendStrList(dst []byte, items ...string) []byte {
+	dst = appendArrayHeader(dst, len(items))
+	for _, s := range items {
+		dst = appendStr(dst, unsafeBytes(s))
+	}
+	return dst
+}
+
+// AppendWith appends to dst the encoding of l's entries followed by s.
+func (l StrList) AppendWith(dst []byte, s string) []byte {
+	n := l.Len()
+	dst = appendArrayHeader(dst, n+1)
+	if n > 0 {
+		_, body, _ := readArrayLen(l)
+		dst = append(dst, body...)
+	}
+	return appendStr(dst, unsafeBytes(s))
+}
+
+func appendArrayHeader(dst []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(dst, 0x90|byte(n))
+	case n <= 0xffff:
+		return append(dst, 0xdc, byte(n>>8), byte(n))
+	}
+	return append(dst, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// unsafeBytes views s as bytes without copying; the result is only read.
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -24,6 +24,7 @@ const (
 	TypePing         Type = 0x06 // either way, on the control stream
 	TypePong         Type = 0x07 // answer to a ping, echoing its value
 	TypeDropped      Type = 0x08 // zipper -> function: frames for it were dropped
+	TypeRoutes       Type = 0x09 // zipper <-> zipper: route advertisements
 )
 
 // String returns the lower-case name of t, or "type(0xNN)" for an unknown
@@ -46,12 +47,14 @@ func (t Type) String() string {
 		return "pong"
 	case TypeDropped:
 		return "dropped"
+	case TypeRoutes:
+		return "routes"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
 
 // Known reports whether t is a frame type of this protocol version.
-func (t Type) Known() bool { return t >= TypeHandshake && t <= TypeDropped }
+func (t Type) Known() bool { return t >= TypeHandshake && t <= TypeRoutes }
 
 const (
 	// HeaderSize is the size of a frame header: type (1 byte) and body

@@ -17,7 +17,8 @@ import (
 func dataEqual(a, b *Data) bool {
 	return a.Tag == b.Tag && bytes.Equal(a.Target, b.Target) &&
 		a.Origin == b.Origin && a.TID == b.TID &&
-		a.Metadata.Equal(b.Metadata) && bytes.Equal(a.Payload, b.Payload)
+		a.Metadata.Equal(b.Metadata) && bytes.Equal(a.Payload, b.Payload) &&
+		bytes.Equal(a.OriginZipper, b.OriginZipper) && bytes.Equal(a.Path, b.Path) && bytes.Equal(a.Names, b.Names)
 }
 
 // controlEqual compares two decoded control values, treating nil and empty
@@ -351,7 +352,9 @@ func TestDataWithLibrary(t *testing.T) {
 		fields  []any
 		compact bool
 	}
-	extra := []any{"future", map[string]any{"x": []any{1, -2, 3.5, nil, true}}, 1.5, nil, []byte{1}}
+	// Elements 6-8 are the mesh fields (origin zipper, path, names); what
+	// follows them is from a later version and skipped.
+	extra := []any{"", []string{}, []string{}, "future", map[string]any{"x": []any{1, -2, 3.5, nil, true}}, 1.5, nil, []byte{1}}
 	cases := []libCase{
 		{"uint64", []any{uint64(33), "sfn-1", uint64(7), uint64(42), meta, []byte("hello")}, false},
 		{"uint64 compact", []any{uint64(33), "sfn-1", uint64(7), uint64(42), meta, []byte("hello")}, true},
@@ -436,7 +439,7 @@ func TestReaderErrors(t *testing.T) {
 		{"header only", valid[:HeaderSize], 0, 0, io.ErrUnexpectedEOF},
 		{"truncated large body", large[:len(large)-1], 0, 0, io.ErrUnexpectedEOF},
 		{"unknown type 0", []byte{0x00, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
-		{"unknown type 9", []byte{0x09, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
+		{"unknown type 10", []byte{0x0a, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
 		{"unknown type ff", append(append([]byte(nil), valid...), 0xff, 0, 0, 0, 0), 0, 1, ErrUnknownType},
 		{"data over max", AppendData(nil, &Data{Payload: make([]byte, 100)}), 100, 0, ErrFrameTooLarge},
 		{"data over default", AppendHeader(nil, TypeData, DefaultMaxSize+1), 0, 0, ErrFrameTooLarge},
@@ -613,14 +616,14 @@ func TestDecodeAccepts(t *testing.T) {
 		{"array 16/32",
 			"\xdc\x00\x06\x01\xa0\x00\x00\x80\xa0", Data{Tag: 1}},
 		{"array 32 with extras",
-			"\xdd\x00\x00\x00\x08\x01\xa0\x00\x00\x80\xa0\xc7\x02\x05ab\x92\x81\xa1a\xcb\x00\x00\x00\x00\x00\x00\x00\x00\xd8\x01" + strings.Repeat("z", 16),
+			"\xdd\x00\x00\x00\x0b\x01\xa0\x00\x00\x80\xa0\xa0\x90\x90\xc7\x02\x05ab\x92\x81\xa1a\xcb\x00\x00\x00\x00\x00\x00\x00\x00\xd8\x01" + strings.Repeat("z", 16),
 			Data{Tag: 1}},
 		{"map 16/32 metadata, bin keys",
 			"\x96\x01\xa0\x00\x00\xde\x00\x01\xc4\x01k\xd9\x01v\xa0", Data{Tag: 1, Metadata: MetadataOf("k", "v")}},
 		{"map 32 metadata",
 			"\x96\x01\xa0\x00\x00\xdf\x00\x00\x00\x01\xa1k\xa1v\xa0", Data{Tag: 1, Metadata: MetadataOf("k", "v")}},
 		{"spec.md example", // keep in sync with spec.md, section 7.1
-			"\x97\x01\xc0\x00\x00\xc0\xc0\xa3new", Data{Tag: 1}},
+			"\x9a\x01\xc0\x00\x00\xc0\xc0\xc0\x90\x90\xa3new", Data{Tag: 1}},
 		{"empty map 16 metadata",
 			"\x96\x01\xa0\x00\x00\xde\x00\x00\xa0", Data{Tag: 1}},
 	}

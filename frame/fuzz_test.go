@@ -9,7 +9,7 @@ import (
 )
 
 // controlTypes are the frame types DecodeControl decodes.
-var controlTypes = []Type{TypeHandshake, TypeHandshakeAck, TypeRejected, TypeGoAway, TypePing, TypePong, TypeDropped}
+var controlTypes = []Type{TypeHandshake, TypeHandshakeAck, TypeRejected, TypeGoAway, TypePing, TypePong, TypeDropped, TypeRoutes}
 
 // fuzzMax is the data frame limit of FuzzReader: small, so that the
 // fuzzer reaches it.

@@ -71,6 +71,11 @@ var controlCases = []controlCase{
 	{"rejected", TypeRejected, &Rejected{Code: RejectAuth, Reason: "bad credential"}},
 	{"goaway", TypeGoAway, &GoAway{Reason: "shutting down"}},
 	{"dropped", TypeDropped, &Dropped{Count: 12, Total: 340}},
+	{"routes", TypeRoutes, &RouteUpdate{Routes: []Route{
+		{Kind: RouteFunction, Tag: 33, Name: "noise-filter", Cost: 1200, Path: []string{"eu", "us"}},
+		{Kind: RouteZipper, Name: "eu", Cost: 1200, Path: []string{"eu", "us"}},
+		{Kind: RouteFunction, Tag: 34, Name: "old", Path: []string{"us"}, Withdraw: true},
+	}}},
 	{"ping", TypePing, &Ping{Value: 0x0102030405060708}},
 	{"pong", TypePong, &Ping{Value: 0x0102030405060708}},
 }

@@ -1014,3 +1014,53 @@ func BenchmarkRoute(b *testing.B) {
 		})
 	}
 }
+
+func TestRouteName(t *testing.T) {
+	r := New[string]()
+	for _, in := range []Instance[string]{
+		{ID: 1, Name: "a", Tags: []Tag{1}, Dest: "a1"},
+		{ID: 2, Name: "a", Tags: []Tag{1}, Dest: "a2"},
+		{ID: 3, Name: "b", Tags: []Tag{1}, Target: "t", Dest: "b1"},
+		{ID: 4, Name: "c", Tags: []Tag{2}, Dest: "c1"},
+		{ID: 5, Name: "c", Tags: []Tag{1}, Cost: 7, Dest: "c-remote"},
+		{ID: 6, Name: "c", Tags: []Tag{1}, Cost: 3, Dest: "c-near"},
+	} {
+		if err := r.Add(in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb := r.Table()
+	got := map[string]int{}
+	for i := 0; i < 10; i++ {
+		d, ok := tb.RouteName(1, "", "a")
+		if !ok {
+			t.Fatal("a not routed")
+		}
+		got[d]++
+	}
+	if got["a1"] != 5 || got["a2"] != 5 {
+		t.Fatalf("round robin within a name: %v", got)
+	}
+	if d, ok := tb.RouteName(1, "t", "b"); !ok || d != "b1" {
+		t.Fatalf("targeted name: %v %v", d, ok)
+	}
+	if _, ok := tb.RouteName(1, "other", "b"); ok {
+		t.Fatal("routed a target nobody wants")
+	}
+	if d, ok := tb.RouteName(1, "", "c"); !ok || d != "c-near" {
+		t.Fatalf("cost preference: %v %v", d, ok)
+	}
+	if _, ok := tb.RouteName(1, "", "zzz"); ok {
+		t.Fatal("routed an unknown name")
+	}
+	if _, ok := tb.RouteName(9, "", "a"); ok {
+		t.Fatal("routed an unobserved tag")
+	}
+	if n := testing.AllocsPerRun(100, func() { tb.RouteName(1, "", "a") }); n != 0 {
+		t.Fatalf("RouteName allocates %v", n)
+	}
+	var nilTable *Table[string]
+	if _, ok := nilTable.RouteName(1, "", "a"); ok {
+		t.Fatal("nil table routed")
+	}
+}

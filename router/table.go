@@ -88,6 +88,45 @@ func (t *Table[D]) Route(tag Tag, target string, dst []D) []D {
 	return dst
 }
 
+// RouteName is Route restricted to one function name: it returns the
+// destination chosen for name (with the same rules and counter as Route),
+// or false when no instance of name qualifies. It does not allocate and is
+// safe for concurrent use.
+func (t *Table[D]) RouteName(tag Tag, target, name string) (D, bool) {
+	var zero D
+	if t == nil {
+		return zero, false
+	}
+	var rt *route[D]
+	if target == "" {
+		rt = t.untargeted[tag]
+	} else {
+		rt = t.targeted[tagTarget{tag, target}]
+	}
+	if rt == nil {
+		return zero, false
+	}
+	// Groups are sorted by name.
+	lo, hi := 0, len(rt.groups)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if rt.groups[m].name < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == len(rt.groups) || rt.groups[lo].name != name {
+		return zero, false
+	}
+	g := &rt.groups[lo]
+	if len(g.dests) == 1 {
+		return g.dests[0], true
+	}
+	n := g.next.Add(1) - 1
+	return g.dests[n%uint64(len(g.dests))], true
+}
+
 // Observed reports whether any instance observes tag, whatever its target.
 // It is safe for concurrent use.
 func (t *Table[D]) Observed(tag Tag) bool {

@@ -1,0 +1,70 @@
+package frame
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func TestMeshFieldsRoundTrip(t *testing.T) {
+	cases := []Data{
+		{Tag: 1, Payload: []byte("x"), OriginZipper: []byte("eu")},
+		{Tag: 2, Payload: []byte("y"), OriginZipper: []byte("eu"), Path: AppendStrList(nil, "eu", "us"), Names: AppendStrList(nil, "f1", "f2")},
+		{Tag: 3, Path: AppendStrList(nil, "a")}, // names empty: backflow
+	}
+	for _, in := range cases {
+		buf := AppendData(nil, &in)
+		if got := len(buf) - HeaderSize; got != DataSize(&in) {
+			t.Fatalf("DataSize %d, encoded %d", DataSize(&in), got)
+		}
+		var out Data
+		if err := out.Decode(buf[HeaderSize:]); err != nil {
+			t.Fatal(err)
+		}
+		if out.Tag != in.Tag || !bytes.Equal(out.OriginZipper, in.OriginZipper) ||
+			!bytes.Equal(out.Path, in.Path) || !bytes.Equal(out.Names, in.Names) || !bytes.Equal(out.Payload, in.Payload) {
+			t.Fatalf("round trip: %+v -> %+v", in, out)
+		}
+		// The library reads the same array.
+		var fields []any
+		if err := msgpack.Unmarshal(buf[HeaderSize:], &fields); err != nil {
+			t.Fatal(err)
+		}
+		if len(fields) != in.fields() {
+			t.Fatalf("library sees %d fields, want %d", len(fields), in.fields())
+		}
+	}
+}
+
+func TestStrList(t *testing.T) {
+	l := StrList(AppendStrList(nil, "a", "bb"))
+	if l.Len() != 2 || !l.Contains("bb") || l.Contains("b") {
+		t.Fatalf("list %x", []byte(l))
+	}
+	l2 := StrList(l.AppendWith(nil, "ccc"))
+	var got []string
+	l2.Range(func(s []byte) bool { got = append(got, string(s)); return true })
+	if len(got) != 3 || got[0] != "a" || got[1] != "bb" || got[2] != "ccc" {
+		t.Fatalf("AppendWith gave %q", got)
+	}
+	if StrList(nil).AppendWith(nil, "x")[0] != 0x91 {
+		t.Fatal("AppendWith on empty list")
+	}
+	if testing.AllocsPerRun(100, func() { _ = l2.Contains("ccc") }) != 0 {
+		t.Fatal("Contains allocates")
+	}
+}
+
+func TestListLimit(t *testing.T) {
+	items := make([]string, MaxListEntries+1)
+	for i := range items {
+		items[i] = "z"
+	}
+	d := Data{Tag: 1, Path: AppendStrList(nil, items...)}
+	buf := AppendData(nil, &d)
+	var out Data
+	if err := out.Decode(buf[HeaderSize:]); err == nil {
+		t.Fatal("a path over the limit decoded")
+	}
+}
