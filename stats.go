@@ -1,7 +1,9 @@
 package yomo
 
 import (
+	"slices"
 	"sort"
+	"time"
 
 	"github.com/yomo-dev/yomo/frame"
 )
@@ -12,7 +14,7 @@ import (
 type Stats struct {
 	Name        string          `json:"name"`
 	Connections ConnectionStats `json:"connections"`
-	// FramesIn counts data frames received from clients.
+	// FramesIn counts data frames received from clients and mesh links.
 	FramesIn uint64 `json:"frames_in"`
 	// Dropped counts frames for any client dropped because its queue was
 	// full or it disconnected with frames still queued.
@@ -29,6 +31,21 @@ type Stats struct {
 	Sources []ClientStats `json:"sources"`
 	// Links has one entry per mesh link, sorted by peer name.
 	Links []LinkStats `json:"links,omitempty"`
+	// Routes lists, for a zipper in a mesh, every function it can reach
+	// and where it sends their frames, sorted by tag and name.
+	Routes []RouteStats `json:"routes,omitempty"`
+}
+
+// RouteStats is the route a mesh zipper uses to reach a function.
+type RouteStats struct {
+	Tag      Tag    `json:"tag"`
+	Function string `json:"function"`
+	Target   string `json:"target,omitempty"`
+	// Via is the next zipper; "" when an instance is connected here.
+	Via string `json:"via,omitempty"`
+	// Path lists the zippers from the function's to Via.
+	Path []string      `json:"path"`
+	Cost time.Duration `json:"cost"` // sum of measured link latencies
 }
 
 // ConnectionStats counts connections.
@@ -107,6 +124,15 @@ func (z *Zipper) Stats() Stats {
 		Filtered:   z.filtered.Load(),
 	}
 	s.Links = z.linkStatsLocked()
+	if z.meshOn.Load() {
+		for _, e := range z.mesh.Entries() {
+			if e.Key.Kind != frame.RouteFunction {
+				continue
+			}
+			s.Routes = append(s.Routes, RouteStats{Tag: e.Key.Tag, Function: e.Key.Name, Target: e.Key.Target,
+				Via: e.Best.Via, Path: slices.Clone(e.Best.Path), Cost: time.Duration(e.Best.Cost) * time.Microsecond})
+		}
+	}
 	s.Connections.Accepted = z.accepted.Load()
 	s.Connections.Rejected = z.rejected.Load()
 	if len(z.unroutable) > 0 {

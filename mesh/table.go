@@ -275,3 +275,19 @@ func keysOf(m map[Key]frame.Route) []Key {
 	slices.SortFunc(out, compareKeys)
 	return out
 }
+
+// Entry is a key with its best route.
+type Entry struct {
+	Key  Key
+	Best Best
+}
+
+// Entries returns every key with its best route, sorted by key.
+func (t *Table) Entries() []Entry {
+	out := make([]Entry, 0, len(t.best))
+	for k, b := range t.best {
+		out = append(out, Entry{k, b})
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return compareKeys(a.Key, b.Key) })
+	return out
+}

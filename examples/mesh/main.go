@@ -1,0 +1,185 @@
+// Command mesh runs three zippers named like regions in one process,
+// linked over QUIC on localhost. Functions live in two regions; a source
+// in the third writes, and every frame reaches the function that wants
+// it, wherever it runs; the answers flow back to the source.
+//
+//	go run ./examples/mesh
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/yomo-dev/yomo"
+	"github.com/yomo-dev/yomo/mesh"
+)
+
+const (
+	tagText   yomo.Tag = 0x20 // source -> functions
+	tagAnswer yomo.Tag = 0x21 // functions -> back to the source
+)
+
+func main() {
+	if err := run(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "mesh:", err)
+		os.Exit(1)
+	}
+}
+
+func run(out io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
+
+	// One certificate for the whole demo: every zipper presents it and
+	// trusts it. In production each region has its own, from one CA.
+	cert, roots, err := devCertificate()
+	if err != nil {
+		return err
+	}
+	zipperTLS := &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots}
+	clientTLS := yomo.WithTLSConfig(&tls.Config{RootCAs: roots})
+
+	regions := []string{"us-east", "eu-west", "ap-south"}
+	sockets := map[string]net.PacketConn{}
+	for _, r := range regions {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		sockets[r] = pc
+	}
+	addr := func(r string) string { return sockets[r].LocalAddr().String() }
+
+	// A full mesh: each zipper dials the ones after it.
+	zippers := map[string]*yomo.Zipper{}
+	for i, r := range regions {
+		var peers []mesh.Peer
+		for _, other := range regions[i+1:] {
+			peers = append(peers, mesh.Peer{Name: other, Addr: addr(other)})
+		}
+		z, err := yomo.NewZipper(r, yomo.WithTLSConfig(zipperTLS), yomo.WithMesh(peers...), quiet)
+		if err != nil {
+			return err
+		}
+		defer z.Close()
+		zippers[r] = z
+		go z.Serve(ctx, sockets[r]) // ends when the zipper closes
+	}
+
+	// Functions in two regions; each says where it ran.
+	serve := func(region, name string, answer func(string) string) error {
+		f := yomo.NewStreamFunction(name, addr(region), clientTLS, quiet)
+		f.SetObserveDataTags(tagText)
+		f.SetHandler(func(c yomo.Context) {
+			c.Write(tagAnswer, []byte(fmt.Sprintf("%s@%s: %s", name, region, answer(string(c.Data())))))
+		})
+		if err := f.Connect(ctx); err != nil {
+			return err
+		}
+		go func() { <-ctx.Done(); f.Close() }()
+		return nil
+	}
+	if err := serve("eu-west", "uppercase", strings.ToUpper); err != nil {
+		return err
+	}
+	if err := serve("ap-south", "count", func(s string) string { return fmt.Sprintf("%d letters", len(s)) }); err != nil {
+		return err
+	}
+
+	// Wait until us-east has routes to both functions.
+	for {
+		st := zippers["us-east"].Stats()
+		if len(st.Routes) == 2 {
+			for _, r := range st.Routes {
+				fmt.Fprintf(out, "us-east routes tag 0x%x to %q via %s\n", r.Tag, r.Function, r.Via)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("mesh did not converge: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	// A source in the third region.
+	answers := make(chan string, 16)
+	src := yomo.NewSource("sensor", addr("us-east"), clientTLS, quiet)
+	src.SetObserveDataTags(tagAnswer)
+	src.SetReceiveHandler(func(_ yomo.Tag, data []byte) { answers <- string(data) })
+	if err := src.Connect(ctx); err != nil {
+		return err
+	}
+	defer src.Close()
+
+	for _, word := range []string{"hello", "mesh"} {
+		if err := src.Write(tagText, []byte(word)); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "source@us-east wrote %q\n", word)
+		var got []string
+		for len(got) < 2 {
+			select {
+			case a := <-answers:
+				got = append(got, a)
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for answers: %w", ctx.Err())
+			}
+		}
+		sort.Strings(got)
+		for _, a := range got {
+			fmt.Fprintf(out, "  back at us-east: %s\n", a)
+		}
+	}
+	for _, r := range regions {
+		st := zippers[r].Stats()
+		fmt.Fprintf(out, "%s: %d frames in, %d links up\n", r, st.FramesIn, len(st.Links))
+	}
+	return nil
+}
+
+// devCertificate makes a self-signed certificate for 127.0.0.1 and a pool
+// that trusts it. Real deployments use certificates from their own CA.
+func devCertificate() (tls.Certificate, *x509.CertPool, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "yomo mesh demo"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool, nil
+}
