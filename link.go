@@ -23,6 +23,10 @@ const (
 	// linkDeadAfter closes a link that answered no ping for this long, so
 	// a cut link reroutes quickly (QUIC's idle timeout is much longer).
 	linkDeadAfter = 1500 * time.Millisecond
+	// hopCost (µs) is added to every link's measured latency: crossing a
+	// zipper costs processing time, and when latencies are within noise of
+	// each other (a LAN, loopback) fewer hops win.
+	hopCost = 200
 )
 
 // dest is where the routing table sends a frame: a local function
@@ -230,10 +234,10 @@ func (z *Zipper) unlinkLocked(l *link) {
 		return
 	}
 	delete(z.links, l.peer)
-	if l.up.Load() {
-		l.up.Store(false)
-		z.applyChangesLocked(z.mesh.LinkDown(l.peer))
-	}
+	// Also when the link never came up: routes it advertised before our
+	// first pong were learned, and only LinkDown forgets them.
+	l.up.Store(false)
+	z.applyChangesLocked(z.mesh.LinkDown(l.peer))
 }
 
 // runLink serves a link until it fails or the zipper closes.
@@ -437,7 +441,7 @@ func (l *link) onPong(rtt time.Duration) {
 	} else {
 		l.rtt.Store(int64(old + (rtt-old)/4)) // EWMA, weight 1/4
 	}
-	cost := uint32(max(time.Duration(l.rtt.Load())/time.Microsecond, 1))
+	cost := uint32(time.Duration(l.rtt.Load())/time.Microsecond) + hopCost
 	z := l.z
 	z.mu.Lock()
 	defer z.mu.Unlock()

@@ -10,13 +10,14 @@ import (
 // observing a tag with a wanted target (frame.RouteFunction), or a zipper
 // (frame.RouteZipper, where backflow for its sources goes).
 type Key struct {
-	Kind   uint8
-	Tag    uint32
-	Name   string
-	Target string
+	Kind   uint8  // frame.RouteFunction or frame.RouteZipper
+	Tag    uint32 // RouteFunction: the observed tag
+	Name   string // function name, or zipper name
+	Target string // RouteFunction: the wanted target
 }
 
-// Best is the route a zipper uses to reach a key.
+// Best is the route a zipper uses to reach a key. Its Path is shared with
+// the table: do not modify it.
 type Best struct {
 	// Via is the neighbour to forward to; "" when the destination is local.
 	Via string
@@ -30,8 +31,9 @@ type Best struct {
 // Change reports that the best route to Key changed; Removed means there
 // is no route any more.
 type Change struct {
-	Key     Key
-	Best    Best
+	Key  Key
+	Best Best // the new route; when Removed, the route that went away
+	// Removed says there is no route to Key any more.
 	Removed bool
 }
 
@@ -98,7 +100,8 @@ func (t *Table) SetCost(peer string, cost uint32) []Change {
 	return t.recomputeVia(peer)
 }
 
-// LinkDown forgets a link and everything learned over it.
+// LinkDown forgets a link and everything learned over it; call it for
+// every lost link, whether or not it was up.
 func (t *Table) LinkDown(peer string) []Change {
 	delete(t.links, peer)
 	keys := keysOf(t.learned[peer])
@@ -110,7 +113,10 @@ func (t *Table) LinkDown(peer string) []Change {
 	return out
 }
 
-// Learn applies a neighbour's advertisements. A route whose path contains
+// Learn applies a neighbour's advertisements. Routes from a neighbour
+// whose link is not up yet are kept and selected at its LinkUp; only
+// LinkDown forgets them, so the owner must call LinkDown for every lost
+// link it fed to Learn. A route whose path contains
 // this zipper, or which is a withdrawal, removes what was learned for its
 // key from that neighbour.
 func (t *Table) Learn(peer string, routes []frame.Route) []Change {
@@ -278,8 +284,8 @@ func keysOf(m map[Key]frame.Route) []Key {
 
 // Entry is a key with its best route.
 type Entry struct {
-	Key  Key
-	Best Best
+	Key  Key  // the destination
+	Best Best // the route to it
 }
 
 // Entries returns every key with its best route, sorted by key.

@@ -1,0 +1,6 @@
+//go:build race
+
+package mesh
+
+// raceEnabled: the race detector slows the simulator about tenfold.
+const raceEnabled = true
