@@ -44,7 +44,14 @@ type client struct {
 	connID atomic.Uint64
 	ready  atomic.Bool // connected now
 
-	pubState atomic.Int32 // state, readable without c.mu
+	pubState  atomic.Int32 // state, readable without c.mu
+	zipperMax atomic.Int64 // the zipper's data frame limit (HandshakeAck); 0 before the first
+
+	closing     chan struct{} // closed by Close: flush and finish
+	flushed     chan struct{} // closed by the loop when the flush finished
+	flushedOnce sync.Once
+	loopDone    chan struct{} // closed when the connection loop returned
+	reportMu    sync.Mutex    // serialises error handler calls
 }
 
 type clientState int
@@ -68,6 +75,9 @@ func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *c
 		out:  newOutbox(1<<62, o.writeBuffer),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.closing = make(chan struct{})
+	c.flushed = make(chan struct{})
+	c.loopDone = make(chan struct{})
 	return c
 }
 
@@ -92,6 +102,8 @@ func (c *client) report(err error) {
 	fn := c.errHandler
 	c.mu.Unlock()
 	if fn != nil {
+		c.reportMu.Lock()
+		defer c.reportMu.Unlock()
 		fn(err)
 		return
 	}
@@ -224,6 +236,7 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) 
 	case *frame.HandshakeAck:
 		st.SetReadDeadline(time.Time{})
 		c.connID.Store(v.ConnID)
+		c.zipperMax.Store(int64(v.MaxFrameSize))
 		c.log.Debug("connected", "zipper", v.Zipper, "conn", v.ConnID)
 		return &cconn{tc: tc, ctrl: st, rd: rd}, nil
 	case *frame.Rejected:
@@ -236,11 +249,20 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) 
 // loop serves connections until Close, reconnecting with backoff.
 func (c *client) loop(cc *cconn, hs *frame.Handshake) {
 	defer c.wg.Done()
+	defer close(c.loopDone)
 	for {
 		c.ready.Store(true)
 		err := c.serve(cc)
 		c.ready.Store(false)
-		if c.ctx.Err() != nil {
+		if c.ctx.Err() != nil || c.isClosing() {
+			return
+		}
+		if rej, ok := rejectedFromClose(err); ok && rej.Code != frame.RejectShutdown {
+			// The zipper ended the connection with a rejection (a write
+			// its ACL denies): final, like a refused handshake.
+			c.final.Store(rej)
+			c.out.close()
+			c.report(rej)
 			return
 		}
 		if errors.Is(err, errGoAway) {
@@ -271,15 +293,19 @@ func (c *client) loop(cc *cconn, hs *frame.Handshake) {
 	}
 }
 
-// backoff returns the delay before reconnection attempt n (from 0):
-// exponential from reconnectMin to reconnectMax, jittered into [d/2, d].
-func (c *client) backoff(n int) time.Duration {
-	d := c.opts.reconnectMin
-	for i := 0; i < n && d < c.opts.reconnectMax; i++ {
-		d *= 2
+// isClosing reports whether Close has started.
+func (c *client) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
 	}
-	d = min(d, c.opts.reconnectMax)
-	return d/2 + rand.N(d/2+1)
+}
+
+// backoff returns the delay before reconnection attempt n (from 0).
+func (c *client) backoff(n int) time.Duration {
+	return backoff(n, c.opts.reconnectMin, c.opts.reconnectMax)
 }
 
 func (c *client) sleep(d time.Duration) bool {
@@ -289,6 +315,8 @@ func (c *client) sleep(d time.Duration) bool {
 	case <-t.C:
 		return true
 	case <-c.ctx.Done():
+		return false
+	case <-c.closing:
 		return false
 	}
 }
@@ -305,8 +333,11 @@ func (c *client) serve(cc *cconn) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	stopFlush := make(chan struct{})
+	drainFlush := make(chan struct{})
 	flushDone := make(chan struct{})
 	goaway := make(chan struct{})
+	closing := c.closing
+	closingNow := false
 	var ss transport.SendStream
 	wg.Add(3)
 	go func() { // owned by serve: ends on stopFlush or a write error
@@ -317,7 +348,7 @@ func (c *client) serve(cc *cconn) error {
 			errc <- err
 			return
 		}
-		if _, err = c.out.flush(ss, stopFlush, nil, nil); err != nil {
+		if _, err = c.out.flush(ss, stopFlush, drainFlush, nil); err != nil {
 			errc <- err
 		}
 	}()
@@ -351,10 +382,24 @@ wait:
 			if ss != nil {
 				ss.Close() // FIN: the zipper has everything we sent
 			}
+		case <-closing:
+			// Close: write out what is queued, finish our stream, and
+			// wait (bounded by Close) for the zipper to finish its own.
+			closing = nil
+			closingNow = true
+			close(drainFlush)
+			<-flushDone
+			flushStopped = true
+			if ss != nil {
+				ss.Close()
+			}
 		case <-c.ctx.Done():
 			err = ErrClosed
 			break wait
 		}
+	}
+	if closingNow {
+		c.flushedOnce.Do(func() { close(c.flushed) })
 	}
 	if !flushStopped {
 		close(stopFlush)
@@ -425,8 +470,12 @@ func (c *client) readControl(cc *cconn) error {
 
 // write queues a data frame, waiting up to the write timeout for room.
 func (c *client) write(d *frame.Data) error {
-	if n := frame.DataSize(d); n > c.opts.maxFrame {
-		return &frame.SizeError{Type: frame.TypeData, Size: n, Max: c.opts.maxFrame}
+	limit := c.opts.maxFrame
+	if zm := int(c.zipperMax.Load()); zm > 0 && zm < limit {
+		limit = zm // the zipper would close the connection over it
+	}
+	if n := frame.DataSize(d); n > limit {
+		return &frame.SizeError{Type: frame.TypeData, Size: n, Max: limit}
 	}
 	if rej := c.final.Load(); rej != nil {
 		return rej
@@ -467,21 +516,40 @@ func (c *client) close() error {
 		c.mu.Unlock()
 		return nil
 	}
+	connected := c.state == stateConnected
 	c.setState(stateClosed)
 	c.mu.Unlock()
+	if connected {
+		// Ask the connection loop to send what is queued, finish the data
+		// stream and wait (bounded) for the zipper to finish its own.
+		close(c.closing)
+		t := time.NewTimer(closeFlushTimeout)
+		select {
+		case <-c.flushed:
+		case <-c.loopDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	c.cancel()
 	c.out.close()
 	c.wg.Wait()
 	return nil
 }
 
+// closeFlushTimeout bounds how long Close waits for queued frames to be
+// sent and the zipper to confirm.
+const closeFlushTimeout = 2 * time.Second
+
 // recovered turns a handler panic into an error for the error handler.
 func (c *client) recovered(v any) {
 	c.report(&PanicError{Value: v})
 }
 
-// PanicError reports a handler that panicked. The function goes on serving
-// the next frames.
-type PanicError struct{ Value any }
+// PanicError reports a handler that panicked: a StreamFunction's handler
+// or a Source's receive handler. The client goes on with the next frames.
+type PanicError struct {
+	Value any // what the handler panicked with
+}
 
 func (e *PanicError) Error() string { return fmt.Sprintf("yomo: handler panicked: %v", e.Value) }

@@ -14,7 +14,7 @@
 //
 //	z, err := yomo.NewZipper("eu-west", yomo.WithTLSConfig(serverTLS))
 //	if err != nil { ... }
-//	go z.ListenAndServe(ctx, "0.0.0.0:9000")
+//	go z.ListenAndServe(context.Background(), "0.0.0.0:9000") // Shutdown or Close ends it
 //	defer z.Shutdown(context.Background())
 //
 // Write a handler as a Go closure:
@@ -46,9 +46,12 @@
 //
 // Frames from one Source with one tag reach a function instance in write
 // order, and its handler is called for them one at a time in that order.
-// Queues are bounded: a zipper drops frames for a function whose queue is
-// full (DropNewest, the default, so a stuck function never slows others)
-// or makes writers wait (Block); every dropped frame is counted in Stats.
+// Queues are bounded. When a function's queue at the zipper is full,
+// the default policy (DropStalled) makes writers wait while the function
+// keeps taking data, and drops frames for it once it has taken none for
+// the stall timeout, so a stuck function delays the others by at most
+// that timeout; Block never drops, DropNewest never waits. Every dropped
+// frame is counted in Stats and reported to the function (*DroppedError).
 // Delivery is at most once: frames in flight on a connection that breaks
 // are lost (and counted where the zipper can see them).
 //

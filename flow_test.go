@@ -255,7 +255,7 @@ func TestHooksFireInOrderAndTraceparentFlows(t *testing.T) {
 func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	tz := startZipper(t, "")
 	addr := tz.addr
-	tlsConf := tz.Zipper.tls
+	tlsConf := tz.tls
 	roots := tz.RootCAs()
 	var got recorder
 	fopts := []ClientOption{WithTLSConfig(&tls.Config{RootCAs: roots}), WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond)}

@@ -32,9 +32,14 @@ func WithHooks(h Hooks) ZipperOption {
 
 // ConnInfo describes a client connection.
 type ConnInfo struct {
-	ID         uint64 // assigned by the zipper, unique for its lifetime
-	Kind       string // "source" or "function"
-	Name       string
+	ID   uint64 // assigned by the zipper, unique for its lifetime
+	Kind string // "source" or "function"
+	Name string
+	// Identity is who the client authenticated as (Identity.Name): the
+	// Authenticator's answer, else the verified client certificate's name
+	// (common name or first SAN), else "token#<n>" for the n-th token of
+	// WithAuthToken; "" when the zipper does not authenticate.
+	Identity   string
 	RemoteAddr string
 	Tags       []Tag  // observed tags; do not modify
 	Target     string // wanted target
@@ -63,6 +68,7 @@ func (z *Zipper) connInfo(c *zconn) ConnInfo {
 		ID:         c.id,
 		Kind:       c.hs.Kind.String(),
 		Name:       c.hs.Name,
+		Identity:   c.ident,
 		RemoteAddr: c.tc.RemoteAddr().String(),
 		Tags:       c.hs.ObserveTags,
 		Target:     c.hs.WantedTarget,

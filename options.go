@@ -45,7 +45,7 @@ func (f bothFunc) applyClient(o *clientOptions) { f.c(o) }
 type OverflowPolicy int
 
 const (
-	// DropStalled, the default, tells a slow function from a stuck one.
+	// DropStalled (the default) tells a slow function from a stuck one.
 	// While the function keeps taking data (its stream accepted a write
 	// within the stall timeout), a frame for its full queue waits for room:
 	// a healthy function that is briefly behind loses nothing. Once it has
@@ -88,6 +88,27 @@ const (
 	DefaultStallTimeout     = 500 * time.Millisecond
 )
 
+// Default limits of a zipper (see SECURITY.md). The largest data frame,
+// both ways, is frame.DefaultMaxSize (4 MiB; WithMaxFrameSize), a control
+// frame at most frame.MaxControlSize (64 KiB), and a client has
+// DefaultHandshakeTimeout (WithHandshakeTimeout) to complete its handshake.
+const (
+	// DefaultMaxConnections bounds the network connections a zipper holds
+	// at once, clients and mesh links, accepted or still in their
+	// handshake (WithConnectionLimits).
+	DefaultMaxConnections = 10000
+	// DefaultMaxConnectionsPerIP bounds the connections from one IP
+	// address (WithConnectionLimits). Raise it when many clients share an
+	// address (NAT).
+	DefaultMaxConnectionsPerIP = 1000
+	// DefaultMaxPendingHandshakes bounds the connections that completed
+	// QUIC but not yet the yomo handshake (WithMaxPendingHandshakes).
+	DefaultMaxPendingHandshakes = 256
+	// DefaultMaxObservedTags bounds the tags one client may observe
+	// (WithMaxObservedTags).
+	DefaultMaxObservedTags = 1024
+)
+
 type zipperOptions struct {
 	tls              *tls.Config
 	logger           *slog.Logger
@@ -100,6 +121,11 @@ type zipperOptions struct {
 	policy           OverflowPolicy
 	stallTimeout     time.Duration
 	hooks            []Hooks
+	authenticator    Authenticator
+	maxConns         int
+	maxConnsPerIP    int
+	maxPending       int
+	maxTags          int
 	errs             []error
 }
 
@@ -160,6 +186,9 @@ func WithCredential(cred string) ClientOption {
 
 // WithAuthToken makes the zipper require a credential "token:<t>" with t
 // one of tokens. Tokens are compared in constant time and never logged.
+// The client's identity (ConnInfo.Identity) is then "token#<n>", n being
+// the token's position among all tokens given (from 1), unless a verified
+// client certificate or an Authenticator names it; see WithAuthenticator.
 func WithAuthToken(tokens ...string) ZipperOption {
 	return zipperFunc(func(o *zipperOptions) {
 		for _, t := range tokens {
@@ -185,6 +214,50 @@ func WithHandshakeTimeout(d time.Duration) ZipperOption {
 			o.errs = append(o.errs, fmt.Errorf("yomo: handshake timeout %v must be positive", d))
 		}
 		o.handshakeTimeout = d
+	})
+}
+
+// WithConnectionLimits bounds the network connections the zipper holds at
+// once: in total and from one IP address (defaults DefaultMaxConnections,
+// DefaultMaxConnectionsPerIP; 0 means no limit). Clients and mesh links
+// count, from the end of the QUIC handshake until they are gone;
+// in-memory clients do not. A connection over a limit is closed at once
+// with a reason ("too many connections from 192.0.2.7 (limit 1000)"); the
+// client's Connect returns that error, which is not a rejection: a
+// connected client that lost its connection keeps retrying with backoff.
+func WithConnectionLimits(total, perIP int) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) {
+		if total < 0 || perIP < 0 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: connection limits %d total / %d per IP must not be negative", total, perIP))
+		}
+		o.maxConns, o.maxConnsPerIP = total, perIP
+	})
+}
+
+// WithMaxPendingHandshakes bounds the connections that completed QUIC but
+// not the yomo handshake (default DefaultMaxPendingHandshakes; 0 means no
+// limit). Over the limit, a new connection is closed at once with a
+// reason, as for WithConnectionLimits; the accept loop never waits. Each
+// pending connection is closed after the handshake timeout, so silent
+// peers hold a slot for at most that long.
+func WithMaxPendingHandshakes(n int) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) {
+		if n < 0 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: max pending handshakes %d must not be negative", n))
+		}
+		o.maxPending = n
+	})
+}
+
+// WithMaxObservedTags bounds the tags one client may observe (default
+// DefaultMaxObservedTags). A handshake with more is rejected
+// (frame.RejectDenied).
+func WithMaxObservedTags(n int) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) {
+		if n < 1 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: max observed tags %d must be at least 1", n))
+		}
+		o.maxTags = n
 	})
 }
 
@@ -281,6 +354,10 @@ func newZipperOptions(opts []ZipperOption) (zipperOptions, error) {
 		queueBytes:       DefaultQueueBytes,
 		maxFrame:         frame.DefaultMaxSize,
 		stallTimeout:     DefaultStallTimeout,
+		maxConns:         DefaultMaxConnections,
+		maxConnsPerIP:    DefaultMaxConnectionsPerIP,
+		maxPending:       DefaultMaxPendingHandshakes,
+		maxTags:          DefaultMaxObservedTags,
 	}
 	for _, opt := range opts {
 		if opt != nil {

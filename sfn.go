@@ -2,6 +2,7 @@ package yomo
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"unsafe"
 
@@ -35,7 +36,7 @@ func NewStreamFunction(name, zipperAddr string, opts ...ClientOption) *StreamFun
 }
 
 // SetObserveDataTags sets the tags the function handles. Call it before
-// Connect.
+// Connect; later calls have no effect, even on reconnection.
 func (f *StreamFunction) SetObserveDataTags(tags ...Tag) { f.c.setTags(tags) }
 
 // SetWantedTarget makes the function receive, besides untargeted frames,
@@ -47,7 +48,10 @@ func (f *StreamFunction) SetWantedTarget(target string) {
 	f.c.mu.Unlock()
 }
 
-// SetHandler sets the handler. Call it before Connect.
+// SetHandler sets the handler. Call it before Connect: it returns
+// ErrAlreadyConnected afterwards, and ErrNoHandler for nil. A handler that
+// panics is recovered; the panic is reported to the error handler as a
+// *PanicError and the function goes on with the next frame.
 func (f *StreamFunction) SetHandler(fn Handler) error {
 	if fn == nil {
 		return ErrNoHandler
@@ -96,8 +100,9 @@ func (f *StreamFunction) Connect(ctx context.Context) error {
 	return err
 }
 
-// Close closes the connection, stops reconnecting and waits for the
-// function's goroutines, including running handlers. Idempotent.
+// Close sends the results still queued (waiting at most 2 s), closes the
+// connection, stops reconnecting and waits for the function's goroutines,
+// including running handlers. Idempotent.
 func (f *StreamFunction) Close() error {
 	err := f.c.close()
 	f.c.mu.Lock()
@@ -228,5 +233,11 @@ func (x *fnContext) WriteWithTarget(tag Tag, data []byte, target string) error {
 		Payload:      data,
 		OriginZipper: x.d.OriginZipper,
 	}
-	return x.f.c.write(&out)
+	if err := x.f.c.write(&out); err != nil {
+		// Handlers often have nowhere to send an error: the function's
+		// error handler learns of it too.
+		x.f.c.report(fmt.Errorf("yomo: handler write of tag %d: %w", tag, err))
+		return err
+	}
+	return nil
 }

@@ -91,7 +91,8 @@ func (s *Source) writeFrame(tag Tag, data []byte, target string, md frame.Metada
 }
 
 // SetObserveDataTags sets the tags this Source wants back from functions
-// (backflow) for its own writes. Call it before Connect.
+// (backflow) for its own writes. Call it before Connect; later calls have
+// no effect, even on reconnection.
 func (s *Source) SetObserveDataTags(tags ...Tag) { s.c.setTags(tags) }
 
 // SetReceiveHandler sets the function that receives backflow frames. It
@@ -111,8 +112,10 @@ func (s *Source) SetReceiveHandler(fn func(tag Tag, data []byte)) {
 // one, errors are logged.
 func (s *Source) SetErrorHandler(fn func(err error)) { s.c.setErrorHandler(fn) }
 
-// Close closes the connection and stops reconnecting, and waits for the
-// Source's goroutines. Frames still queued are discarded. Idempotent.
+// Close sends the frames still queued (waiting at most 2 s for them and
+// for the zipper to confirm), closes the connection, stops reconnecting,
+// and waits for the Source's goroutines. Frames that could not be sent in
+// that time are discarded. Idempotent.
 func (s *Source) Close() error { return s.c.close() }
 
 func (s *Source) onData(d *frame.Data) {

@@ -23,7 +23,11 @@ type Stats struct {
 	// wanted back); they are dropped without an error to the writer.
 	Unroutable uint64 `json:"unroutable"`
 	// Filtered counts frames an OnFrame hook dropped.
-	Filtered        uint64         `json:"filtered"`
+	Filtered uint64 `json:"filtered"`
+	// Denied counts ACL violations: handshakes refused because of an ACL
+	// (also in Connections.RejectedBy["denied"]) and data frames written to
+	// a tag the writer may not write (each dropped, its connection closed).
+	Denied          uint64         `json:"denied"`
 	UnroutableByTag map[Tag]uint64 `json:"unroutable_by_tag,omitempty"`
 	// Functions has one entry per function name, sorted by name.
 	Functions []FunctionStats `json:"functions"`
@@ -53,7 +57,16 @@ type ConnectionStats struct {
 	Sources   int    `json:"sources"`   // connected now
 	Functions int    `json:"functions"` // function instances connected now
 	Accepted  uint64 `json:"accepted"`  // handshakes accepted so far
-	Rejected  uint64 `json:"rejected"`  // handshakes refused so far
+	Rejected  uint64 `json:"rejected"`  // connections refused before being accepted, so far
+	// Pending counts network connections in their handshake now.
+	Pending int `json:"pending"`
+	// RejectedBy breaks Rejected down by cause: "bad_handshake",
+	// "version", "auth", "denied" (an ACL, a limit of the handshake, an
+	// OnConnect hook), "shutdown", "limit" (a connection limit:
+	// WithConnectionLimits, WithMaxPendingHandshakes), "timeout" (no
+	// complete handshake within the handshake timeout) and "incomplete"
+	// (the peer left before its handshake). Only non-zero counts appear.
+	RejectedBy map[string]uint64 `json:"rejected_by,omitempty"`
 }
 
 // FunctionStats are the counters of one function name, summed over its
@@ -135,6 +148,9 @@ func (z *Zipper) Stats() Stats {
 	}
 	s.Connections.Accepted = z.accepted.Load()
 	s.Connections.Rejected = z.rejected.Load()
+	s.Connections.RejectedBy = z.rejectedByName()
+	s.Connections.Pending = z.pending
+	s.Denied = z.denied.Load()
 	if len(z.unroutable) > 0 {
 		s.UnroutableByTag = make(map[Tag]uint64, len(z.unroutable))
 		for k, v := range z.unroutable {

@@ -18,7 +18,8 @@ type Tag = frame.Tag
 const ALPN = transport.ALPN
 
 // Handler processes one frame. It is called with a Context that is valid
-// only until the handler returns.
+// only until the handler returns. A panic is recovered and reported to the
+// function's error handler as a *PanicError.
 type Handler func(ctx Context)
 
 // Context is what a Handler sees of the frame it handles.
@@ -35,6 +36,8 @@ type Context interface {
 	// Metadata returns the value of a metadata key of the frame.
 	Metadata(key string) (string, bool)
 	// Write sends a new frame with tag and data (copied before returning).
+	// A failure is returned and also reported to the function's error
+	// handler, so a handler may ignore the result.
 	Write(tag Tag, data []byte) error
 	// WriteWithTarget is Write for functions whose wanted target is target.
 	WriteWithTarget(tag Tag, data []byte, target string) error
@@ -64,10 +67,13 @@ func (*closedError) Error() string { return "yomo: closed" }
 func (*closedError) Unwrap() error { return net.ErrClosed }
 
 // RejectedError is returned by Connect (and reported to the error handler)
-// when the zipper refused the client. It is final: the client does not
-// retry. Reason is the zipper's explanation; it never contains a secret.
+// when the zipper refused the client. It is final — the client stops and
+// does not retry — except for Code frame.RejectShutdown ("the zipper is
+// shutting down"), after which a connected client keeps reconnecting.
 type RejectedError struct {
-	Code   int
+	// Code is one of the frame.Reject* values.
+	Code int
+	// Reason is the zipper's explanation; it never contains a secret.
 	Reason string
 }
 

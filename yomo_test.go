@@ -283,7 +283,7 @@ func TestZipperRestartResumes(t *testing.T) {
 	tz.stop(t)
 
 	// Restart on the same address with the same certificate.
-	z2, err := NewZipper("test-zipper", WithTLSConfig(tz.Zipper.tls))
+	z2, err := NewZipper("test-zipper", WithTLSConfig(tz.tls))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,4 +373,26 @@ func mustPacketConn(t testing.TB) net.PacketConn {
 		t.Fatal(err)
 	}
 	return pc
+}
+
+func TestSourceCloseFlushesQueuedFrames(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			tz := startZipper(t, "")
+			var got atomic.Int64
+			connectFn(t, tz, "sink", tr.opts(tz), []Tag{1}, func(ctx Context) { got.Add(1) })
+			src := connectSource(t, tz, "src", tr.opts(tz))
+			if err := src.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			const n = 20000
+			for i := 0; i < n; i++ {
+				if err := src.Write(1, make([]byte, 100)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			src.Close() // must send everything queued first
+			eventually(t, 10*time.Second, func() bool { return got.Load() == n }, "sink got %d of %d after Close", got.Load(), n)
+		})
+	}
 }

@@ -2,7 +2,6 @@ package yomo
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,7 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
+	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +61,11 @@ type Zipper struct {
 	nextConnID   uint64
 	gone         map[string]*functionTotals // counters of instances that left
 	unroutable   map[Tag]uint64
+	live         int                // network connections held (limits.go)
+	perIP        map[netip.Addr]int // network connections held, by remote IP
+	pending      int                // network connections in their handshake
+
+	tokens tokenSet // WithAuthToken, hashed
 
 	accepted   atomic.Uint64
 	rejected   atomic.Uint64
@@ -68,6 +73,8 @@ type Zipper struct {
 	unroutedN  atomic.Uint64
 	filtered   atomic.Uint64
 	droppedAll atomic.Uint64
+	denied     atomic.Uint64 // ACL violations
+	rejectedBy rejectCounters
 }
 
 // server is one running Serve call.
@@ -102,6 +109,8 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		remoteIDs:  make(map[mesh.Key]uint64),
 		gone:       make(map[string]*functionTotals),
 		unroutable: make(map[Tag]uint64),
+		perIP:      make(map[netip.Addr]int),
+		tokens:     newTokenSet(o.tokens),
 	}
 	if o.tls != nil && (len(o.tls.Certificates) > 0 || o.tls.GetCertificate != nil || o.tls.GetConfigForClient != nil) {
 		z.tls = o.tls.Clone()
@@ -118,6 +127,7 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		z.tls.Certificates = []tls.Certificate{cert}
 		z.roots = pool
 	}
+	verifyClientCerts(z.tls)
 	for _, h := range o.hooks {
 		if h.OnFrame != nil {
 			z.frameHooks = append(z.frameHooks, h.OnFrame)
@@ -232,16 +242,30 @@ func (z *Zipper) stopServerOnce(s *server) {
 	s.pc.Close()
 }
 
-// startConn runs the handler of a new connection.
+// startConn runs the handler of a new connection, or refuses it at once
+// when the zipper is closed or at a connection limit (network connections
+// only). It never waits for the peer.
 func (z *Zipper) startConn(tc transport.Conn, s *server) bool {
 	z.mu.Lock()
-	defer z.mu.Unlock()
 	if z.closed {
+		z.mu.Unlock()
 		tc.CloseWithError(closeRejectBase+frame.RejectShutdown, "zipper is shutting down")
 		return false
 	}
+	var adm admission
+	if s != nil {
+		var refused string
+		if adm, refused = z.admitLocked(remoteIP(tc.RemoteAddr())); refused != "" {
+			z.mu.Unlock()
+			z.countReject(rejectLimit)
+			z.log.Warn("connection refused", "remote", tc.RemoteAddr().String(), "reason", refused)
+			tc.CloseWithError(closeLimit, refused)
+			return false
+		}
+	}
 	z.wg.Add(1)
-	go z.serveConn(tc, s) // owned by z: ends when tc closes; Close waits on z.wg
+	go z.serveConn(tc, s, adm) // owned by z: ends when tc closes; Close waits on z.wg
+	z.mu.Unlock()
 	return true
 }
 
@@ -353,6 +377,9 @@ type zconn struct {
 	tc       transport.Conn
 	id       uint64
 	hs       *frame.Handshake
+	ident    string  // authenticated identity (Identity.Name); "" when anonymous
+	acl      *ACL    // nil: unrestricted
+	write    *tagSet // tags it may write; nil: any. Immutable after the handshake
 	out      *outbox
 	ctrl     transport.Stream
 	done     chan struct{} // closed when the handler returned
@@ -381,29 +408,32 @@ type tagCounters struct {
 	dropped atomic.Uint64
 }
 
-func (z *Zipper) serveConn(tc transport.Conn, s *server) {
+func (z *Zipper) serveConn(tc transport.Conn, s *server, adm admission) {
 	defer z.wg.Done()
+	defer z.release(&adm)
 	c := &zconn{z: z, srv: s, tc: tc, done: make(chan struct{}),
 		readDone: make(chan struct{}), drain: make(chan struct{})}
 	defer close(c.done)
 	rd, err := z.handshake(c)
+	z.handshakeDone(&adm)
 	if err != nil {
-		z.log.Info("client rejected", "remote", tc.RemoteAddr().String(), "reason", err.Error())
+		z.log.Info("client rejected", "remote", tc.RemoteAddr().String(), "identity", c.ident, "reason", err.Error())
 		return
 	}
 	if c.hs.Kind == frame.KindZipper {
+		z.log.Info("mesh peer authenticated", "peer", c.hs.Name, "identity", c.ident, "remote", tc.RemoteAddr().String())
 		l := z.newLink(c.hs.Name, tc, c.ctrl, rd, false)
 		if err := z.runLink(l); err != nil && z.ctx.Err() == nil {
 			z.log.Info("mesh link down", "peer", l.peer, "err", err)
 		}
 		return
 	}
-	z.log.Info("client connected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "conn", c.id,
+	z.log.Info("client connected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "identity", c.ident, "conn", c.id,
 		"remote", tc.RemoteAddr().String())
 	err = c.run(rd)
 	z.unregister(c)
 	z.onDisconnect(c.info, err)
-	z.log.Info("client disconnected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "conn", c.id, "reason", errString(err))
+	z.log.Info("client disconnected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "identity", c.ident, "conn", c.id, "reason", errString(err))
 }
 
 func errString(err error) string {
@@ -422,27 +452,46 @@ type rejection struct {
 func (r *rejection) Error() string { return r.reason }
 
 func (z *Zipper) handshake(c *zconn) (*frame.Reader, error) {
-	deadline := time.Now().Add(z.opts.handshakeTimeout)
+	timeout := z.opts.handshakeTimeout
+	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(z.ctx, deadline)
 	defer cancel()
 	st, err := c.tc.AcceptStream(ctx)
 	if err != nil {
-		z.rejected.Add(1)
-		c.tc.CloseWithError(closeProtocol, "no handshake within the timeout")
-		return nil, fmt.Errorf("no control stream: %w", err)
+		kind, reason := rejectIncomplete, "no handshake: "+err.Error()
+		if errors.Is(err, context.DeadlineExceeded) {
+			kind, reason = rejectTimeout, fmt.Sprintf("no handshake within %v", timeout)
+		}
+		z.countReject(kind)
+		c.tc.CloseWithError(closeProtocol, reason)
+		return nil, errors.New(reason)
 	}
 	c.ctrl = st
 	st.SetReadDeadline(deadline)
 	rd := frame.NewReader(st, frame.MaxControlSize)
 	hs, rej := z.readHandshake(rd)
 	if rej == nil {
+		rej = z.authenticate(ctx, c, hs)
+	}
+	if rej == nil {
+		rej = z.authorize(c, hs)
+	}
+	if rej == nil {
 		rej = z.register(c, hs)
 	}
 	if rej != nil {
-		z.rejected.Add(1) // before the client can learn of it
+		if rej.code == 0 {
+			// Not a verdict on the client: its handshake did not arrive
+			// in time. Close without a rejection, so that it may retry.
+			z.countReject(rejectTimeout)
+			c.tc.CloseWithError(closeProtocol, rej.reason)
+			return nil, rej
+		}
+		rej.reason = truncate(rej.reason, maxReasonLen) // e.g. an OnConnect error
+		z.countReject(rejectKindOf(rej.code))           // before the client can learn of it
 		b, _ := frame.AppendControl(nil, &frame.Rejected{Code: rej.code, Reason: rej.reason})
 		st.SetWriteDeadline(time.Now().Add(time.Second))
-		st.Write(b)
+		_, _ = st.Write(b) // best effort: the close carries the reason too
 		st.Close()
 		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason)
 		return nil, rej
@@ -459,12 +508,21 @@ func (z *Zipper) handshake(c *zconn) (*frame.Reader, error) {
 	return rd, nil
 }
 
-// maxObservedTags bounds the tags one client may observe.
-const maxObservedTags = 1024
-
+// readHandshake reads and validates the first frame of a control stream.
+// A rejection with code 0 is not a verdict on the client (the handshake did
+// not arrive in time); every other one is final.
 func (z *Zipper) readHandshake(rd *frame.Reader) (*frame.Handshake, *rejection) {
 	t, body, err := rd.Next()
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &rejection{0, fmt.Sprintf("no complete handshake within %v", z.opts.handshakeTimeout)}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, &rejection{frame.RejectBadHandshake, "bad handshake: control stream ended before a handshake"}
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, &rejection{frame.RejectBadHandshake, "bad handshake: truncated frame"}
+		}
 		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: " + err.Error()}
 	}
 	if t != frame.TypeHandshake {
@@ -480,31 +538,18 @@ func (z *Zipper) readHandshake(rd *frame.Reader) (*frame.Handshake, *rejection) 
 		return nil, &rejection{frame.RejectVersion, fmt.Sprintf("unsupported protocol version %d (zipper speaks %d)", hs.Version, frame.ProtocolVersion)}
 	case hs.Name == "":
 		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: empty name"}
+	case len(hs.Name) > maxNameLen:
+		return nil, &rejection{frame.RejectBadHandshake, fmt.Sprintf("bad handshake: name of %d bytes (limit %d)", len(hs.Name), maxNameLen)}
+	case len(hs.WantedTarget) > maxTargetLen:
+		return nil, &rejection{frame.RejectBadHandshake, fmt.Sprintf("bad handshake: target of %d bytes (limit %d)", len(hs.WantedTarget), maxTargetLen)}
 	case hs.Kind != frame.KindSource && hs.Kind != frame.KindFunction && hs.Kind != frame.KindZipper:
 		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: unsupported client kind " + hs.Kind.String()}
-	case len(hs.ObserveTags) > maxObservedTags:
-		return nil, &rejection{frame.RejectDenied, fmt.Sprintf("too many observed tags: %d (limit %d)", len(hs.ObserveTags), maxObservedTags)}
+	case len(hs.ObserveTags) > z.opts.maxTags:
+		return nil, &rejection{frame.RejectDenied, fmt.Sprintf("too many observed tags: %d (limit %d)", len(hs.ObserveTags), z.opts.maxTags)}
 	case hs.Kind == frame.KindFunction && len(hs.ObserveTags) == 0:
 		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: a function must observe at least one tag"}
 	}
-	if !z.authenticate(hs.Credential) {
-		return nil, &rejection{frame.RejectAuth, "authentication failed"}
-	}
 	return hs, nil
-}
-
-// authenticate checks a credential in constant time against every token.
-// The credential is never logged or echoed.
-func (z *Zipper) authenticate(cred string) bool {
-	if len(z.opts.tokens) == 0 {
-		return true
-	}
-	secret, ok := strings.CutPrefix(cred, "token:")
-	ok2 := 0
-	for _, t := range z.opts.tokens {
-		ok2 |= subtle.ConstantTimeCompare([]byte(secret), []byte(t))
-	}
-	return ok && ok2 == 1
 }
 
 func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
@@ -643,8 +688,11 @@ func (c *zconn) run(rd *frame.Reader) error {
 	}
 	close(stop)
 	var pe *protocolError
+	var rej *rejection
 	if errors.As(err, &pe) {
 		c.tc.CloseWithError(closeProtocol, pe.Error())
+	} else if errors.As(err, &rej) {
+		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason) // final for the client
 	} else {
 		c.tc.CloseWithError(closeNormal, "")
 	}
@@ -700,6 +748,19 @@ type protocolError struct{ msg string }
 
 func (e *protocolError) Error() string { return e.msg }
 
+// frameError turns a reader error caused by what the peer sent (a bad
+// header, a truncated frame) into a protocolError, so the connection is
+// closed with the reason.
+func frameError(err error) error {
+	switch {
+	case errors.Is(err, frame.ErrFrameTooLarge), errors.Is(err, frame.ErrUnknownType):
+		return &protocolError{err.Error()}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &protocolError{"truncated frame: the stream ended inside a frame"}
+	}
+	return err
+}
+
 func (c *zconn) readData() error {
 	rs, err := c.tc.AcceptUniStream(c.z.ctx)
 	if err != nil {
@@ -711,19 +772,25 @@ func (c *zconn) readData() error {
 	for {
 		t, body, err := rd.Next()
 		if err != nil {
-			if err == io.EOF {
-				return nil // the client finished sending
+			if errors.Is(err, io.EOF) {
+				// The client finished sending. Outside a shutdown it is
+				// leaving: write out what is queued for it and finish our
+				// stream, so it can close knowing it has everything.
+				if !c.z.isDraining() {
+					c.drainOnce.Do(func() { close(c.drain) })
+				}
+				return nil
 			}
-			if errors.Is(err, frame.ErrFrameTooLarge) || errors.Is(err, frame.ErrUnknownType) {
-				return &protocolError{err.Error()}
-			}
-			return err
+			return frameError(err)
 		}
 		if t != frame.TypeData {
 			return &protocolError{"unexpected " + t.String() + " frame on a data stream"}
 		}
 		if err := d.Decode(body); err != nil {
 			return &protocolError{err.Error()}
+		}
+		if c.write != nil && !c.write.has(d.Tag) {
+			return c.z.denyWrite(c, d.Tag)
 		}
 		c.z.route(c, &d, &sc)
 	}
@@ -733,7 +800,7 @@ func (c *zconn) readControl(rd *frame.Reader) error {
 	for {
 		t, body, err := rd.Next()
 		if err != nil {
-			return err
+			return frameError(err)
 		}
 		switch t {
 		case frame.TypePing:

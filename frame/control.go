@@ -291,13 +291,13 @@ func checkIntegers(t Type, b []byte) error {
 		elems := 1
 		if string(key) == "tags" {
 			if elems, b, err = readArrayLen(b); err != nil {
-				return fmt.Errorf("%s: %v", key, err)
+				return fmt.Errorf("%s: %w", key, err)
 			}
 		}
 		for j := 0; j < elems; j++ {
 			var v uint64
 			if v, b, err = readUint(b); err != nil {
-				return fmt.Errorf("%s: %v", key, err)
+				return fmt.Errorf("%s: %w", key, err)
 			}
 			if v > max {
 				return fmt.Errorf("%s: %d out of range", key, v)

@@ -40,7 +40,7 @@ func TestMetadataOf(t *testing.T) {
 			t.Fatal("MetadataOf with an odd count did not panic")
 		}
 	}()
-	MetadataOf("a")
+	MetadataOf("a") //nolint:staticcheck // an odd count must panic
 }
 
 func TestMetadataGet(t *testing.T) {

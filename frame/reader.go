@@ -2,6 +2,7 @@ package frame
 
 import (
 	"bufio"
+	"errors"
 	"io"
 )
 
@@ -49,7 +50,7 @@ func (r *Reader) Next() (Type, []byte, error) {
 	}
 	h, err := r.br.Peek(HeaderSize)
 	if err != nil {
-		if err == io.EOF && len(h) > 0 {
+		if errors.Is(err, io.EOF) && len(h) > 0 {
 			err = io.ErrUnexpectedEOF
 		}
 		return 0, nil, err

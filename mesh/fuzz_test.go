@@ -173,7 +173,7 @@ func (b seedBuilder) links(costs [][]uint32) seedBuilder {
 	for i := range n {
 		for j := i + 1; j < n; j++ {
 			ab, ba := costs[i][j], costs[j][i]
-			switch {
+			switch { //nolint:staticcheck // cases read better as conditions
 			case ab == 0:
 				b = append(b, 0)
 			case ab == ba:

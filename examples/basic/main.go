@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,12 +43,18 @@ func run(out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer zipper.Close()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	go zipper.Serve(ctx, pc) // ends when the zipper is closed
+	served := make(chan error, 1)
+	go func() { served <- zipper.Serve(ctx, pc) }() // returns once the zipper is closed
+	defer func() {
+		zipper.Close()
+		if err := <-served; !errors.Is(err, yomo.ErrClosed) {
+			fmt.Fprintln(out, "zipper stopped:", err)
+		}
+	}()
 	addr := pc.LocalAddr().String()
 	fmt.Fprintf(out, "zipper listening on %s\n", addr)
 	trust := yomo.WithTLSConfig(&tls.Config{RootCAs: zipper.RootCAs()})
@@ -55,9 +62,14 @@ func run(out io.Writer) error {
 	// 2. A stream function: upper-cases every word and writes it back.
 	sfn := yomo.NewStreamFunction("uppercase", addr, trust, quiet)
 	sfn.SetObserveDataTags(tagWord)
-	sfn.SetHandler(func(c yomo.Context) {
-		c.Write(tagUpper, []byte(strings.ToUpper(string(c.Data()))))
+	err = sfn.SetHandler(func(c yomo.Context) {
+		if err := c.Write(tagUpper, []byte(strings.ToUpper(string(c.Data())))); err != nil {
+			fmt.Fprintln(os.Stderr, "uppercase: write:", err)
+		}
 	})
+	if err != nil {
+		return err
+	}
 	if err := sfn.Connect(ctx); err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -76,22 +77,40 @@ func run(out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		defer z.Close()
 		zippers[r] = z
-		go z.Serve(ctx, sockets[r]) // ends when the zipper closes
+		served := make(chan error, 1)
+		go func() { served <- z.Serve(ctx, sockets[r]) }() // returns once the zipper is closed
+		defer func() {
+			z.Close()
+			if err := <-served; !errors.Is(err, yomo.ErrClosed) {
+				fmt.Fprintln(out, r, "stopped:", err)
+			}
+		}()
 	}
 
 	// Functions in two regions; each says where it ran.
+	var functions []*yomo.StreamFunction
+	defer func() {
+		for _, f := range functions {
+			f.Close()
+		}
+	}()
 	serve := func(region, name string, answer func(string) string) error {
 		f := yomo.NewStreamFunction(name, addr(region), clientTLS, quiet)
 		f.SetObserveDataTags(tagText)
-		f.SetHandler(func(c yomo.Context) {
-			c.Write(tagAnswer, []byte(fmt.Sprintf("%s@%s: %s", name, region, answer(string(c.Data())))))
+		err := f.SetHandler(func(c yomo.Context) {
+			msg := fmt.Sprintf("%s@%s: %s", name, region, answer(string(c.Data())))
+			if err := c.Write(tagAnswer, []byte(msg)); err != nil {
+				fmt.Fprintln(os.Stderr, name, "write:", err)
+			}
 		})
+		if err != nil {
+			return err
+		}
 		if err := f.Connect(ctx); err != nil {
 			return err
 		}
-		go func() { <-ctx.Done(); f.Close() }()
+		functions = append(functions, f)
 		return nil
 	}
 	if err := serve("eu-west", "uppercase", strings.ToUpper); err != nil {
@@ -106,7 +125,9 @@ func run(out io.Writer) error {
 		st := zippers["us-east"].Stats()
 		if len(st.Routes) == 2 {
 			for _, r := range st.Routes {
-				fmt.Fprintf(out, "us-east routes tag 0x%x to %q via %s\n", r.Tag, r.Function, r.Via)
+				// Path[0] is where the function runs; Via, the next hop,
+				// is whichever link measured fastest.
+				fmt.Fprintf(out, "us-east routes tag 0x%x to %q in %s\n", r.Tag, r.Function, r.Path[0])
 			}
 			break
 		}

@@ -17,8 +17,8 @@ func TestRun(t *testing.T) {
 	}
 	got := out.String()
 	for _, want := range []string{
-		`us-east routes tag 0x20 to "count" via ap-south`,
-		`us-east routes tag 0x20 to "uppercase" via eu-west`,
+		`us-east routes tag 0x20 to "count" in ap-south`,
+		`us-east routes tag 0x20 to "uppercase" in eu-west`,
 		`source@us-east wrote "hello"`,
 		"back at us-east: count@ap-south: 5 letters",
 		"back at us-east: uppercase@eu-west: HELLO",

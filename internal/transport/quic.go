@@ -308,7 +308,7 @@ func dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg QUICConfig,
 	tr := &quic.Transport{Conn: pc}
 	release := func() {
 		tr.Close()
-		pc.Close()
+		_ = pc.Close()
 	}
 
 	timeout := cfg.handshakeTimeout()
@@ -350,7 +350,7 @@ func resolveUDP(ctx context.Context, host, port string) (*net.UDPAddr, error) {
 
 // mapErr translates quic-go errors into this package's error model.
 func mapErr(err error) error {
-	if err == nil || err == io.EOF {
+	if err == nil || errors.Is(err, io.EOF) {
 		return err
 	}
 	if e, ok := errors.AsType[*quic.ApplicationError](err); ok {

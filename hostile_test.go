@@ -1,0 +1,652 @@
+package yomo
+
+// Hostile peers next to a working pipeline. Every test starts a zipper
+// with a source→function pipeline that writes continuously, attacks the
+// zipper, checks the specific refusal (error, close code, reason), and
+// checks that the pipeline delivered during the attack and still delivers
+// afterwards, without an error on its clients.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/transport"
+)
+
+const pipelineTag Tag = 0x70
+
+// pipeline is a source writing pipelineTag continuously to a function.
+type pipeline struct {
+	got, wrote atomic.Int64
+	werr       atomic.Pointer[error] // first write error
+	errs       errs                  // errors reported to the pipeline's clients
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+// startPipeline connects the pipeline with opts and starts writing; it
+// stops when the test ends.
+func startPipeline(t *testing.T, tz *testZipper, opts []ClientOption) *pipeline {
+	t.Helper()
+	p := &pipeline{stop: make(chan struct{}), done: make(chan struct{})}
+	f := newFn(t, tz, "pipeline-sink", opts, []Tag{pipelineTag}, func(ctx Context) { p.got.Add(1) })
+	f.SetErrorHandler(p.errs.add)
+	if err := f.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	src := connectSource(t, tz, "pipeline-src", opts)
+	src.SetErrorHandler(p.errs.add)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // owned by the test: ends at cleanup, before the clients close
+		defer close(p.done)
+		payload := []byte("pipeline payload")
+		for {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			if err := src.Write(pipelineTag, payload); err != nil {
+				p.werr.CompareAndSwap(nil, &err)
+			}
+			p.wrote.Add(1)
+			time.Sleep(500 * time.Microsecond)
+		}
+	}()
+	t.Cleanup(func() {
+		close(p.stop)
+		<-p.done
+	})
+	eventually(t, 5*time.Second, func() bool { return p.got.Load() > 10 }, "pipeline does not deliver")
+	return p
+}
+
+// check asserts the pipeline delivers now and saw no error.
+func (p *pipeline) check(t *testing.T) {
+	t.Helper()
+	n := p.got.Load()
+	eventually(t, 5*time.Second, func() bool { return p.got.Load() >= n+50 }, "pipeline stopped delivering at %d", n)
+	if e := p.werr.Load(); e != nil {
+		t.Fatalf("pipeline write failed: %v", *e)
+	}
+	p.errs.mu.Lock()
+	defer p.errs.mu.Unlock()
+	if len(p.errs.list) > 0 {
+		t.Fatalf("pipeline clients reported errors: %v", p.errs.list)
+	}
+}
+
+// during runs attack while checking that the pipeline keeps delivering
+// meanwhile, then checks it afterwards.
+func (p *pipeline) during(t *testing.T, attack func()) {
+	t.Helper()
+	before := p.got.Load()
+	attack()
+	if p.got.Load() == before {
+		// The attack may have been quick; make sure nothing is stuck.
+		eventually(t, 5*time.Second, func() bool { return p.got.Load() > before }, "no delivery during the attack")
+	}
+	p.check(t)
+}
+
+// rawConn opens a QUIC connection to tz that speaks yomo's ALPN but not
+// the protocol: the test writes what it wants.
+func rawConn(t *testing.T, tz *testZipper) transport.Conn {
+	t.Helper()
+	tc, err := transport.Dial(ctxT(t), tz.addr, &tls.Config{RootCAs: tz.RootCAs()}, transport.QUICConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tc.CloseWithError(0, "") })
+	return tc
+}
+
+// closeErrorOf waits until tc is closed and returns how.
+func closeErrorOf(t *testing.T, tc transport.Conn, within time.Duration) *transport.CloseError {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	_, err := tc.AcceptStream(ctx)
+	var ce *transport.CloseError
+	if !errors.As(err, &ce) {
+		t.Fatalf("connection not closed with a reason within %v: %v", within, err)
+	}
+	return ce
+}
+
+// sendControl opens the control stream, writes b (and a FIN when fin),
+// and returns the zipper's answer: the Rejected frame if it arrived, and
+// how the connection was closed.
+func sendControl(t *testing.T, tc transport.Conn, b []byte, fin bool) (*frame.Rejected, *transport.CloseError) {
+	t.Helper()
+	st, err := tc.OpenStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if fin {
+		st.Close()
+	}
+	var rej *frame.Rejected
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if ft, body, err := frame.NewReader(st, frame.MaxControlSize).Next(); err == nil {
+		if ft != frame.TypeRejected {
+			t.Fatalf("zipper answered %s, want rejected", ft)
+		}
+		v, err := frame.DecodeControl(ft, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rej = v.(*frame.Rejected)
+	}
+	return rej, closeErrorOf(t, tc, 5*time.Second)
+}
+
+// wantRejected checks a rejection arrived with code and a reason
+// containing want, as a Rejected frame (when it made it before the close)
+// and as the connection's close code and reason.
+func wantRejected(t *testing.T, rej *frame.Rejected, ce *transport.CloseError, code uint16, want string) {
+	t.Helper()
+	if ce.Code != closeRejectBase+uint64(code) || !ce.Remote || !strings.Contains(ce.Reason, want) {
+		t.Fatalf("closed with code %#x reason %q, want code %#x and a reason containing %q", ce.Code, ce.Reason, closeRejectBase+uint64(code), want)
+	}
+	if rej != nil && (rej.Code != code || rej.Reason != ce.Reason) {
+		t.Fatalf("rejected frame %+v disagrees with the close (%#x %q)", rej, ce.Code, ce.Reason)
+	}
+}
+
+func handshakeBytes(t *testing.T, hs *frame.Handshake) []byte {
+	t.Helper()
+	b, err := frame.AppendControl(nil, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// heapGrowth runs fn and returns how much the live heap grew.
+func heapGrowth(fn func()) int64 {
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	fn()
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	return int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
+}
+
+func TestHostileUDPGarbage(t *testing.T) {
+	tz := startZipper(t, "")
+	p := startPipeline(t, tz, tz.clients)
+	before := tz.Stats().Connections
+	p.during(t, func() {
+		uc, err := net.Dial("udp", tz.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer uc.Close()
+		buf := make([]byte, 1500)
+		for i := 0; i < 3000; i++ {
+			n := 1 + i%len(buf)
+			rand.Read(buf[:n])
+			switch i % 3 {
+			case 0: // a QUIC long header (Initial, version 1) with garbage after it
+				if n >= 5 {
+					buf[0], buf[1], buf[2], buf[3], buf[4] = 0xc3, 0, 0, 0, 1
+				}
+			case 1: // a short header packet for a connection that does not exist
+				buf[0] = 0x40 | buf[0]&0x3f
+			}
+			if _, err := uc.Write(buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	after := tz.Stats().Connections
+	if after.Accepted != before.Accepted || after.Rejected != before.Rejected || after.Pending != 0 {
+		t.Fatalf("garbage datagrams reached the zipper: before %+v after %+v", before, after)
+	}
+	t.Logf("3000 garbage datagrams: dropped by QUIC, no connection, connections %+v", after)
+}
+
+func TestHostileWrongALPN(t *testing.T) {
+	tz := startZipper(t, "")
+	p := startPipeline(t, tz, tz.clients)
+	before := tz.Stats().Connections
+	p.during(t, func() {
+		for _, alpn := range []string{"h3", "yomo/0", "yomo/2", "hq-interop"} {
+			tc, err := transport.DialALPN(ctxT(t), tz.addr, &tls.Config{RootCAs: tz.RootCAs()}, transport.QUICConfig{}, alpn)
+			if err == nil {
+				tc.CloseWithError(0, "")
+				t.Fatalf("ALPN %q: connected", alpn)
+			}
+			if !strings.Contains(err.Error(), "no application protocol") {
+				t.Fatalf("ALPN %q: %v, want a TLS no_application_protocol alert", alpn, err)
+			}
+			t.Logf("ALPN %q: %v", alpn, err)
+		}
+	})
+	if after := tz.Stats().Connections; after.Accepted != before.Accepted || after.Rejected != before.Rejected {
+		t.Fatalf("a wrong-ALPN peer reached the zipper: %+v", after)
+	}
+}
+
+// TestHostileControlStream writes bad handshakes on a real control stream.
+func TestHostileControlStream(t *testing.T) {
+	tz := startZipper(t, "", WithHandshakeTimeout(time.Second))
+	p := startPipeline(t, tz, tz.clients)
+	valid := func(mod func(*frame.Handshake)) []byte {
+		hs := &frame.Handshake{Version: frame.ProtocolVersion, Name: "x", Kind: frame.KindSource, ID: 9}
+		mod(hs)
+		return handshakeBytes(t, hs)
+	}
+	validSrc := valid(func(*frame.Handshake) {})
+	cases := []struct {
+		name  string
+		in    []byte
+		fin   bool
+		code  uint16
+		close uint64 // when not a rejection
+		want  string
+	}{
+		{"http request", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), false, frame.RejectBadHandshake, 0, "unknown type 0x47"},
+		{"random bytes", append([]byte{0xfe}, bytes.Repeat([]byte{0xa5}, 100)...), false, frame.RejectBadHandshake, 0, "unknown type 0xfe"},
+		{"unknown frame type", []byte{0x42, 0, 0, 0, 1, 0x80}, false, frame.RejectBadHandshake, 0, "unknown type 0x42"},
+		{"1 GiB handshake header", []byte{byte(frame.TypeHandshake), 0x40, 0, 0, 0}, false, frame.RejectBadHandshake, 0, "handshake frame of 1073741824 bytes exceeds the limit of 65536"},
+		{"max length header", []byte{byte(frame.TypeHandshake), 0xff, 0xff, 0xff, 0xff}, false, frame.RejectBadHandshake, 0, "exceeds the limit of 65536"},
+		{"data frame first", frame.AppendData(nil, &frame.Data{Tag: 1}), false, frame.RejectBadHandshake, 0, "first frame is data"},
+		{"ping first", frame.AppendPing(nil, 1, false), false, frame.RejectBadHandshake, 0, "first frame is ping"},
+		{"truncated header", []byte{byte(frame.TypeHandshake), 0, 0}, true, frame.RejectBadHandshake, 0, "truncated frame"},
+		{"truncated body", validSrc[:len(validSrc)-3], true, frame.RejectBadHandshake, 0, "truncated frame"},
+		{"empty stream", nil, true, frame.RejectBadHandshake, 0, "control stream ended before a handshake"},
+		{"body not msgpack", append(frame.AppendHeader(nil, frame.TypeHandshake, 4), 0xc1, 0xc1, 0xc1, 0xc1), false, frame.RejectBadHandshake, 0, "malformed handshake frame"},
+		{"array of 4 billion tags", append(frame.AppendHeader(nil, frame.TypeHandshake, 7), 0x81, 0xa4, 't', 'a', 'g', 's', 0xdd), false, frame.RejectBadHandshake, 0, "malformed handshake frame"},
+		{"version 2", valid(func(h *frame.Handshake) { h.Version = 2 }), false, frame.RejectVersion, 0, "unsupported protocol version 2"},
+		{"empty name", valid(func(h *frame.Handshake) { h.Name = "" }), false, frame.RejectBadHandshake, 0, "empty name"},
+		{"huge name", valid(func(h *frame.Handshake) { h.Name = strings.Repeat("n", 60000) }), false, frame.RejectBadHandshake, 0, "name of 60000 bytes (limit 255)"},
+		{"kind 9", valid(func(h *frame.Handshake) { h.Kind = 9 }), false, frame.RejectBadHandshake, 0, "unsupported client kind kind(9)"},
+		{"function without tags", valid(func(h *frame.Handshake) { h.Kind = frame.KindFunction }), false, frame.RejectBadHandshake, 0, "must observe at least one tag"},
+		{"2000 tags", valid(func(h *frame.Handshake) { h.Kind = frame.KindFunction; h.ObserveTags = make([]Tag, 2000) }), false, frame.RejectDenied, 0, "too many observed tags: 2000 (limit 1024)"},
+		{"partial handshake, then silence", validSrc[:8], false, 0, closeProtocol, "no complete handshake within 1s"},
+	}
+	p.during(t, func() {
+		var wg sync.WaitGroup
+		for _, tc := range cases {
+			wg.Add(1)
+			go func() { // owned by this loop: joined below
+				defer wg.Done()
+				t.Run(tc.name, func(t *testing.T) {
+					growth := heapGrowth(func() {
+						rej, ce := sendControl(t, rawConn(t, tz), tc.in, tc.fin)
+						if tc.code == 0 {
+							if rej != nil || ce.Code != tc.close || !strings.Contains(ce.Reason, tc.want) {
+								t.Fatalf("got %+v, closed with %#x %q; want no rejection and a close %#x %q", rej, ce.Code, ce.Reason, tc.close, tc.want)
+							}
+						} else {
+							wantRejected(t, rej, ce, tc.code, tc.want)
+						}
+						t.Logf("closed: code %#x reason %q", ce.Code, ce.Reason)
+					})
+					if growth > 64<<20 {
+						t.Errorf("heap grew by %d MiB", growth>>20)
+					}
+				})
+			}()
+		}
+		wg.Wait()
+	})
+	st := tz.Stats().Connections
+	if st.Rejected != uint64(len(cases)) || st.RejectedBy["timeout"] != 1 || st.RejectedBy["version"] != 1 || st.RejectedBy["denied"] != 1 {
+		t.Fatalf("stats %+v, want %d rejections (1 timeout, 1 version, 1 denied)", st, len(cases))
+	}
+}
+
+// TestHostileDataStream sends bad frames after a valid handshake.
+func TestHostileDataStream(t *testing.T) {
+	tz := startZipper(t, "")
+	p := startPipeline(t, tz, tz.clients)
+	hs := handshakeBytes(t, &frame.Handshake{Version: frame.ProtocolVersion, Name: "rogue", Kind: frame.KindSource, ID: 77})
+	cases := []struct {
+		name    string
+		control bool // write on the control stream rather than a data stream
+		in      []byte
+		fin     bool
+		want    string
+	}{
+		{"1 GiB data header", false, []byte{byte(frame.TypeData), 0x40, 0, 0, 0}, false, "data frame of 1073741824 bytes exceeds the limit of 4194304"},
+		{"over the frame limit", false, append(frame.AppendHeader(nil, frame.TypeData, 4<<20+1), make([]byte, 1000)...), false, "exceeds the limit of 4194304"},
+		{"unknown type", false, []byte{0x0c, 0, 0, 0, 1, 0x90}, false, "frame: unknown type 0x0c"},
+		{"garbage", false, []byte("\x00garbage garbage garbage"), false, "frame: unknown type 0x00"},
+		{"control frame on a data stream", false, frame.AppendPing(nil, 1, false), false, "unexpected ping frame on a data stream"},
+		{"malformed data body", false, append(frame.AppendHeader(nil, frame.TypeData, 3), 0x93, 1, 2), false, "malformed"},
+		{"truncated data frame", false, frame.AppendData(nil, &frame.Data{Tag: pipelineTag, Payload: make([]byte, 100)})[:50], true, "truncated frame"},
+		{"second handshake", true, hs, false, "unexpected handshake frame on the control stream"},
+		{"unknown type on control", true, []byte{0x0c, 0, 0, 0, 1, 0x80}, false, "frame: unknown type 0x0c"},
+		{"1 GiB control header", true, []byte{byte(frame.TypePing), 0x40, 0, 0, 0}, false, "ping frame of 1073741824 bytes exceeds the limit of 65536"},
+	}
+	p.during(t, func() {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				growth := heapGrowth(func() {
+					c := rawConn(t, tz)
+					st, err := c.OpenStream(ctxT(t))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := st.Write(hs); err != nil {
+						t.Fatal(err)
+					}
+					ft, _, err := frame.NewReader(st, frame.MaxControlSize).Next()
+					if err != nil || ft != frame.TypeHandshakeAck {
+						t.Fatalf("handshake: %v %v", ft, err)
+					}
+					var w interface {
+						Write([]byte) (int, error)
+						Close() error
+					} = st
+					if !tc.control {
+						if w, err = c.OpenUniStream(ctxT(t)); err != nil {
+							t.Fatal(err)
+						}
+					}
+					w.Write(tc.in)
+					if tc.fin {
+						w.Close()
+					}
+					ce := closeErrorOf(t, c, 5*time.Second)
+					if ce.Code != closeProtocol || !strings.Contains(ce.Reason, tc.want) {
+						t.Fatalf("closed with %#x %q, want %#x and a reason containing %q", ce.Code, ce.Reason, closeProtocol, tc.want)
+					}
+					t.Logf("closed: code %#x reason %q", ce.Code, ce.Reason)
+				})
+				if growth > 64<<20 {
+					t.Errorf("heap grew by %d MiB", growth>>20)
+				}
+			})
+		}
+	})
+	if st := tz.Stats().Connections; st.Accepted < uint64(len(cases)) {
+		t.Fatalf("stats %+v: the rogue handshakes were not all accepted", st)
+	}
+}
+
+// TestHostileSilentPeers: 50 peers complete QUIC and never say hello; a
+// real client still connects at once, and each silent peer is closed
+// after the handshake timeout with the reason.
+func TestHostileSilentPeers(t *testing.T) {
+	const timeout = 2500 * time.Millisecond
+	tz := startZipper(t, "", WithHandshakeTimeout(timeout))
+	p := startPipeline(t, tz, tz.clients)
+	const n = 50
+	silent := make([]transport.Conn, n)
+	p.during(t, func() {
+		var wg sync.WaitGroup
+		for i := range silent {
+			wg.Add(1)
+			go func() { // owned by this loop: joined below
+				defer wg.Done()
+				tc, err := transport.Dial(ctxT(t), tz.addr, &tls.Config{RootCAs: tz.RootCAs()}, transport.QUICConfig{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				silent[i] = tc
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		for _, tc := range silent {
+			t.Cleanup(func() { tc.CloseWithError(0, "") })
+		}
+		eventually(t, 2*time.Second, func() bool { return tz.Stats().Connections.Pending >= n/2 }, "silent peers not pending: %+v", tz.Stats().Connections)
+		pending := tz.Stats().Connections.Pending
+		src := connectSource(t, tz, "latecomer", tz.clients)
+		start := time.Now()
+		if err := src.Connect(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		d := time.Since(start)
+		if d > time.Second {
+			t.Fatalf("a real client took %v to connect among %d silent peers", d, n)
+		}
+		t.Logf("real client connected in %v with %d silent peers pending", d, pending)
+		for _, tc := range silent {
+			ce := closeErrorOf(t, tc, 5*time.Second)
+			if want := fmt.Sprintf("no handshake within %v", timeout); ce.Code != closeProtocol || ce.Reason != want {
+				t.Fatalf("silent peer closed with %#x %q, want %#x %q", ce.Code, ce.Reason, closeProtocol, want)
+			}
+		}
+	})
+	st := tz.Stats().Connections
+	if st.RejectedBy["timeout"] != n || st.Pending != 0 {
+		t.Fatalf("stats %+v, want %d timeouts and nothing pending", st, n)
+	}
+}
+
+// TestHostileWrongTokens: 100 wrong credentials are all rejected, none is
+// echoed or logged, the pipeline (with the right token) goes on, and Stats
+// counts them. Half come over QUIC, half in memory (the same handshake
+// path without the cost of a TLS handshake each).
+func TestHostileWrongTokens(t *testing.T) {
+	const secret = "the-real-secret-4d1f"
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tz := startZipper(t, "", WithAuthToken(secret), WithLogger(logger))
+	p := startPipeline(t, tz, append(tz.clients, WithCredential("token:"+secret)))
+	const n = 100
+	tried := make([]string, n)
+	for i := range tried {
+		switch i % 4 {
+		case 0:
+			tried[i] = fmt.Sprintf("token:wrong-%d-%x", i, i*7919)
+		case 1:
+			tried[i] = fmt.Sprintf("token:%s%d", secret, i) // the secret as a prefix
+		case 2:
+			tried[i] = fmt.Sprintf("bearer:%s-%d", secret[:10], i)
+		case 3:
+			tried[i] = strings.Repeat("x", i*100) // up to 9.9 KB
+		}
+	}
+	p.during(t, func() {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 10)
+		for i, cred := range tried {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() { // owned by this loop: joined below
+				defer wg.Done()
+				defer func() { <-sem }()
+				opts := tz.clients
+				if (i/4)%2 == 1 {
+					opts = []ClientOption{WithInMemory(tz.Zipper)}
+				}
+				s := NewSource(fmt.Sprintf("intruder-%d", i), tz.addr, append(opts, WithCredential(cred))...)
+				defer s.Close()
+				err := s.Connect(ctxT(t))
+				var rej *RejectedError
+				if !errors.As(err, &rej) || rej.Code != frame.RejectAuth || rej.Reason != "authentication failed" {
+					t.Errorf("credential %d: %v, want a RejectedError(auth, %q)", i, err, "authentication failed")
+					return
+				}
+				if cred != "" && strings.Contains(err.Error(), cred) || strings.Contains(err.Error(), secret) {
+					t.Errorf("rejection %q echoes a credential", err)
+				}
+			}()
+		}
+		wg.Wait()
+	})
+	st := tz.Stats().Connections
+	if st.Rejected != n || st.RejectedBy["auth"] != n {
+		t.Fatalf("stats %+v, want %d auth rejections", st, n)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	for _, cred := range append(tried, secret) {
+		if len(cred) > 3 && strings.Contains(logs.String(), strings.TrimPrefix(cred, "token:")) {
+			t.Fatalf("the zipper logged a credential (%q)", cred)
+		}
+	}
+	if got := strings.Count(logs.String(), "authentication failed"); got != n {
+		t.Errorf("%d rejections logged, want %d", got, n)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// TestHostileHugeWrite: a 256 MiB write fails with ErrFrameTooLarge
+// before anything is queued or sent, and costs no memory.
+func TestHostileHugeWrite(t *testing.T) {
+	tz := startZipper(t, "")
+	p := startPipeline(t, tz, tz.clients)
+	src := connectSource(t, tz, "big", tz.clients)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	huge := make([]byte, 256<<20) // allocated before measuring, never touched
+	p.during(t, func() {
+		in := tz.Stats().FramesIn
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		err := src.Write(1, huge)
+		err2 := src.WriteWithTarget(1, huge, "t")
+		runtime.ReadMemStats(&m1)
+		var se *frame.SizeError
+		if !errors.Is(err, ErrFrameTooLarge) || !errors.As(err, &se) || se.Max != frame.DefaultMaxSize || !errors.Is(err2, ErrFrameTooLarge) {
+			t.Fatalf("256 MiB write = %v, %v; want ErrFrameTooLarge (*frame.SizeError, limit 4 MiB)", err, err2)
+		}
+		if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 8<<20 {
+			t.Fatalf("the refused writes allocated %d MiB", alloc>>20)
+		}
+		t.Logf("256 MiB write: %v; allocated %d KiB meanwhile (whole process)", err, (m1.TotalAlloc-m0.TotalAlloc)>>10)
+		if err := src.Write(pipelineTag, []byte("still usable")); err != nil {
+			t.Fatalf("write after the refused one: %v", err)
+		}
+		eventually(t, 5*time.Second, func() bool { return tz.Stats().FramesIn > in }, "zipper")
+	})
+	runtime.KeepAlive(huge)
+	if st, _ := tz.Stats().Function("pipeline-sink"); st.Dropped != 0 {
+		t.Fatalf("drops: %+v", st)
+	}
+}
+
+// TestHostileOverLimitWriteFromLaxClient: a client configured with a
+// larger frame limit than the zipper learns the zipper's limit from the
+// handshake, so its Write fails before sending; a raw peer that sends an
+// over-limit frame anyway is closed (TestHostileDataStream).
+func TestHostileOverLimitWriteFromLaxClient(t *testing.T) {
+	tz := startZipper(t, "", WithMaxFrameSize(64<<10))
+	p := startPipeline(t, tz, tz.clients)
+	src := connectSource(t, tz, "lax", append(tz.clients, WithMaxFrameSize(1<<20)))
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	p.during(t, func() {
+		err := src.Write(pipelineTag, make([]byte, 100<<10))
+		var se *frame.SizeError
+		if !errors.As(err, &se) || se.Max != 64<<10 {
+			t.Fatalf("write of 100 KiB to a zipper taking 64 KiB = %v, want a SizeError with the zipper's limit", err)
+		}
+		if err := src.Write(pipelineTag, make([]byte, 60<<10)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestHostileZipper: the client enforces its frame limit on what it
+// receives too. A fake zipper acknowledges the handshake, then declares a
+// 1 GiB data frame: the client drops the connection with the reason and
+// allocates nothing for it.
+func TestHostileZipper(t *testing.T) {
+	cert, pool, err := transport.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := mustPacketConn(t)
+	defer pc.Close()
+	ln, err := transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() { // owned by the test: ends after one connection
+		served <- func() error {
+			tc, err := ln.Accept(ctxT(t))
+			if err != nil {
+				return err
+			}
+			defer tc.CloseWithError(0, "")
+			st, err := tc.AcceptStream(ctxT(t))
+			if err != nil {
+				return err
+			}
+			if _, _, err := frame.NewReader(st, frame.MaxControlSize).Next(); err != nil {
+				return err
+			}
+			ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "evil", MaxFrameSize: frame.DefaultMaxSize})
+			if _, err := st.Write(ack); err != nil {
+				return err
+			}
+			us, err := tc.OpenUniStream(ctxT(t))
+			if err != nil {
+				return err
+			}
+			if _, err := us.Write([]byte{byte(frame.TypeData), 0x40, 0, 0, 0, 0x96}); err != nil {
+				return err
+			}
+			<-tc.Context().Done()
+			return nil
+		}()
+	}()
+	var reported errs
+	src := NewSource("victim", pc.LocalAddr().String(), WithTLSConfig(&tls.Config{RootCAs: pool}),
+		WithReconnectBackoff(time.Second, 2*time.Second))
+	src.SetObserveDataTags(1)
+	src.SetErrorHandler(reported.add)
+	defer src.Close()
+	growth := heapGrowth(func() {
+		if err := src.Connect(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, func() bool {
+			return reported.find(func(err error) bool {
+				return errors.Is(err, ErrFrameTooLarge) && strings.Contains(err.Error(), "data frame of 1073741824 bytes exceeds the limit of 4194304")
+			})
+		}, "client did not refuse the oversized frame: %v", reported.list)
+	})
+	if growth > 64<<20 {
+		t.Fatalf("heap grew by %d MiB", growth>>20)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
