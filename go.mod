@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/quic-go/quic-go v0.65.0
+	github.com/tetratelabs/wazero v1.12.0
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 	go.uber.org/goleak v1.3.0
 )

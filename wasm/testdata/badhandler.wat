@@ -1,0 +1,6 @@
+;; badhandler.wat: yomo_handler takes a parameter.
+(module
+  (import "env" "yomo_observe_datatag" (func $observe (param i32)))
+  (memory (export "memory") 1)
+  (func (export "yomo_observe_datatags") (call $observe (i32.const 1)))
+  (func (export "yomo_handler") (param i32)))

@@ -1,0 +1,7 @@
+;; badinit.wat: yomo_init returns nothing.
+(module
+  (import "env" "yomo_observe_datatag" (func $observe (param i32)))
+  (memory (export "memory") 1)
+  (func (export "yomo_init"))
+  (func (export "yomo_observe_datatags") (call $observe (i32.const 1)))
+  (func (export "yomo_handler")))

@@ -1,0 +1,7 @@
+;; inittrap.wat: yomo_init traps.
+(module
+  (import "env" "yomo_observe_datatag" (func $observe (param i32)))
+  (memory (export "memory") 1)
+  (func (export "yomo_init") (result i32) unreachable)
+  (func (export "yomo_observe_datatags") (call $observe (i32.const 1)))
+  (func (export "yomo_handler")))

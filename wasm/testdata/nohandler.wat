@@ -1,0 +1,5 @@
+;; nohandler.wat: no yomo_handler export.
+(module
+  (import "env" "yomo_observe_datatag" (func $observe (param i32)))
+  (memory (export "memory") 1)
+  (func (export "yomo_observe_datatags") (call $observe (i32.const 1))))

@@ -1,0 +1,6 @@
+;; nomemory.wat: its memory is not exported.
+(module
+  (import "env" "yomo_observe_datatag" (func $observe (param i32)))
+  (memory 1)
+  (func (export "yomo_observe_datatags") (call $observe (i32.const 1)))
+  (func (export "yomo_handler")))

@@ -1,0 +1,8 @@
+;; startloop.wat: its start function never returns.
+(module
+  (import "env" "yomo_observe_datatag" (func $observe (param i32)))
+  (memory (export "memory") 1)
+  (func $start (loop $forever (br $forever)))
+  (start $start)
+  (func (export "yomo_observe_datatags") (call $observe (i32.const 1)))
+  (func (export "yomo_handler")))
