@@ -347,8 +347,22 @@ func (l *link) advertise(routes ...frame.Route) {
 	}
 }
 
-// maxRoutesPerFrame keeps route updates well under MaxControlSize.
-const maxRoutesPerFrame = 256
+// routesThatFit returns how many of routes (at least one) fit in one
+// Routes frame well under MaxControlSize.
+func routesThatFit(routes []frame.Route) int {
+	const budget = frame.MaxControlSize / 2
+	size := 0
+	for i, r := range routes {
+		size += 64 + len(r.Name) + len(r.Target)
+		for _, p := range r.Path {
+			size += 2 + len(p)
+		}
+		if size > budget && i > 0 {
+			return i
+		}
+	}
+	return len(routes)
+}
 
 // writeControl sends pings and route advertisements.
 func (l *link) writeControl(stop <-chan struct{}) error {
@@ -378,7 +392,7 @@ func (l *link) writeControl(stop <-chan struct{}) error {
 			l.pending = nil
 			l.mu.Unlock()
 			for len(routes) > 0 {
-				n := min(len(routes), maxRoutesPerFrame)
+				n := routesThatFit(routes)
 				b, err := frame.AppendControl(nil, &frame.RouteUpdate{Routes: routes[:n]})
 				if err != nil {
 					return err
@@ -679,16 +693,19 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // LinkStats are the counters of one mesh link.
 type LinkStats struct {
-	Peer      string        `json:"peer"`
-	State     string        `json:"state"` // "connecting" (no round trip measured yet) or "up"
-	Dialed    bool          `json:"dialed"`
-	Remote    string        `json:"remote"`
+	Peer   string `json:"peer"`
+	State  string `json:"state"`  // "connecting" (no round trip measured yet) or "up"
+	Dialed bool   `json:"dialed"` // this zipper dialed the link
+	Remote string `json:"remote"` // the peer's address
+	// RTT is the smoothed round trip time (in JSON: nanoseconds).
 	RTT       time.Duration `json:"rtt"`
 	FramesIn  uint64        `json:"frames_in"`
 	FramesOut uint64        `json:"frames_out"`
 	BytesIn   uint64        `json:"bytes_in"`
 	BytesOut  uint64        `json:"bytes_out"`
-	Dropped   uint64        `json:"dropped"`
+	// Dropped counts frames for the peer dropped because the link was
+	// stalled or broke with frames queued.
+	Dropped uint64 `json:"dropped"`
 }
 
 // linkStatsLocked lists the links; z.mu is held.

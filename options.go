@@ -56,7 +56,9 @@ const (
 	DropStalled OverflowPolicy = iota
 	// DropNewest drops a frame for a full queue at once: the strictest
 	// isolation (a writer never waits for any function), at the price of
-	// drops whenever a function falls behind a burst.
+	// drops whenever a function falls behind a burst. Under a sustained
+	// flood it delivers less than Block, not more: the work spent on
+	// frames that are then dropped is lost.
 	DropNewest
 	// Block makes the writer wait for room however long it takes: no loss,
 	// but a slow or stuck function slows the writers of the tags it
@@ -201,7 +203,16 @@ func WithAuthToken(tokens ...string) ZipperOption {
 	})
 }
 
-// WithMesh links the zipper to other zippers.
+// WithMesh links the zipper to other zippers. Once the zipper serves
+// (Serve or ListenAndServe), it dials every peer and keeps the link up,
+// reconnecting with backoff and jitter; a peer that dials it first needs
+// no dial back (one connection per pair carries both directions). The
+// link uses the zipper's WithTLSConfig both ways: its Certificates present
+// it, its RootCAs verify the peer (the system roots when nil), and a
+// ClientCAs/ClientAuth setting authenticates dialing peers like clients.
+// Peer.Name must be the peer zipper's name (checked after the handshake);
+// Peer.Credential is presented like a client's (WithAuthToken on the peer).
+// Zipper names must be unique in a mesh.
 func WithMesh(peers ...mesh.Peer) ZipperOption {
 	return zipperFunc(func(o *zipperOptions) { o.peers = append(o.peers, peers...) })
 }

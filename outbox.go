@@ -47,13 +47,48 @@ func newOutbox(maxFrames, maxBytes int) *outbox {
 // otherwise put gives up after timeout. It returns false when the frame
 // was not queued; the caller counts the drop.
 func (o *outbox) put(d *frame.Data, policy OverflowPolicy, wait <-chan struct{}, timeout, stall time.Duration) bool {
-	var timer *time.Timer
+	queued, full := o.tryPut(d)
+	if !full {
+		return queued
+	}
+	if policy == DropNewest {
+		return false
+	}
+	return o.putSlow(d, policy, wait, timeout, stall)
+}
+
+// tryPut queues d if there is room. The fast path: no timer, no defer.
+func (o *outbox) tryPut(d *frame.Data) (queued, full bool) {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return false, false
+	}
+	if o.frames == 0 || (o.frames < o.maxFrames && len(o.buf) < o.maxBytes) {
+		o.buf = frame.AppendData(o.buf, d)
+		o.frames++
+		o.mu.Unlock()
+		o.wake()
+		return true, false
+	}
+	o.mu.Unlock()
+	return false, true
+}
+
+// putSlow waits for room in a full queue (Block or DropStalled).
+func (o *outbox) putSlow(d *frame.Data, policy OverflowPolicy, wait <-chan struct{}, timeout, stall time.Duration) bool {
+	var expired, stalled <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	var stallTimer *time.Timer
 	defer func() {
-		if timer != nil {
-			timer.Stop()
+		if stallTimer != nil {
+			stallTimer.Stop()
 		}
 	}()
-	var expired <-chan time.Time
 	for {
 		o.mu.Lock()
 		if o.closed {
@@ -67,30 +102,24 @@ func (o *outbox) put(d *frame.Data, policy OverflowPolicy, wait <-chan struct{},
 			o.wake()
 			return true
 		}
-		if policy == DropNewest {
-			o.mu.Unlock()
-			return false
-		}
-		var stalled <-chan time.Time
 		if policy == DropStalled {
 			left := time.Duration(o.progress.Load()+int64(stall)) - time.Duration(nanotime())
 			if left <= 0 {
 				o.mu.Unlock()
 				return false // stuck: drop without waiting
 			}
-			st := time.NewTimer(left)
-			defer st.Stop()
-			stalled = st.C
+			if stallTimer == nil {
+				stallTimer = time.NewTimer(left)
+			} else {
+				stallTimer.Reset(left)
+			}
+			stalled = stallTimer.C
 		}
 		if o.space == nil {
 			o.space = make(chan struct{})
 		}
 		space := o.space
 		o.mu.Unlock()
-		if timer == nil && timeout > 0 {
-			timer = time.NewTimer(timeout)
-			expired = timer.C
-		}
 		select {
 		case <-space:
 		case <-stalled: // re-check: progress may have been made meanwhile
@@ -102,8 +131,12 @@ func (o *outbox) put(d *frame.Data, policy OverflowPolicy, wait <-chan struct{},
 	}
 }
 
+// shrinkAbove: a spare buffer larger than this is released when the
+// traffic that grew it has passed.
+const shrinkAbove = 1 << 20
+
 // writeChunk bounds one stream write of the flusher.
-const writeChunk = 256 << 10
+const writeChunk = 64 << 10
 
 // nanotime is a monotonic clock reading in nanoseconds.
 func nanotime() int64 { return int64(time.Since(clockBase)) }
@@ -122,7 +155,11 @@ func (o *outbox) wake() {
 func (o *outbox) take() ([]byte, int) {
 	o.mu.Lock()
 	b, n := o.buf, o.frames
-	o.buf, o.frames = o.spare[:0], 0
+	next := o.spare[:0]
+	if cap(next) > shrinkAbove && len(b) < cap(next)/4 {
+		next = nil // a past burst grew it; do not hold it for the connection's life
+	}
+	o.buf, o.frames = next, 0
 	if o.space != nil {
 		close(o.space)
 		o.space = nil
@@ -173,6 +210,9 @@ func (o *outbox) flush(w interface{ Write([]byte) (int, error) }, stop, drain <-
 		case <-drain:
 			draining = true
 		}
+		// Waking from idle is progress too: a function that was quiet for
+		// longer than the stall timeout is not stuck.
+		o.progress.Store(nanotime())
 		for {
 			b, n := o.take()
 			if n == 0 {

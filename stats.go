@@ -27,7 +27,8 @@ type Stats struct {
 	// Denied counts ACL violations: handshakes refused because of an ACL
 	// (also in Connections.RejectedBy["denied"]) and data frames written to
 	// a tag the writer may not write (each dropped, its connection closed).
-	Denied          uint64         `json:"denied"`
+	Denied uint64 `json:"denied"`
+	// UnroutableByTag breaks Unroutable down by tag.
 	UnroutableByTag map[Tag]uint64 `json:"unroutable_by_tag,omitempty"`
 	// Functions has one entry per function name, sorted by name.
 	Functions []FunctionStats `json:"functions"`
@@ -49,7 +50,7 @@ type RouteStats struct {
 	Via string `json:"via,omitempty"`
 	// Path lists the zippers from the function's to Via.
 	Path []string      `json:"path"`
-	Cost time.Duration `json:"cost"` // sum of measured link latencies
+	Cost time.Duration `json:"cost"` // sum of measured link latencies (in JSON: nanoseconds)
 }
 
 // ConnectionStats counts connections.

@@ -163,8 +163,9 @@ func (z *Zipper) ListenAndServe(ctx context.Context, addr string) error {
 
 // Serve serves QUIC connections on conn, which it owns and closes when it
 // returns. It blocks until ctx is done (it then closes the connections it
-// accepted and returns ctx.Err()) or the zipper is shut down or closed (it
-// returns ErrClosed).
+// accepted at once and returns ctx.Err()) or the zipper is shut down or
+// closed (it returns ErrClosed). For a graceful stop, call Shutdown rather
+// than cancelling ctx. Serve also starts the mesh links (WithMesh), once.
 func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
 	ln, err := transport.Listen(conn, z.tls, transport.QUICConfig{})
 	if err != nil {
