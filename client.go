@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,9 @@ type client struct {
 	opts clientOptions
 	log  *slog.Logger
 	id   uint64 // instance id, stable across reconnects
+
+	addrs []string // the zipper addresses, tried in turn
+	cur   int      // the address in use; only the connecting goroutine touches it
 
 	out *outbox
 
@@ -66,19 +70,34 @@ const (
 func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *client {
 	o := newClientOptions(opts)
 	c := &client{
-		kind: kind,
-		name: name,
-		addr: addr,
-		opts: o,
-		log:  o.logger.With(kind.String(), name),
-		id:   rand.Uint64() | 1, // never 0: 0 means "no origin"
-		out:  newOutbox(1<<62, o.writeBuffer),
+		kind:  kind,
+		name:  name,
+		addr:  addr,
+		opts:  o,
+		log:   o.logger.With(kind.String(), name),
+		id:    rand.Uint64() | 1, // never 0: 0 means "no origin"
+		addrs: splitAddrs(addr),
+		out:   newOutbox(1<<62, o.writeBuffer),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.closing = make(chan struct{})
 	c.flushed = make(chan struct{})
 	c.loopDone = make(chan struct{})
 	return c
+}
+
+// splitAddrs parses "host:port" or a comma-separated list of them.
+func splitAddrs(addr string) []string {
+	var out []string
+	for _, a := range strings.Split(addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{addr}
+	}
+	return out
 }
 
 // errGoAway ends a connection the zipper asked us to leave.
@@ -132,7 +151,19 @@ func (c *client) connect(ctx context.Context) error {
 	hs := c.handshake()
 	c.mu.Unlock()
 
-	cc, err := c.dial(ctx, hs)
+	// Try each address in turn; a rejection is final.
+	var cc *cconn
+	var err error
+	for i := range c.addrs {
+		c.cur = i
+		if cc, err = c.dial(ctx, hs); err == nil || ctx.Err() != nil {
+			break
+		}
+		var rej *RejectedError
+		if errors.As(err, &rej) {
+			break
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -193,10 +224,10 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) 
 		if c.opts.insecure {
 			c.log.Warn("INSECURE: the zipper's certificate is not verified")
 		}
-		tc, err = transport.Dial(ctx, c.addr, c.tlsConfig(), transport.QUICConfig{})
+		tc, err = transport.Dial(ctx, c.addrs[c.cur], c.tlsConfig(), transport.QUICConfig{})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("yomo: connect %s: %w", c.addr, err)
+		return nil, fmt.Errorf("yomo: connect %s: %w", c.addrs[c.cur], err)
 	}
 	// Abort the handshake when ctx ends.
 	stop := context.AfterFunc(ctx, func() { tc.CloseWithError(closeNormal, "handshake cancelled") })
@@ -267,6 +298,7 @@ func (c *client) loop(cc *cconn, hs *frame.Handshake) {
 		}
 		if errors.Is(err, errGoAway) {
 			c.log.Info("zipper asked to reconnect")
+			c.cur = (c.cur + 1) % len(c.addrs) // to another zipper, if given several
 		} else {
 			c.report(fmt.Errorf("yomo: connection lost: %w", err))
 		}
@@ -278,6 +310,7 @@ func (c *client) loop(cc *cconn, hs *frame.Handshake) {
 			if err == nil {
 				break
 			}
+			c.cur = (c.cur + 1) % len(c.addrs)
 			var rej *RejectedError
 			if errors.As(err, &rej) && rej.Code != frame.RejectShutdown {
 				c.final.Store(rej)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/yomo-dev/yomo/internal/transport"
 )
 
 func TestStuckFunctionDoesNotSlowOthers(t *testing.T) {
@@ -340,4 +342,45 @@ func TestShutdownDeadline(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Shutdown took %v past its deadline", d)
 	}
+}
+
+func TestGoAwayMovesClientsToTheNextZipper(t *testing.T) {
+	cert, pool, err := transport.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS := WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}})
+	z1 := startZipper(t, "", serverTLS)
+	z2 := startZipper(t, "", serverTLS)
+	addrs := z1.addr + ", " + z2.addr
+	copts := []ClientOption{WithTLSConfig(&tls.Config{RootCAs: pool}), WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond)}
+	var got atomic.Int64
+	f := NewStreamFunction("sink", addrs, copts...)
+	f.SetObserveDataTags(1)
+	f.SetHandler(func(ctx Context) { got.Add(1) })
+	if err := f.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src := NewSource("src", addrs, copts...)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	src.Write(1, []byte("via z1"))
+	eventually(t, 5*time.Second, func() bool { return got.Load() == 1 }, "first frame")
+	if z1.Stats().Connections.Sources != 1 {
+		t.Fatal("clients did not start on the first address")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := z1.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool {
+		c := z2.Stats().Connections
+		return c.Sources == 1 && c.Functions == 1
+	}, "clients did not move to the second zipper: %+v", z2.Stats().Connections)
+	src.Write(1, []byte("via z2"))
+	eventually(t, 5*time.Second, func() bool { return got.Load() == 2 }, "no delivery through the second zipper")
 }

@@ -360,3 +360,46 @@ func TestMeshInstanceFailoverAndLinkCut(t *testing.T) {
 		t.Fatalf("frame counted unroutable though f still had it")
 	}
 }
+
+func TestMeshTargetsAcrossZippers(t *testing.T) {
+	n := newMeshNet(t, "a", "b", "c")
+	n.start("a", []mesh.Peer{n.peer("b"), n.peer("c")})
+	n.start("b", nil)
+	n.start("c", nil)
+	var alice, bob atomic.Int64
+	for _, w := range []struct {
+		at, target string
+		n          *atomic.Int64
+	}{{"b", "alice", &alice}, {"c", "bob", &bob}} {
+		cnt := w.n
+		f := NewStreamFunction("user", n.addrs[w.at], n.client...)
+		f.SetObserveDataTags(5)
+		f.SetWantedTarget(w.target)
+		f.SetHandler(func(ctx Context) { cnt.Add(1) })
+		if err := f.Connect(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+	}
+	za := n.zippers["a"]
+	eventually(t, 5*time.Second, func() bool {
+		var ts []string
+		for _, r := range za.Stats().Routes {
+			ts = append(ts, r.Target)
+		}
+		return len(ts) == 2
+	}, "routes %+v", za.Stats().Routes)
+	src := n.source("a", "src")
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		src.WriteWithTarget(5, []byte("a"), "alice")
+	}
+	for i := 0; i < 3; i++ {
+		src.WriteWithTarget(5, []byte("b"), "bob")
+	}
+	src.WriteWithTarget(5, []byte("c"), "carol") // nobody: counted, not delivered
+	eventually(t, 5*time.Second, func() bool { return alice.Load() == 10 && bob.Load() == 3 }, "alice=%d bob=%d", alice.Load(), bob.Load())
+	eventually(t, 5*time.Second, func() bool { return za.Stats().Unroutable == 1 }, "unroutable %d", za.Stats().Unroutable)
+}

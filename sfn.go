@@ -26,7 +26,8 @@ type StreamFunction struct {
 }
 
 // NewStreamFunction returns a function named name for the zipper at
-// zipperAddr. Instances sharing a name share the load of their tags. It
+// zipperAddr (host:port, or several separated by commas, as for
+// NewSource). Instances sharing a name share the load of their tags. It
 // does no I/O; invalid options are reported by Connect.
 func NewStreamFunction(name, zipperAddr string, opts ...ClientOption) *StreamFunction {
 	f := &StreamFunction{c: newClient(frame.KindFunction, name, zipperAddr, opts)}

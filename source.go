@@ -23,7 +23,10 @@ type Source struct {
 }
 
 // NewSource returns a Source named name for the zipper at zipperAddr
-// (host:port). It does no I/O; invalid options are reported by Connect.
+// (host:port). zipperAddr may list several zippers separated by commas:
+// Connect takes the first that accepts, and after a GOAWAY or a failed
+// reconnection the Source moves on to the next. It does no I/O; invalid
+// options are reported by Connect.
 func NewSource(name, zipperAddr string, opts ...ClientOption) *Source {
 	s := &Source{c: newClient(frame.KindSource, name, zipperAddr, opts)}
 	s.c.onData = s.onData
