@@ -229,18 +229,32 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) 
 	if err != nil {
 		return nil, fmt.Errorf("yomo: connect %s: %w", c.addrs[c.cur], err)
 	}
+	st, rd, ack, err := handshakeOn(ctx, tc, hs, DefaultHandshakeTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c.connID.Store(ack.ConnID)
+	c.zipperMax.Store(int64(ack.MaxFrameSize))
+	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
+	return &cconn{tc: tc, ctrl: st, rd: rd}, nil
+}
+
+// handshakeOn performs the dialing side of the handshake on a new
+// connection: it opens the control stream, sends hs and reads the answer.
+// A refusal is a *RejectedError; on any error tc is closed.
+func handshakeOn(ctx context.Context, tc transport.Conn, hs *frame.Handshake, timeout time.Duration) (transport.Stream, *frame.Reader, *frame.HandshakeAck, error) {
 	// Abort the handshake when ctx ends.
 	stop := context.AfterFunc(ctx, func() { tc.CloseWithError(closeNormal, "handshake cancelled") })
 	defer stop()
-	fail := func(err error) (*cconn, error) {
+	fail := func(err error) (transport.Stream, *frame.Reader, *frame.HandshakeAck, error) {
 		tc.CloseWithError(closeNormal, "handshake failed")
 		if rej, ok := rejectedFromClose(err); ok {
-			return nil, rej
+			return nil, nil, nil, rej
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("yomo: handshake: %w", ctx.Err())
+			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("yomo: handshake: %w", err)
+		return nil, nil, nil, fmt.Errorf("yomo: handshake: %w", err)
 	}
 	st, err := tc.OpenStream(ctx)
 	if err != nil {
@@ -253,7 +267,7 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) 
 	if _, err := st.Write(b); err != nil {
 		return fail(err)
 	}
-	st.SetReadDeadline(time.Now().Add(DefaultHandshakeTimeout))
+	st.SetReadDeadline(time.Now().Add(timeout))
 	rd := frame.NewReader(st, frame.MaxControlSize)
 	t, body, err := rd.Next()
 	if err != nil {
@@ -266,13 +280,10 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) 
 	switch v := v.(type) {
 	case *frame.HandshakeAck:
 		st.SetReadDeadline(time.Time{})
-		c.connID.Store(v.ConnID)
-		c.zipperMax.Store(int64(v.MaxFrameSize))
-		c.log.Debug("connected", "zipper", v.Zipper, "conn", v.ConnID)
-		return &cconn{tc: tc, ctrl: st, rd: rd}, nil
+		return st, rd, v, nil
 	case *frame.Rejected:
 		tc.CloseWithError(closeNormal, "rejected")
-		return nil, &RejectedError{Code: int(v.Code), Reason: v.Reason}
+		return nil, nil, nil, &RejectedError{Code: int(v.Code), Reason: v.Reason}
 	}
 	return fail(fmt.Errorf("unexpected %s frame", t))
 }

@@ -146,48 +146,18 @@ func (z *Zipper) dialPeer(p mesh.Peer) (*link, error) {
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*link, error) {
-		tc.CloseWithError(closeNormal, "mesh handshake failed")
-		if rej, ok := rejectedFromClose(err); ok {
-			return nil, rej
-		}
-		return nil, err
-	}
-	st, err := tc.OpenStream(ctx)
-	if err != nil {
-		return fail(err)
-	}
 	hs := &frame.Handshake{Version: frame.ProtocolVersion, Name: z.name, Kind: frame.KindZipper,
 		ID: rand.Uint64() | 1, Credential: p.Credential}
-	b, err := frame.AppendControl(nil, hs)
+	st, rd, ack, err := handshakeOn(ctx, tc, hs, z.opts.handshakeTimeout)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	if _, err := st.Write(b); err != nil {
-		return fail(err)
+	if p.Name != "" && ack.Zipper != p.Name {
+		err := fmt.Errorf("peer at %s is zipper %q, want %q", p.Addr, ack.Zipper, p.Name)
+		tc.CloseWithError(closeNormal, err.Error())
+		return nil, err
 	}
-	st.SetReadDeadline(time.Now().Add(z.opts.handshakeTimeout))
-	rd := frame.NewReader(st, frame.MaxControlSize)
-	t, body, err := rd.Next()
-	if err != nil {
-		return fail(err)
-	}
-	v, err := frame.DecodeControl(t, body)
-	if err != nil {
-		return fail(err)
-	}
-	switch v := v.(type) {
-	case *frame.HandshakeAck:
-		if p.Name != "" && v.Zipper != p.Name {
-			return fail(fmt.Errorf("peer at %s is zipper %q, want %q", p.Addr, v.Zipper, p.Name))
-		}
-		st.SetReadDeadline(time.Time{})
-		return z.newLink(v.Zipper, tc, st, rd, true), nil
-	case *frame.Rejected:
-		tc.CloseWithError(closeNormal, "rejected")
-		return nil, &RejectedError{Code: int(v.Code), Reason: v.Reason}
-	}
-	return fail(fmt.Errorf("unexpected %s frame", t))
+	return z.newLink(ack.Zipper, tc, st, rd, true), nil
 }
 
 func (z *Zipper) newLink(peer string, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader, dialed bool) *link {
