@@ -191,6 +191,7 @@ func (c *client) handshake() *frame.Handshake {
 		ObserveTags:  c.tags,
 		WantedTarget: c.target,
 		Credential:   c.opts.credential,
+		MaxFrameSize: uint32(c.opts.maxFrame),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -383,4 +384,33 @@ func TestGoAwayMovesClientsToTheNextZipper(t *testing.T) {
 	}, "clients did not move to the second zipper: %+v", z2.Stats().Connections)
 	src.Write(1, []byte("via z2"))
 	eventually(t, 5*time.Second, func() bool { return got.Load() == 2 }, "no delivery through the second zipper")
+}
+
+func TestFrameOverAClientsLimitIsDroppedForItNotSent(t *testing.T) {
+	tz := startZipper(t, "")
+	var small, big atomic.Int64
+	var reported errs
+	fs := newFn(t, tz, "small", append(tz.clients, WithMaxFrameSize(1024)), []Tag{1}, func(ctx Context) { small.Add(1) })
+	fs.SetErrorHandler(reported.add)
+	if err := fs.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	connectFn(t, tz, "big", tz.clients, []Tag{1}, func(ctx Context) { big.Add(1) })
+	src := connectSource(t, tz, "src", tz.clients)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	src.Write(1, make([]byte, 4096)) // over "small"'s limit
+	src.Write(1, make([]byte, 16))
+	eventually(t, 5*time.Second, func() bool { return big.Load() == 2 && small.Load() == 1 }, "big=%d small=%d", big.Load(), small.Load())
+	f, _ := tz.Stats().Function("small")
+	if f.Dropped != 1 {
+		t.Fatalf("small's stats %+v: the oversized frame is not counted", f)
+	}
+	eventually(t, 5*time.Second, func() bool {
+		return reported.find(func(err error) bool { var de *DroppedError; return errors.As(err, &de) && de.Total == 1 })
+	}, "small was not told of its drop")
+	if reported.find(func(err error) bool { return strings.Contains(err.Error(), "connection lost") }) {
+		t.Fatal("the oversized frame broke small's connection")
+	}
 }

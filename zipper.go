@@ -398,6 +398,10 @@ type zconn struct {
 	observes map[Tag]*tagCounters
 
 	reported uint64 // drops already reported; the drop reporter's own
+	// recvMax is the largest data body the client accepts, when smaller
+	// than the zipper's own limit (0: no smaller limit). Larger frames are
+	// dropped for it rather than sent to break its connection.
+	recvMax int
 
 	framesIn  atomic.Uint64 // data frames received from the client
 	framesOut atomic.Uint64 // data frames written to the client
@@ -561,6 +565,9 @@ func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
 		c.id = z.nextConnID
 		z.mu.Unlock()
 		return nil // a mesh link: registered by runLink
+	}
+	if m := int(hs.MaxFrameSize); m > 0 && m < z.opts.maxFrame {
+		c.recvMax = m
 	}
 	c.observes = make(map[Tag]*tagCounters, len(hs.ObserveTags))
 	for _, t := range hs.ObserveTags {
@@ -886,7 +893,7 @@ func (z *Zipper) route(from *zconn, d *frame.Data, sc *scratch) {
 
 func (c *zconn) deliver(d *frame.Data, wait <-chan struct{}) {
 	tc := c.observes[d.Tag]
-	if c.out.put(d, c.z.opts.policy, wait, 0, c.z.opts.stallTimeout) {
+	if (c.recvMax == 0 || frame.DataSize(d) <= c.recvMax) && c.out.put(d, c.z.opts.policy, wait, 0, c.z.opts.stallTimeout) {
 		if tc != nil {
 			tc.queued.Add(1)
 		}

@@ -53,6 +53,9 @@ type Handshake struct {
 	// Credential authenticates the client; its form is defined by the
 	// zipper's authentication, not by this package.
 	Credential string `msgpack:"credential,omitempty"`
+	// MaxFrameSize is the largest data frame body the client accepts
+	// (0: DefaultMaxSize); the zipper drops larger frames for it.
+	MaxFrameSize uint32 `msgpack:"max_frame,omitempty"`
 }
 
 // HandshakeAck accepts a handshake.
@@ -255,7 +258,7 @@ func DecodeControl(t Type, body []byte) (any, error) {
 // silently wrap negative values and truncate large ones (a version of
 // 2^32+1 would read as 1), so checkIntegers refuses them first.
 var intFields = map[Type]map[string]uint64{
-	TypeHandshake:    {"version": math.MaxUint32, "kind": math.MaxUint8, "id": math.MaxUint64, "tags": math.MaxUint32},
+	TypeHandshake:    {"version": math.MaxUint32, "kind": math.MaxUint8, "id": math.MaxUint64, "tags": math.MaxUint32, "max_frame": math.MaxUint32},
 	TypeHandshakeAck: {"conn_id": math.MaxUint64, "max_frame": math.MaxUint32},
 	TypeRejected:     {"code": math.MaxUint16},
 	TypePing:         {"value": math.MaxUint64},
