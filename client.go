@@ -269,7 +269,7 @@ func handshakeOn(ctx context.Context, tc transport.Conn, hs *frame.Handshake, ti
 		return fail(err)
 	}
 	st.SetReadDeadline(time.Now().Add(timeout))
-	rd := frame.NewReader(st, frame.MaxControlSize)
+	rd := frame.NewReaderSize(st, frame.MaxControlSize, frame.ControlBufferSize)
 	t, body, err := rd.Next()
 	if err != nil {
 		return fail(err)

@@ -473,7 +473,7 @@ func (z *Zipper) handshake(c *zconn) (*frame.Reader, error) {
 	}
 	c.ctrl = st
 	st.SetReadDeadline(deadline)
-	rd := frame.NewReader(st, frame.MaxControlSize)
+	rd := frame.NewReaderSize(st, frame.MaxControlSize, frame.ControlBufferSize)
 	hs, rej := z.readHandshake(rd)
 	if rej == nil {
 		rej = z.authenticate(ctx, c, hs)
@@ -665,47 +665,53 @@ func (c *zconn) meshKeys() []mesh.Key {
 	return keys
 }
 
-// run serves an accepted connection until it closes.
+// run serves an accepted connection until it closes. The control stream
+// is read on the calling goroutine (one goroutine fewer per idle
+// connection); the data streams each have one. The first failure closes
+// the connection with its reason, which ends the others.
 func (c *zconn) run(rd *frame.Reader) error {
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	var once sync.Once
+	var first error
+	fail := func(err error) {
+		once.Do(func() {
+			first = err
+			c.closeFor(err)
+		})
+	}
 	stop := make(chan struct{})
-	wg.Add(3)
+	wg.Add(2)
 	go func() { // owned by run: ends when the client's data stream or tc ends
 		defer wg.Done()
 		defer close(c.readDone)
 		if err := c.readData(); err != nil {
-			errc <- err
+			fail(err)
 		}
 	}()
 	go func() { // owned by run: ends on stop, after a drain, or on a write error
 		defer wg.Done()
 		if err := c.writeData(stop); err != nil {
-			errc <- err
+			fail(err)
 		}
 	}()
-	go func() { // owned by run: ends when tc closes
-		defer wg.Done()
-		errc <- c.readControl(rd)
-	}()
-	var err error
-	select {
-	case err = <-errc:
-	case <-c.tc.Context().Done():
-		err = context.Cause(c.tc.Context())
-	}
+	fail(c.readControl(rd)) // returns once tc is closed, by anyone
 	close(stop)
+	wg.Wait()
+	return first
+}
+
+// closeFor closes the connection with the code and reason err calls for.
+func (c *zconn) closeFor(err error) {
 	var pe *protocolError
 	var rej *rejection
-	if errors.As(err, &pe) {
+	switch {
+	case errors.As(err, &pe):
 		c.tc.CloseWithError(closeProtocol, pe.Error())
-	} else if errors.As(err, &rej) {
+	case errors.As(err, &rej):
 		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason) // final for the client
-	} else {
+	default:
 		c.tc.CloseWithError(closeNormal, "")
 	}
-	wg.Wait()
-	return err
 }
 
 // writeControl writes a control frame to the client, giving up after

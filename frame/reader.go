@@ -23,10 +23,21 @@ type Reader struct {
 // longer than maxSize (DefaultMaxSize when maxSize <= 0) and control frames
 // longer than MaxControlSize.
 func NewReader(r io.Reader, maxSize int) *Reader {
+	return NewReaderSize(r, maxSize, readBufferSize)
+}
+
+// ControlBufferSize is a read buffer size suited to control streams,
+// whose frames are small and rare: a connection then holds little memory
+// while idle. Larger frames are still read, into a buffer grown for them.
+const ControlBufferSize = 1 << 10
+
+// NewReaderSize is NewReader with a read buffer of bufSize bytes (at
+// least 16). Bodies that fit in it are returned without a copy.
+func NewReaderSize(r io.Reader, maxSize, bufSize int) *Reader {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
 	}
-	return &Reader{br: bufio.NewReaderSize(r, readBufferSize), max: maxSize}
+	return &Reader{br: bufio.NewReaderSize(r, bufSize), max: maxSize}
 }
 
 // Next reads the next frame and returns its type and body. The body is
