@@ -358,7 +358,7 @@ func (z *Zipper) Shutdown(ctx context.Context) error {
 	// 2. Every queue is written out and its stream finished; each client
 	//    closes the connection once it has read everything.
 	for _, c := range conns {
-		c.drainOnce.Do(func() { close(c.drain) })
+		c.finish()
 	}
 	for _, c := range conns {
 		select {
@@ -680,7 +680,7 @@ func (c *zconn) run(rd *frame.Reader) error {
 		})
 	}
 	stop := make(chan struct{})
-	wg.Add(2)
+	wg.Add(1)
 	go func() { // owned by run: ends when the client's data stream or tc ends
 		defer wg.Done()
 		defer close(c.readDone)
@@ -688,16 +688,37 @@ func (c *zconn) run(rd *frame.Reader) error {
 			fail(err)
 		}
 	}()
-	go func() { // owned by run: ends on stop, after a drain, or on a write error
-		defer wg.Done()
-		if err := c.writeData(stop); err != nil {
-			fail(err)
-		}
-	}()
+	if c.hasWriter() {
+		wg.Add(1)
+		go func() { // owned by run: ends on stop, after a drain, or on a write error
+			defer wg.Done()
+			if err := c.writeData(stop); err != nil {
+				fail(err)
+			}
+		}()
+	}
 	fail(c.readControl(rd)) // returns once tc is closed, by anyone
 	close(stop)
 	wg.Wait()
 	return first
+}
+
+// hasWriter reports whether the client can receive data: functions, and
+// sources that observe tags (backflow). A source observing nothing gets no
+// data stream and no writer goroutine, which matters with many idle
+// sources.
+func (c *zconn) hasWriter() bool { return len(c.observes) > 0 }
+
+// finish ends the zipper's side of the connection once nothing more will
+// be routed to it: the writer writes what is queued and finishes its
+// stream; a client without a writer has nothing to wait for and is closed.
+func (c *zconn) finish() {
+	c.drainOnce.Do(func() {
+		close(c.drain)
+		if !c.hasWriter() {
+			c.tc.CloseWithError(closeNormal, "")
+		}
+	})
 }
 
 // closeFor closes the connection with the code and reason err calls for.
@@ -791,7 +812,7 @@ func (c *zconn) readData() error {
 				// leaving: write out what is queued for it and finish our
 				// stream, so it can close knowing it has everything.
 				if !c.z.isDraining() {
-					c.drainOnce.Do(func() { close(c.drain) })
+					c.finish()
 				}
 				return nil
 			}
