@@ -28,6 +28,7 @@ type outbox struct {
 	ready  chan struct{} // cap 1: wakes the flusher
 
 	spare []byte // the flusher's buffer, touched only by the flusher
+	small int    // batches in a row much smaller than spare; guarded by mu
 
 	// progress is the nanotime of the flusher's last completed write (or
 	// of the outbox's creation): how DropStalled tells stuck from slow.
@@ -132,8 +133,12 @@ func (o *outbox) putSlow(d *frame.Data, policy OverflowPolicy, wait <-chan struc
 }
 
 // shrinkAbove: a spare buffer larger than this is released when the
-// traffic that grew it has passed.
-const shrinkAbove = 1 << 20
+// traffic that grew it has passed, that is after shrinkAfter batches in a
+// row used less than a quarter of it.
+const (
+	shrinkAbove = 1 << 20
+	shrinkAfter = 64
+)
 
 // writeChunk bounds one stream write of the flusher.
 const writeChunk = 64 << 10
@@ -156,8 +161,18 @@ func (o *outbox) take() ([]byte, int) {
 	o.mu.Lock()
 	b, n := o.buf, o.frames
 	next := o.spare[:0]
-	if cap(next) > shrinkAbove && len(b) < cap(next)/4 {
-		next = nil // a past burst grew it; do not hold it for the connection's life
+	if cap(next) > shrinkAbove {
+		// A past burst grew it. Release it once traffic has stayed well
+		// below its size for a while (not at the first small batch, which
+		// would free and regrow it over and over under steady load).
+		if len(b) < cap(next)/4 {
+			o.small++
+		} else {
+			o.small = 0
+		}
+		if o.small >= shrinkAfter {
+			next, o.small = nil, 0
+		}
 	}
 	o.buf, o.frames = next, 0
 	if o.space != nil {
