@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -306,20 +305,7 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	}
 	// A new zipper on the same address: the clients come back and the
 	// rest of the frames, queued at the source meanwhile, arrive.
-	z2, err := NewZipper("second", WithTLSConfig(tlsConf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- z2.Serve(context.Background(), pc) }()
-	defer func() {
-		z2.Close()
-		<-served
-	}()
+	startZipper(t, addr, WithTLSConfig(tlsConf))
 	if err := <-writerDone; err != nil {
 		t.Fatal(err)
 	}
