@@ -11,12 +11,14 @@ import (
 )
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
+func eventually(t testing.TB, d time.Duration, cond func() bool, describe func() string) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: "+format, append([]any{d}, args...)...)
+			// describe runs now, so the message shows the state at the
+			// deadline, not the state when the wait began.
+			t.Fatalf("condition not met within %v: %s", d, describe())
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

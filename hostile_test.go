@@ -72,7 +72,7 @@ func startPipeline(t *testing.T, tz *testZipper, opts []ClientOption) *pipeline 
 		close(p.stop)
 		<-p.done
 	})
-	eventually(t, 5*time.Second, func() bool { return p.got.Load() > 10 }, "pipeline does not deliver")
+	eventually(t, 5*time.Second, func() bool { return p.got.Load() > 10 }, func() string { return "pipeline does not deliver" })
 	return p
 }
 
@@ -80,7 +80,7 @@ func startPipeline(t *testing.T, tz *testZipper, opts []ClientOption) *pipeline 
 func (p *pipeline) check(t *testing.T) {
 	t.Helper()
 	n := p.got.Load()
-	eventually(t, 5*time.Second, func() bool { return p.got.Load() >= n+50 }, "pipeline stopped delivering at %d", n)
+	eventually(t, 5*time.Second, func() bool { return p.got.Load() >= n+50 }, func() string { return fmt.Sprintf("pipeline stopped delivering at %d", n) })
 	if e := p.werr.Load(); e != nil {
 		t.Fatalf("pipeline write failed: %v", *e)
 	}
@@ -99,7 +99,7 @@ func (p *pipeline) during(t *testing.T, attack func()) {
 	attack()
 	if p.got.Load() == before {
 		// The attack may have been quick; make sure nothing is stuck.
-		eventually(t, 5*time.Second, func() bool { return p.got.Load() > before }, "no delivery during the attack")
+		eventually(t, 5*time.Second, func() bool { return p.got.Load() > before }, func() string { return "no delivery during the attack" })
 	}
 	p.check(t)
 }
@@ -417,7 +417,7 @@ func TestHostileSilentPeers(t *testing.T) {
 		for _, tc := range silent {
 			t.Cleanup(func() { tc.CloseWithError(0, "") })
 		}
-		eventually(t, 2*time.Second, func() bool { return tz.Stats().Connections.Pending >= n/2 }, "silent peers not pending: %+v", tz.Stats().Connections)
+		eventually(t, 2*time.Second, func() bool { return tz.Stats().Connections.Pending >= n/2 }, func() string { return fmt.Sprintf("silent peers not pending: %+v", tz.Stats().Connections) })
 		pending := tz.Stats().Connections.Pending
 		src := connectSource(t, tz, "latecomer", tz.clients)
 		start := time.Now()
@@ -550,7 +550,7 @@ func TestHostileHugeWrite(t *testing.T) {
 		if err := src.Write(pipelineTag, []byte("still usable")); err != nil {
 			t.Fatalf("write after the refused one: %v", err)
 		}
-		eventually(t, 5*time.Second, func() bool { return tz.Stats().FramesIn > in }, "zipper")
+		eventually(t, 5*time.Second, func() bool { return tz.Stats().FramesIn > in }, func() string { return "zipper" })
 	})
 	runtime.KeepAlive(huge)
 	if st, _ := tz.Stats().Function("pipeline-sink"); st.Dropped != 0 {
@@ -641,7 +641,7 @@ func TestHostileZipper(t *testing.T) {
 			return reported.find(func(err error) bool {
 				return errors.Is(err, ErrFrameTooLarge) && strings.Contains(err.Error(), "data frame of 1073741824 bytes exceeds the limit of 4194304")
 			})
-		}, "client did not refuse the oversized frame: %v", reported.list)
+		}, func() string { return fmt.Sprintf("client did not refuse the oversized frame: %v", reported.list) })
 	})
 	if growth > 64<<20 {
 		t.Fatalf("heap grew by %d MiB", growth>>20)

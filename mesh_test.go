@@ -107,7 +107,7 @@ func (n *meshNet) waitRoute(at string, tag Tag, fn string) {
 			}
 		}
 		return false
-	}, "zipper %s has no route for tag %d to %s", at, tag, fn)
+	}, func() string { return fmt.Sprintf("zipper %s has no route for tag %d to %s", at, tag, fn) })
 }
 
 func (n *meshNet) source(at, name string, observe ...Tag) *Source {
@@ -182,7 +182,7 @@ func TestMeshChainTwoHopsWithBackflow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, func() bool { return got.len() == count }, "backflow got %d of %d", got.len(), count)
+	eventually(t, 5*time.Second, func() bool { return got.len() == count }, func() string { return fmt.Sprintf("backflow got %d of %d", got.len(), count) })
 	for i, r := range got.snapshot() {
 		if r.tag != 2 || r.data != fmt.Sprintf("C:%d", i) {
 			t.Fatalf("backflow frame %d = %+v", i, r)
@@ -221,11 +221,11 @@ func TestMeshRingDeliversExactlyOnce(t *testing.T) {
 		src.Write(1, []byte(fmt.Sprint(i)))
 	}
 	eventually(t, 5*time.Second, func() bool { return f.n.Load() >= count && g.n.Load() >= count },
-		"f=%d g=%d of %d", f.n.Load(), g.n.Load(), count)
+		func() string { return fmt.Sprintf("f=%d g=%d of %d", f.n.Load(), g.n.Load(), count) })
 	// Nothing more arrives: each name got each frame exactly once.
 	src.Write(1, []byte("last"))
 	eventually(t, 5*time.Second, func() bool { return f.n.Load() == count+1 && g.n.Load() == count+1 },
-		"f=%d g=%d", f.n.Load(), g.n.Load())
+		func() string { return fmt.Sprintf("f=%d g=%d", f.n.Load(), g.n.Load()) })
 	if d := append(f.dups(), g.dups()...); len(d) > 0 {
 		t.Fatalf("duplicates: %v", d)
 	}
@@ -260,7 +260,7 @@ func TestMeshFullMeshBackflowFromEveryZipper(t *testing.T) {
 		for i := range names {
 			src.Write(Tag(10+i), []byte(at))
 		}
-		eventually(t, 5*time.Second, func() bool { return got.n.Load() == int64(len(names)) }, "source at %s got %d answers", at, got.n.Load())
+		eventually(t, 5*time.Second, func() bool { return got.n.Load() == int64(len(names)) }, func() string { return fmt.Sprintf("source at %s got %d answers", at, got.n.Load()) })
 		for _, fnZ := range names {
 			if got.m["fn-"+fnZ+":"+at] != 1 {
 				t.Fatalf("source at %s: answers %v", at, got.m)
@@ -283,7 +283,7 @@ func TestMeshNearestMeansLowestLatency(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool {
 		st := za.Stats()
 		return len(st.Links) == 2 && st.Links[0].State == "up" && st.Links[1].State == "up"
-	}, "links %+v", za.Stats().Links)
+	}, func() string { return fmt.Sprintf("links %+v", za.Stats().Links) })
 	n.waitRoute("a", 1, "f")
 	src := n.source("a", "src")
 	if err := src.Connect(ctxT(t)); err != nil {
@@ -292,7 +292,7 @@ func TestMeshNearestMeansLowestLatency(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		src.Write(1, []byte("x"))
 	}
-	eventually(t, 5*time.Second, func() bool { return atB.Load()+atC.Load() == 100 }, "b=%d c=%d", atB.Load(), atC.Load())
+	eventually(t, 5*time.Second, func() bool { return atB.Load()+atC.Load() == 100 }, func() string { return fmt.Sprintf("b=%d c=%d", atB.Load(), atC.Load()) })
 	if atC.Load() != 100 {
 		t.Fatalf("the far instance got %d of 100 frames: nearest is not the lowest latency", atB.Load())
 	}
@@ -307,7 +307,7 @@ func TestMeshNearestMeansLowestLatency(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool {
 		src.Write(1, []byte("y"))
 		return atB.Load() > 0
-	}, "no failover to b")
+	}, func() string { return "no failover to b" })
 	t.Logf("failover to the far instance after the near zipper stopped: %v", time.Since(start))
 }
 
@@ -327,7 +327,7 @@ func TestMeshInstanceFailoverAndLinkCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.Write(1, []byte("1"))
-	eventually(t, 5*time.Second, func() bool { return atA.Load() == 1 && atC.Load() == 1 }, "a=%d c=%d", atA.Load(), atC.Load())
+	eventually(t, 5*time.Second, func() bool { return atA.Load() == 1 && atC.Load() == 1 }, func() string { return fmt.Sprintf("a=%d c=%d", atA.Load(), atC.Load()) })
 	if atB.Load() != 0 {
 		t.Fatal("remote instance used while a local one exists")
 	}
@@ -337,7 +337,7 @@ func TestMeshInstanceFailoverAndLinkCut(t *testing.T) {
 	eventually(t, 3*time.Second, func() bool {
 		src.Write(1, []byte("2"))
 		return atB.Load() > 0
-	}, "no failover to the remote instance")
+	}, func() string { return "no failover to the remote instance" })
 	t.Logf("instance failover: %v", time.Since(start))
 	// Cutting the link to c: g is unreachable, and that is counted.
 	viaC.cut.Store(true)
@@ -350,12 +350,12 @@ func TestMeshInstanceFailoverAndLinkCut(t *testing.T) {
 			}
 		}
 		return true
-	}, "route to g through the cut link not withdrawn")
+	}, func() string { return "route to g through the cut link not withdrawn" })
 	t.Logf("cut link detected and withdrawn after %v", time.Since(start))
 	before := za.Stats().Unroutable
 	b0 := atB.Load()
 	src.Write(1, []byte("3"))
-	eventually(t, 5*time.Second, func() bool { return atB.Load() == b0+1 }, "f stopped receiving")
+	eventually(t, 5*time.Second, func() bool { return atB.Load() == b0+1 }, func() string { return "f stopped receiving" })
 	if za.Stats().Unroutable != before {
 		t.Fatalf("frame counted unroutable though f still had it")
 	}
@@ -388,7 +388,7 @@ func TestMeshTargetsAcrossZippers(t *testing.T) {
 			ts = append(ts, r.Target)
 		}
 		return len(ts) == 2
-	}, "routes %+v", za.Stats().Routes)
+	}, func() string { return fmt.Sprintf("routes %+v", za.Stats().Routes) })
 	src := n.source("a", "src")
 	if err := src.Connect(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -400,6 +400,6 @@ func TestMeshTargetsAcrossZippers(t *testing.T) {
 		src.WriteWithTarget(5, []byte("b"), "bob")
 	}
 	src.WriteWithTarget(5, []byte("c"), "carol") // nobody: counted, not delivered
-	eventually(t, 5*time.Second, func() bool { return alice.Load() == 10 && bob.Load() == 3 }, "alice=%d bob=%d", alice.Load(), bob.Load())
-	eventually(t, 5*time.Second, func() bool { return za.Stats().Unroutable == 1 }, "unroutable %d", za.Stats().Unroutable)
+	eventually(t, 5*time.Second, func() bool { return alice.Load() == 10 && bob.Load() == 3 }, func() string { return fmt.Sprintf("alice=%d bob=%d", alice.Load(), bob.Load()) })
+	eventually(t, 5*time.Second, func() bool { return za.Stats().Unroutable == 1 }, func() string { return fmt.Sprintf("unroutable %d", za.Stats().Unroutable) })
 }

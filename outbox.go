@@ -27,11 +27,15 @@ type outbox struct {
 	closed bool
 	ready  chan struct{} // cap 1: wakes the flusher
 
-	spare []byte // the flusher's buffer, touched only by the flusher
-	small int    // batches in a row much smaller than spare; guarded by mu
+	spare   []byte // the flusher's buffer, touched only by the flusher
+	small   int    // batches in a row much smaller than spare; guarded by mu
+	writing bool   // the flusher holds a batch it has not finished writing; guarded by mu
 
-	// progress is the nanotime of the flusher's last completed write (or
-	// of the outbox's creation): how DropStalled tells stuck from slow.
+	// progress is the nanotime of the flusher's last completed write, or
+	// of the moment a frame was queued for an idle flusher (or of the
+	// outbox's creation): how DropStalled tells stuck from slow. The clock
+	// starts when there is work, not when the flusher gets round to it, so
+	// a destination that was quiet for a while is not taken for stuck.
 	progress atomic.Int64
 }
 
@@ -65,15 +69,33 @@ func (o *outbox) tryPut(d *frame.Data) (queued, full bool) {
 		o.mu.Unlock()
 		return false, false
 	}
-	if o.frames == 0 || (o.frames < o.maxFrames && len(o.buf) < o.maxBytes) {
-		o.buf = frame.AppendData(o.buf, d)
-		o.frames++
+	if o.hasRoom() {
+		o.appendLocked(d)
 		o.mu.Unlock()
 		o.wake()
 		return true, false
 	}
 	o.mu.Unlock()
 	return false, true
+}
+
+// hasRoom reports whether one more frame may be queued; o.mu is held. An
+// empty queue always takes one frame, however large.
+func (o *outbox) hasRoom() bool {
+	return o.frames == 0 || (o.frames < o.maxFrames && len(o.buf) < o.maxBytes)
+}
+
+// appendLocked queues d; o.mu is held and hasRoom returned true.
+func (o *outbox) appendLocked(d *frame.Data) {
+	if o.frames == 0 && !o.writing {
+		// Work for an idle flusher: the stall clock starts now. Recording
+		// it here rather than when the flusher wakes matters: producers
+		// can fill the queue before the flusher goroutine gets to run, and
+		// would then see the time of its last write, long ago, and drop.
+		o.progress.Store(nanotime())
+	}
+	o.buf = frame.AppendData(o.buf, d)
+	o.frames++
 }
 
 // putSlow waits for room in a full queue (Block or DropStalled).
@@ -96,9 +118,8 @@ func (o *outbox) putSlow(d *frame.Data, policy OverflowPolicy, wait <-chan struc
 			o.mu.Unlock()
 			return false
 		}
-		if o.frames == 0 || (o.frames < o.maxFrames && len(o.buf) < o.maxBytes) {
-			o.buf = frame.AppendData(o.buf, d)
-			o.frames++
+		if o.hasRoom() {
+			o.appendLocked(d)
 			o.mu.Unlock()
 			o.wake()
 			return true
@@ -175,6 +196,7 @@ func (o *outbox) take() ([]byte, int) {
 		}
 	}
 	o.buf, o.frames = next, 0
+	o.writing = n > 0
 	if o.space != nil {
 		close(o.space)
 		o.space = nil
@@ -225,9 +247,6 @@ func (o *outbox) flush(w interface{ Write([]byte) (int, error) }, stop, drain <-
 		case <-drain:
 			draining = true
 		}
-		// Waking from idle is progress too: a function that was quiet for
-		// longer than the stall timeout is not stuck.
-		o.progress.Store(nanotime())
 		for {
 			b, n := o.take()
 			if n == 0 {

@@ -315,7 +315,7 @@ func TestMTLSMesh(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool {
 		l := zb.Stats().Links
 		return len(l) == 1 && l[0].State == "up" && l[0].Peer == "zipper-a"
-	}, "link not up: %+v", zb.Stats().Links)
+	}, func() string { return fmt.Sprintf("link not up: %+v", zb.Stats().Links) })
 	r := <-reqs
 	if r.Kind != "zipper" || r.Name != "zipper-a" || r.CertificateName() != "zipper-a" {
 		t.Fatalf("zipper-b authenticated the link as %v", r)
@@ -337,7 +337,7 @@ func TestMTLSMesh(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool {
 		src.Write(5, []byte("across"))
 		return got.Load() > 0
-	}, "nothing crossed the mTLS link")
+	}, func() string { return "nothing crossed the mTLS link" })
 
 	// A zipper whose certificate another CA issued cannot link to B.
 	rogueCA := newTestCA(t, "rogue ca")
@@ -547,7 +547,7 @@ func TestACL(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				eventually(t, 5*time.Second, func() bool { return allowed.Load() == before+10 }, "allowed writes")
+				eventually(t, 5*time.Second, func() bool { return allowed.Load() == before+10 }, func() string { return "allowed writes" })
 				accepted := tz.Stats().Connections.Accepted
 				s.Write(3, []byte("forbidden")) // asynchronous: accepted locally
 				const want = `identity "sensor" may not write tag 3`
@@ -556,7 +556,7 @@ func TestACL(t *testing.T) {
 						rej, ok := errors.AsType[*RejectedError](err)
 						return ok && rej.Code == frame.RejectDenied && rej.Reason == want
 					})
-				}, "the writer was not told: %v", reported.list)
+				}, func() string { return fmt.Sprintf("the writer was not told: %v", reported.list) })
 				err = s.Write(1, []byte("after"))
 				if rej, ok := errors.AsType[*RejectedError](err); !ok || rej.Reason != want {
 					t.Fatalf("write after the violation = %v, want the final rejection", err)
@@ -567,7 +567,7 @@ func TestACL(t *testing.T) {
 					t.Fatal(err)
 				}
 				m.Write(1, []byte("x"))
-				eventually(t, 5*time.Second, func() bool { return tz.Stats().Denied == 6 }, "denied = %d", tz.Stats().Denied)
+				eventually(t, 5*time.Second, func() bool { return tz.Stats().Denied == 6 }, func() string { return fmt.Sprintf("denied = %d", tz.Stats().Denied) })
 				time.Sleep(100 * time.Millisecond) // a reconnect would show up
 				if got := tz.Stats().Connections.Accepted; got != accepted+1 {
 					t.Fatalf("accepted %d connections after the violation, want 1 (mute): the violator reconnected", got-accepted)
@@ -617,7 +617,7 @@ func TestConnectionLimits(t *testing.T) {
 				eventually(t, 5*time.Second, func() bool {
 					s := connectSource(t, tz, "fourth", tz.clients)
 					return s.Connect(ctxT(t)) == nil
-				}, "a slot did not free up")
+				}, func() string { return "a slot did not free up" })
 			})
 			if st := tz.Stats().Connections; st.RejectedBy["limit"] == 0 {
 				t.Fatalf("stats %+v", st)
@@ -632,7 +632,7 @@ func TestMaxPendingHandshakes(t *testing.T) {
 	p := startPipeline(t, tz, tz.clients)
 	p.during(t, func() {
 		a, b := rawConn(t, tz), rawConn(t, tz)
-		eventually(t, 2*time.Second, func() bool { return tz.Stats().Connections.Pending == 2 }, "pending %d", tz.Stats().Connections.Pending)
+		eventually(t, 2*time.Second, func() bool { return tz.Stats().Connections.Pending == 2 }, func() string { return fmt.Sprintf("pending %d", tz.Stats().Connections.Pending) })
 		start := time.Now()
 		ce := closeErrorOf(t, rawConn(t, tz), 5*time.Second)
 		if ce.Code != closeLimit || ce.Reason != "too many pending handshakes (limit 2)" || time.Since(start) > timeout/2 {

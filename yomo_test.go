@@ -45,7 +45,7 @@ func TestPipelineInOrder(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			eventually(t, 10*time.Second, func() bool { return got.len() >= n }, "received %d of %d", got.len(), n)
+			eventually(t, 10*time.Second, func() bool { return got.len() >= n }, func() string { return fmt.Sprintf("received %d of %d", got.len(), n) })
 			for i, f := range got.snapshot() {
 				if f.tag != 1 || f.data != fmt.Sprint(i) {
 					t.Fatalf("frame %d = %v, want tag 1 data %d (order broken)", i, f, i)
@@ -78,7 +78,7 @@ func TestFanOutAndLoadBalance(t *testing.T) {
 		}
 	}
 	eventually(t, 10*time.Second, func() bool { return a.len() == n && b1.len()+b2.len() == n },
-		"a=%d b1=%d b2=%d", a.len(), b1.len(), b2.len())
+		func() string { return fmt.Sprintf("a=%d b1=%d b2=%d", a.len(), b1.len(), b2.len()) })
 	if b1.len() != n/2 || b2.len() != n/2 {
 		t.Errorf("group b split %d/%d, want round robin %d/%d", b1.len(), b2.len(), n/2, n/2)
 	}
@@ -91,8 +91,8 @@ func TestFanOutAndLoadBalance(t *testing.T) {
 	}
 	// Nothing more arrives later (exactly once).
 	src.Write(7, []byte("last"))
-	eventually(t, 5*time.Second, func() bool { return a.len() == n+1 }, "a got %d", a.len())
-	eventually(t, 5*time.Second, func() bool { return b1.len()+b2.len() == n+1 }, "b got %d", b1.len()+b2.len())
+	eventually(t, 5*time.Second, func() bool { return a.len() == n+1 }, func() string { return fmt.Sprintf("a got %d", a.len()) })
+	eventually(t, 5*time.Second, func() bool { return b1.len()+b2.len() == n+1 }, func() string { return fmt.Sprintf("b got %d", b1.len()+b2.len()) })
 }
 
 func TestTargets(t *testing.T) {
@@ -118,7 +118,7 @@ func TestTargets(t *testing.T) {
 		src.WriteWithTarget(3, []byte("b"), "bob")
 		src.WriteWithTarget(3, []byte("c"), "carol")
 	}
-	eventually(t, 5*time.Second, func() bool { return alice.len() == 10 && bob.len() == 10 }, "alice=%d bob=%d", alice.len(), bob.len())
+	eventually(t, 5*time.Second, func() bool { return alice.len() == 10 && bob.len() == 10 }, func() string { return fmt.Sprintf("alice=%d bob=%d", alice.len(), bob.len()) })
 	for _, r := range alice.snapshot() {
 		if r.data != "a" {
 			t.Fatalf("alice got %q", r.data)
@@ -132,7 +132,7 @@ func TestTargets(t *testing.T) {
 	// The audit function wants no target: targeted frames are not for it.
 	src.Write(3, []byte("untargeted"))
 	eventually(t, 5*time.Second, func() bool { return any.len() == 1 && alice.len()+bob.len() == 21 },
-		"audit=%d alice+bob=%d", any.len(), alice.len()+bob.len())
+		func() string { return fmt.Sprintf("audit=%d alice+bob=%d", any.len(), alice.len()+bob.len()) })
 	if got := any.snapshot()[0].data; got != "untargeted" {
 		t.Fatalf("audit got %q", got)
 	}
@@ -161,7 +161,7 @@ func TestBackflowChain(t *testing.T) {
 			}
 			s1.Write(1, []byte("hello"))
 			s2.Write(1, []byte("world"))
-			eventually(t, 5*time.Second, func() bool { return got1.len() == 1 && got2.len() == 1 }, "s1=%d s2=%d", got1.len(), got2.len())
+			eventually(t, 5*time.Second, func() bool { return got1.len() == 1 && got2.len() == 1 }, func() string { return fmt.Sprintf("s1=%d s2=%d", got1.len(), got2.len()) })
 			if r := got1.snapshot()[0]; r.tag != 3 || r.data != "HELLO!" {
 				t.Errorf("s1 got %+v, want tag 3 HELLO!", r)
 			}
@@ -183,7 +183,7 @@ func TestUnobservedTagIsCountedNotAnError(t *testing.T) {
 			t.Fatalf("write to an unobserved tag: %v", err)
 		}
 	}
-	eventually(t, 5*time.Second, func() bool { return tz.Stats().UnroutableByTag[99] == 5 }, "stats %+v", tz.Stats())
+	eventually(t, 5*time.Second, func() bool { return tz.Stats().UnroutableByTag[99] == 5 }, func() string { return fmt.Sprintf("stats %+v", tz.Stats()) })
 }
 
 func TestBadCredentialIsFinal(t *testing.T) {
@@ -252,7 +252,7 @@ func TestHandlerPanicIsReportedAndServingGoesOn(t *testing.T) {
 	}
 	src.Write(1, []byte("boom"))
 	src.Write(1, []byte("after"))
-	eventually(t, 5*time.Second, func() bool { return got.len() == 1 }, "got %d", got.len())
+	eventually(t, 5*time.Second, func() bool { return got.len() == 1 }, func() string { return fmt.Sprintf("got %d", got.len()) })
 	var pe *PanicError
 	if !reported.find(func(err error) bool { return errors.As(err, &pe) }) {
 		t.Fatal("panic not reported to the error handler")
@@ -273,7 +273,7 @@ func TestZipperRestartResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.Write(1, []byte("before"))
-	eventually(t, 5*time.Second, func() bool { return got.len() == 1 }, "before restart")
+	eventually(t, 5*time.Second, func() bool { return got.len() == 1 }, func() string { return "before restart" })
 	tz.stop(t)
 
 	// Restart on the same address with the same certificate.
@@ -281,14 +281,14 @@ func TestZipperRestartResumes(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool {
 		st := z2.Stats()
 		return st.Connections.Functions == 1 && st.Connections.Sources == 1
-	}, "clients did not reconnect: %+v", z2.Stats().Connections)
+	}, func() string { return fmt.Sprintf("clients did not reconnect: %+v", z2.Stats().Connections) })
 	var wrote atomic.Int32
 	eventually(t, 10*time.Second, func() bool {
 		if src.Write(1, []byte("after")) == nil {
 			wrote.Add(1)
 		}
 		return got.len() >= 2
-	}, "no delivery after restart")
+	}, func() string { return "no delivery after restart" })
 	if r := got.snapshot()[1]; r.data != "after" {
 		t.Fatalf("after restart got %q", r.data)
 	}
@@ -373,7 +373,7 @@ func TestSourceCloseFlushesQueuedFrames(t *testing.T) {
 				}
 			}
 			src.Close() // must send everything queued first
-			eventually(t, 10*time.Second, func() bool { return got.Load() == n }, "sink got %d of %d after Close", got.Load(), n)
+			eventually(t, 10*time.Second, func() bool { return got.Load() == n }, func() string { return fmt.Sprintf("sink got %d of %d after Close", got.Load(), n) })
 		})
 	}
 }
