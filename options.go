@@ -49,10 +49,11 @@ const (
 	// While the function keeps taking data (its stream accepted a write
 	// within the stall timeout), a frame for its full queue waits for room:
 	// a healthy function that is briefly behind loses nothing. Once it has
-	// taken nothing for the stall timeout, frames for it are dropped at
-	// once, counted in Stats and reported to it, so a stuck function costs
-	// the writers of its tags at most one stall timeout, and other
-	// functions nothing more.
+	// taken nothing for the stall timeout, frames for its full queue are
+	// dropped at once, counted in Stats and reported to it, until it has
+	// caught up (emptied its queue). So a stuck or very slow function
+	// costs the writers of its tags one stall timeout per episode, and
+	// other functions nothing more.
 	DropStalled OverflowPolicy = iota
 	// DropNewest drops a frame for a full queue at once: the strictest
 	// isolation (a writer never waits for any function), at the price of
@@ -87,7 +88,7 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultReconnectMin     = 50 * time.Millisecond
 	DefaultReconnectMax     = 2 * time.Second
-	DefaultStallTimeout     = 500 * time.Millisecond
+	DefaultStallTimeout     = 100 * time.Millisecond
 )
 
 // Default limits of a zipper (see SECURITY.md). The largest data frame,

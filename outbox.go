@@ -30,6 +30,13 @@ type outbox struct {
 	spare   []byte // the flusher's buffer, touched only by the flusher
 	small   int    // batches in a row much smaller than spare; guarded by mu
 	writing bool   // the flusher holds a batch it has not finished writing; guarded by mu
+	// stalled: DropStalled judged the destination stuck; frames for its
+	// full queue are dropped at once until the flusher finds the queue
+	// empty (the destination caught up). So a slow destination whose
+	// stream takes data in rare bursts (QUIC flow-control updates) costs
+	// the other destinations one stall timeout per episode, not one per
+	// burst. Guarded by mu.
+	stalled bool
 
 	// progress is the nanotime of the flusher's last completed write, or
 	// of the moment a frame was queued for an idle flusher (or of the
@@ -126,7 +133,8 @@ func (o *outbox) putSlow(d *frame.Data, policy OverflowPolicy, wait <-chan struc
 		}
 		if policy == DropStalled {
 			left := time.Duration(o.progress.Load()+int64(stall)) - time.Duration(nanotime())
-			if left <= 0 {
+			if o.stalled || left <= 0 {
+				o.stalled = true
 				o.mu.Unlock()
 				return false // stuck: drop without waiting
 			}
@@ -197,6 +205,9 @@ func (o *outbox) take() ([]byte, int) {
 	}
 	o.buf, o.frames = next, 0
 	o.writing = n > 0
+	if n == 0 {
+		o.stalled = false // caught up
+	}
 	if o.space != nil {
 		close(o.space)
 		o.space = nil
