@@ -314,6 +314,7 @@ func (c *client) loop(cc *cconn, hs *frame.Handshake) {
 		} else {
 			c.report(fmt.Errorf("yomo: connection lost: %w", err))
 		}
+		hs.Resumed = true // only this goroutine uses hs from now on
 		for attempt := 0; ; attempt++ {
 			if !c.sleep(c.backoff(attempt)) {
 				return

@@ -498,7 +498,7 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 		}
 	}
 	if routerChanged {
-		z.table.Store(z.router.Table())
+		z.storeTableLocked()
 	}
 	if zippersChanged {
 		m := make(map[string]*link)

@@ -89,6 +89,10 @@ const (
 	DefaultReconnectMin     = 50 * time.Millisecond
 	DefaultReconnectMax     = 2 * time.Second
 	DefaultStallTimeout     = 100 * time.Millisecond
+	// DefaultStartupGrace covers the clients' reconnect backoff
+	// (DefaultReconnectMax) plus a handshake: after a restart every client
+	// using the defaults is back within it.
+	DefaultStartupGrace = 3 * time.Second
 )
 
 // Default limits of a zipper (see SECURITY.md). The largest data frame,
@@ -123,6 +127,7 @@ type zipperOptions struct {
 	queueBytes       int
 	policy           OverflowPolicy
 	stallTimeout     time.Duration
+	startupGrace     time.Duration
 	hooks            []Hooks
 	authenticator    Authenticator
 	maxConns         int
@@ -306,6 +311,26 @@ func WithStallTimeout(d time.Duration) ZipperOption {
 	})
 }
 
+// WithStartupGrace sets how long after it starts serving a zipper holds a
+// frame that nothing observes yet, written by a client that is
+// reconnecting, instead of counting it unroutable (default
+// DefaultStartupGrace; 0 turns the grace off). After a zipper restart,
+// sources and functions reconnect in no particular order; without the
+// grace, whatever a source writes before the functions are back would be
+// lost. During the grace such a frame waits until a function for it
+// connects (or a mesh route appears) or the grace ends; the writer's later
+// frames wait behind it, which keeps their order; other writers are not
+// affected. Frames of clients connecting for the first time are never
+// held.
+func WithStartupGrace(d time.Duration) ZipperOption {
+	return zipperFunc(func(o *zipperOptions) {
+		if d < 0 {
+			o.errs = append(o.errs, fmt.Errorf("yomo: startup grace %v must not be negative", d))
+		}
+		o.startupGrace = d
+	})
+}
+
 // WithInsecureSkipVerify disables verification of the zipper's
 // certificate. INSECURE: anyone on the path can impersonate the zipper.
 // Only for local development.
@@ -366,6 +391,7 @@ func newZipperOptions(opts []ZipperOption) (zipperOptions, error) {
 		queueBytes:       DefaultQueueBytes,
 		maxFrame:         frame.DefaultMaxSize,
 		stallTimeout:     DefaultStallTimeout,
+		startupGrace:     DefaultStartupGrace,
 		maxConns:         DefaultMaxConnections,
 		maxConnsPerIP:    DefaultMaxConnectionsPerIP,
 		maxPending:       DefaultMaxPendingHandshakes,

@@ -46,7 +46,15 @@ type Zipper struct {
 	zipperVia atomic.Pointer[map[string]*link]  // mesh: next hop towards each zipper
 	meshOn    atomic.Bool                       // linked (or configured to link) to other zippers
 
-	mu           sync.Mutex
+	// graceUntil is the nanotime until which frames nothing observes yet
+	// are held (WithStartupGrace); set by the first Serve.
+	graceUntil atomic.Int64
+	routeGen   atomic.Uint64 // counts changes of routes; written under mu
+
+	mu sync.Mutex
+	// tableChanged is closed (and replaced) whenever the routing table
+	// changes or Shutdown starts: it wakes frames held by the grace.
+	tableChanged chan struct{}
 	closed       bool
 	draining     bool // Shutdown started: new clients are turned away
 	reporting    bool // the drop reporter runs
@@ -134,6 +142,7 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		}
 	}
 	z.ctx, z.cancel = context.WithCancel(context.Background())
+	z.tableChanged = make(chan struct{})
 	z.table.Store(z.router.Table())
 	z.sources.Store(&map[uint64]*zconn{})
 	z.zipperVia.Store(&map[string]*link{})
@@ -181,6 +190,9 @@ func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
 		return ErrClosed
 	}
 	z.servers[s] = struct{}{}
+	if z.opts.startupGrace > 0 {
+		z.graceUntil.CompareAndSwap(0, nanotime()+int64(z.opts.startupGrace))
+	}
 	z.mu.Unlock()
 	z.log.Info("zipper serving", "addr", ln.Addr().String())
 	z.startMesh()
@@ -327,6 +339,7 @@ func (z *Zipper) Shutdown(ctx context.Context) error {
 	}
 	first := !z.draining
 	z.draining = true
+	z.signalTableLocked() // frames held by the startup grace stop waiting
 	conns := make([]*zconn, 0, len(z.conns))
 	for _, c := range z.conns {
 		conns = append(conns, c)
@@ -599,7 +612,7 @@ func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
 		if err != nil {
 			return &rejection{frame.RejectBadHandshake, err.Error()}
 		}
-		z.table.Store(z.router.Table())
+		z.storeTableLocked()
 		for _, k := range c.meshKeys() {
 			z.applyChangesLocked(z.mesh.AddLocal(k))
 		}
@@ -611,6 +624,7 @@ func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
 		}
 		m[hs.ID] = c // a reconnecting source replaces its stale connection
 		z.sources.Store(&m)
+		z.signalTableLocked() // backflow held for it may go now
 	}
 	z.conns[c.id] = c
 	z.accepted.Add(1)
@@ -627,7 +641,7 @@ func (z *Zipper) unregister(c *zconn) {
 	switch c.hs.Kind {
 	case frame.KindFunction:
 		z.router.Remove(c.id)
-		z.table.Store(z.router.Table())
+		z.storeTableLocked()
 		for _, k := range c.meshKeys() {
 			z.applyChangesLocked(z.mesh.RemoveLocal(k))
 		}
@@ -894,10 +908,25 @@ func (z *Zipper) route(from *zconn, d *frame.Data, sc *scratch) {
 		z.filtered.Add(1)
 		return
 	}
-	// The target aliases the frame buffer; Route does not retain it.
-	sc.dsts = z.table.Load().Route(d.Tag, unsafeString(d.Target), sc.dsts[:0])
 	// A waiting put gives up when the writer's own connection ends.
 	wait := from.tc.Context().Done()
+	for {
+		gen := z.routeGen.Load()
+		if z.dispatch(from, d, z.table.Load(), sc, wait) {
+			return
+		}
+		if !from.hs.Resumed || !z.holdForRoute(gen, wait) {
+			z.noteUnroutable(d.Tag)
+			return
+		}
+	}
+}
+
+// dispatch delivers d from c along tbl and reports whether it went
+// anywhere. When it did not, nothing was delivered, so it may be retried.
+func (z *Zipper) dispatch(from *zconn, d *frame.Data, tbl *router.Table[*dest], sc *scratch, wait <-chan struct{}) bool {
+	// The target aliases the frame buffer; Route does not retain it.
+	sc.dsts = tbl.Route(d.Tag, unsafeString(d.Target), sc.dsts[:0])
 	sc.remote = sc.remote[:0]
 	for _, dst := range sc.dsts {
 		if dst.conn != nil {
@@ -913,9 +942,57 @@ func (z *Zipper) route(from *zconn, d *frame.Data, sc *scratch) {
 	if from.hs.Kind == frame.KindFunction && d.Origin != 0 && z.routeBackflow(d, nil, wait, sc) {
 		routed = true
 	}
-	if !routed {
-		z.noteUnroutable(d.Tag)
+	return routed
+}
+
+// holdForRoute is called for a frame from a reconnecting client that
+// nothing observed when the routes were at generation gen. In the startup
+// grace it waits until the
+// routing table (or the set of sources, for backflow) changes and returns
+// true: the caller routes the frame again. It returns false, and the frame is unroutable, outside the
+// grace, when the grace ends, when the writer's connection ends (wait)
+// and when the zipper shuts down or closes. It runs on the writer's
+// reader goroutine, so the writer's later frames wait behind it, in order.
+func (z *Zipper) holdForRoute(gen uint64, wait <-chan struct{}) bool {
+	until := z.graceUntil.Load()
+	left := time.Duration(until - nanotime())
+	if until == 0 || left <= 0 {
+		return false
 	}
+	z.mu.Lock()
+	if z.draining || z.closed {
+		z.mu.Unlock()
+		return false
+	}
+	if z.routeGen.Load() != gen {
+		z.mu.Unlock()
+		return true // changed since the caller looked
+	}
+	changed := z.tableChanged
+	z.mu.Unlock()
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-changed:
+		return true
+	case <-t.C:
+	case <-wait:
+	case <-z.ctx.Done():
+	}
+	return false
+}
+
+// storeTableLocked publishes the router's table; z.mu is held.
+func (z *Zipper) storeTableLocked() {
+	z.table.Store(z.router.Table())
+	z.signalTableLocked()
+}
+
+// signalTableLocked wakes frames held by the startup grace; z.mu is held.
+func (z *Zipper) signalTableLocked() {
+	z.routeGen.Add(1)
+	close(z.tableChanged)
+	z.tableChanged = make(chan struct{})
 }
 
 func (c *zconn) deliver(d *frame.Data, wait <-chan struct{}) {

@@ -56,6 +56,11 @@ type Handshake struct {
 	// MaxFrameSize is the largest data frame body the client accepts
 	// (0: DefaultMaxSize); the zipper drops larger frames for it.
 	MaxFrameSize uint32 `msgpack:"max_frame,omitempty"`
+	// Resumed says the client was connected before (to this zipper or
+	// another) and is reconnecting. A zipper that has just started holds
+	// what such a client writes for a moment when nothing observes it yet,
+	// since the functions are probably reconnecting too.
+	Resumed bool `msgpack:"resumed,omitempty"`
 }
 
 // HandshakeAck accepts a handshake.

@@ -166,6 +166,7 @@ func TestControlRoundTrip(t *testing.T) {
 		{"goaway-zero", TypeGoAway, &GoAway{}},
 		{"ping-zero", TypePing, &Ping{}},
 		{"handshake-many-tags", TypeHandshake, &Handshake{Version: 1, ObserveTags: []Tag{0, 1, 1<<32 - 1}}},
+		{"handshake-resumed", TypeHandshake, &Handshake{Version: 1, Kind: KindSource, ID: 7, Resumed: true}},
 		{"rejected-long", TypeRejected, &Rejected{Code: RejectShutdown, Reason: strings.Repeat("é", 1000)}},
 	}, controlCases...)
 	var stream []byte
