@@ -477,3 +477,113 @@ func TestRestartGraceEnds(t *testing.T) {
 	src.Write(1, []byte("now"))
 	eventually(t, 5*time.Second, func() bool { return got.Load() == 1 }, func() string { return fmt.Sprintf("got %d", got.Load()) })
 }
+
+// Accounting: for every function, frames its handler saw plus the drops
+// it was told of equal the frames sent, and the zipper's counters agree.
+// One function keeps up, two are slow (their queues overflow).
+func TestAccountingDeliveredPlusDroppedEqualsSent(t *testing.T) {
+	tz := startZipper(t, "", WithQueueLimits(512, 256<<10))
+	type counts struct{ got, told atomic.Int64 }
+	fns := map[string]*counts{"fast": {}, "slow": {}, "slower": {}}
+	pause := map[string]time.Duration{"fast": 0, "slow": 50 * time.Microsecond, "slower": 200 * time.Microsecond}
+	for name, c := range fns {
+		d := pause[name]
+		f := newFn(t, tz, name, tz.clients, []Tag{1}, func(ctx Context) {
+			c.got.Add(1)
+			if d > 0 {
+				time.Sleep(d)
+			}
+		})
+		f.SetErrorHandler(func(err error) {
+			var de *DroppedError
+			if errors.As(err, &de) {
+				c.told.Add(int64(de.Count))
+			}
+		})
+		if err := f.Connect(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := connectSource(t, tz, "src", tz.clients)
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	p := make([]byte, 1024)
+	for i := 0; i < n; i++ {
+		if err := src.Write(1, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, c := range fns {
+		eventually(t, 30*time.Second, func() bool { return c.got.Load()+c.told.Load() == n }, func() string {
+			fs, _ := tz.Stats().Function(name)
+			return fmt.Sprintf("%s: handled %d + told dropped %d != sent %d; zipper: %+v", name, c.got.Load(), c.told.Load(), n, fs)
+		})
+		fs, _ := tz.Stats().Function(name)
+		if fs.FramesOut != uint64(c.got.Load()) || fs.Dropped != uint64(c.told.Load()) || fs.QueuedFrames != 0 {
+			t.Fatalf("%s: handled %d, told %d dropped; zipper says out %d, dropped %d, queued %d", name, c.got.Load(), c.told.Load(), fs.FramesOut, fs.Dropped, fs.QueuedFrames)
+		}
+		t.Logf("%s: handled %d, dropped %d", name, c.got.Load(), c.told.Load())
+	}
+	if fs := fns["fast"]; fs.told.Load() != 0 {
+		t.Fatalf("the function that keeps up lost %d frames", fs.told.Load())
+	}
+	if fns["slower"].told.Load() == 0 {
+		t.Fatal("the slowest function dropped nothing: the test did not overflow its queue")
+	}
+}
+
+// Isolation with the default limits and policy: a stuck function on the
+// same tag, or on another tag of the same source, costs a function that
+// keeps up nothing: it receives every frame, none dropped, while the
+// stuck one's frames are dropped once its queue is full.
+func TestStuckFunctionWithDefaults(t *testing.T) {
+	for _, sameTag := range []bool{true, false} {
+		name := map[bool]string{true: "same tag", false: "other tag"}[sameTag]
+		t.Run(name, func(t *testing.T) {
+			tz := startZipper(t, "")
+			stuckTag := Tag(2)
+			if sameTag {
+				stuckTag = 1
+			}
+			release := make(chan struct{})
+			stuck := newFn(t, tz, "stuck", tz.clients, []Tag{stuckTag}, func(ctx Context) { <-release })
+			if err := stuck.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { close(release) })
+			var fast atomic.Int64
+			connectFn(t, tz, "fast", tz.clients, []Tag{1}, func(ctx Context) { fast.Add(1) })
+			src := connectSource(t, tz, "src", tz.clients)
+			if err := src.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			// More than the stuck function's queue (8 MiB) and stream window hold.
+			const n = 16000
+			p := make([]byte, 1024)
+			start := time.Now()
+			for i := 0; i < n; i++ {
+				if err := src.Write(1, p); err != nil {
+					t.Fatal(err)
+				}
+				if !sameTag {
+					if err := src.Write(2, p); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			eventually(t, 20*time.Second, func() bool { return fast.Load() == n }, func() string {
+				return fmt.Sprintf("fast got %d of %d; stats %+v", fast.Load(), n, tz.Stats())
+			})
+			t.Logf("fast function got all %d frames in %v", n, time.Since(start))
+			st := tz.Stats()
+			if f, _ := st.Function("fast"); f.Dropped != 0 {
+				t.Fatalf("fast function dropped %d", f.Dropped)
+			}
+			if s, _ := st.Function("stuck"); s.Dropped == 0 {
+				t.Fatalf("stuck function dropped nothing: %+v", s)
+			}
+		})
+	}
+}
