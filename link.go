@@ -592,7 +592,8 @@ func (z *Zipper) routeFromLink(from *link, d *frame.Data, sc *scratch) {
 func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, wait <-chan struct{}, sc *scratch) bool {
 	oz := d.OriginZipper
 	if len(oz) == 0 || string(oz) == z.name {
-		if src := (*z.sources.Load())[d.Origin]; src != nil && src.observes[d.Tag] != nil {
+		if v, ok := z.sources.Load(d.Origin); ok && v.(*zconn).observes[d.Tag] != nil {
+			src := v.(*zconn)
 			d.Path, d.Names = nil, nil
 			src.deliver(d, wait)
 			return true

@@ -41,10 +41,13 @@ type Zipper struct {
 
 	frameHooks []func(*FrameInfo) bool
 
-	table     atomic.Pointer[router.Table[*dest]]
-	sources   atomic.Pointer[map[uint64]*zconn] // by client instance id
-	zipperVia atomic.Pointer[map[string]*link]  // mesh: next hop towards each zipper
-	meshOn    atomic.Bool                       // linked (or configured to link) to other zippers
+	table atomic.Pointer[router.Table[*dest]]
+	// sources maps a client instance id to its live connection (a
+	// sync.Map: read on every backflow frame without a lock, written once
+	// per connect and disconnect, so N sources cost O(N), not O(N^2)).
+	sources   sync.Map
+	zipperVia atomic.Pointer[map[string]*link] // mesh: next hop towards each zipper
+	meshOn    atomic.Bool                      // linked (or configured to link) to other zippers
 
 	// graceUntil is the nanotime until which frames nothing observes yet
 	// are held (WithStartupGrace); set by the first Serve.
@@ -144,7 +147,6 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 	z.ctx, z.cancel = context.WithCancel(context.Background())
 	z.tableChanged = make(chan struct{})
 	z.table.Store(z.router.Table())
-	z.sources.Store(&map[uint64]*zconn{})
 	z.zipperVia.Store(&map[string]*link{})
 	if len(o.peers) > 0 {
 		z.activateMeshLocked()
@@ -617,14 +619,8 @@ func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
 			z.applyChangesLocked(z.mesh.AddLocal(k))
 		}
 	case frame.KindSource:
-		old := *z.sources.Load()
-		m := make(map[uint64]*zconn, len(old)+1)
-		for k, v := range old {
-			m[k] = v
-		}
-		m[hs.ID] = c // a reconnecting source replaces its stale connection
-		z.sources.Store(&m)
-		z.signalTableLocked() // backflow held for it may go now
+		z.sources.Store(hs.ID, c) // a reconnecting source replaces its stale connection
+		z.signalTableLocked()     // backflow held for it may go now
 	}
 	z.conns[c.id] = c
 	z.accepted.Add(1)
@@ -646,16 +642,7 @@ func (z *Zipper) unregister(c *zconn) {
 			z.applyChangesLocked(z.mesh.RemoveLocal(k))
 		}
 	case frame.KindSource:
-		old := *z.sources.Load()
-		if old[c.hs.ID] == c {
-			m := make(map[uint64]*zconn, len(old))
-			for k, v := range old {
-				if k != c.hs.ID {
-					m[k] = v
-				}
-			}
-			z.sources.Store(&m)
-		}
+		z.sources.CompareAndDelete(c.hs.ID, c) // unless a newer connection replaced it
 	}
 	lost := c.out.close()
 	c.dropped.Add(uint64(lost))
