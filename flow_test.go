@@ -263,7 +263,7 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	roots := tz.RootCAs()
 	var got recorder
 	// The function comes back after the source: what the source writes
-	// meanwhile is held by the new zipper's startup grace, not lost.
+	// meanwhile is held by the new zipper's reconnect grace, not lost.
 	fopts := []ClientOption{WithTLSConfig(&tls.Config{RootCAs: roots}), WithReconnectBackoff(400*time.Millisecond, 800*time.Millisecond)}
 	sopts := []ClientOption{WithTLSConfig(&tls.Config{RootCAs: roots}), WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond)}
 	connectFn(t, tz, "sink", fopts, []Tag{1}, func(ctx Context) { got.add(ctx.Tag(), ctx.Data()) })
@@ -458,7 +458,7 @@ func TestRestartHoldsFramesUntilFunctionsReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh.Write(9, []byte("nobody"))
-	eventually(t, DefaultStartupGrace/2, func() bool { return z2.Stats().UnroutableByTag[9] == 1 },
+	eventually(t, DefaultReconnectGrace/2, func() bool { return z2.Stats().UnroutableByTag[9] == 1 },
 		func() string { return fmt.Sprintf("fresh source's frame not counted: %+v", z2.Stats()) })
 }
 
@@ -466,7 +466,7 @@ func TestRestartHoldsFramesUntilFunctionsReturn(t *testing.T) {
 // written later are counted at once.
 func TestRestartGraceEnds(t *testing.T) {
 	const grace = 300 * time.Millisecond
-	z2, src := restartWithSource(t, WithStartupGrace(grace))
+	z2, src := restartWithSource(t, WithReconnectGrace(grace))
 	for i := 0; i < 3; i++ {
 		src.Write(1, []byte("nobody yet"))
 	}
@@ -585,5 +585,80 @@ func TestStuckFunctionWithDefaults(t *testing.T) {
 				t.Fatalf("stuck function dropped nothing: %+v", s)
 			}
 		})
+	}
+}
+
+// Shutdown under load with a second zipper: GOAWAY moves the clients, the
+// source usually first; nothing is lost or reordered on the way, because
+// z1 drains before closing and z2 holds the reconnected source's frames
+// until the function is back.
+func TestGoAwayUnderLoadLosesNothing(t *testing.T) {
+	cert, pool, err := transport.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS := WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}})
+	z1 := startZipper(t, "", serverTLS)
+	z2 := startZipper(t, "", serverTLS)
+	addrs := z1.addr + "," + z2.addr
+	roots := WithTLSConfig(&tls.Config{RootCAs: pool})
+	var got recorder
+	f := NewStreamFunction("sink", addrs, roots, WithReconnectBackoff(300*time.Millisecond, 600*time.Millisecond))
+	f.SetObserveDataTags(1)
+	f.SetHandler(func(ctx Context) { got.add(ctx.Tag(), ctx.Data()) })
+	if err := f.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src := NewSource("src", addrs, roots, WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond))
+	if err := src.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	// The writer runs, paced, until told to stop: before, during and after
+	// the move.
+	var wrote atomic.Int64
+	stop := make(chan struct{})
+	writerDone := make(chan error, 1)
+	go func() { // owned by the test: ends when stop closes
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				writerDone <- nil
+				return
+			default:
+			}
+			if err := src.Write(1, []byte(strconv.Itoa(i))); err != nil {
+				writerDone <- fmt.Errorf("write %d: %w", i, err)
+				return
+			}
+			wrote.Add(1)
+			if i%20 == 0 {
+				time.Sleep(100 * time.Microsecond) // pace: about 100k frames/s at most
+			}
+		}
+	}()
+	eventually(t, 10*time.Second, func() bool { return got.len() > 1000 }, func() string { return "load did not start" })
+	if err := z1.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return z2.Stats().Connections.Sources == 1 }, func() string { return "source did not move" })
+	after := wrote.Load()
+	eventually(t, 10*time.Second, func() bool { return wrote.Load() > after+2000 }, func() string { return "writes stopped after the move" })
+	close(stop)
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
+	n := int(wrote.Load())
+	eventually(t, 20*time.Second, func() bool { return got.len() >= n }, func() string {
+		return fmt.Sprintf("got %d of %d; z1 %+v; z2 %+v", got.len(), n, z1.Stats(), z2.Stats())
+	})
+	for i, r := range got.snapshot() {
+		if r.data != strconv.Itoa(i) {
+			t.Fatalf("frame %d is %q: lost or reordered across the move", i, r.data)
+		}
+	}
+	if d, u := z1.Stats().Dropped+z2.Stats().Dropped, z2.Stats().Unroutable; d != 0 || u != 0 {
+		t.Fatalf("dropped %d, unroutable %d", d, u)
 	}
 }

@@ -89,10 +89,10 @@ const (
 	DefaultReconnectMin     = 50 * time.Millisecond
 	DefaultReconnectMax     = 2 * time.Second
 	DefaultStallTimeout     = 100 * time.Millisecond
-	// DefaultStartupGrace covers the clients' reconnect backoff
+	// DefaultReconnectGrace covers the clients' reconnect backoff
 	// (DefaultReconnectMax) plus a handshake: after a restart every client
-	// using the defaults is back within it.
-	DefaultStartupGrace = 3 * time.Second
+	// using the defaults is back within it of the first one.
+	DefaultReconnectGrace = 3 * time.Second
 )
 
 // Default limits of a zipper (see SECURITY.md). The largest data frame,
@@ -127,7 +127,7 @@ type zipperOptions struct {
 	queueBytes       int
 	policy           OverflowPolicy
 	stallTimeout     time.Duration
-	startupGrace     time.Duration
+	reconnectGrace   time.Duration
 	hooks            []Hooks
 	authenticator    Authenticator
 	maxConns         int
@@ -311,23 +311,23 @@ func WithStallTimeout(d time.Duration) ZipperOption {
 	})
 }
 
-// WithStartupGrace sets how long after it starts serving a zipper holds a
-// frame that nothing observes yet, written by a client that is
-// reconnecting, instead of counting it unroutable (default
-// DefaultStartupGrace; 0 turns the grace off). After a zipper restart,
-// sources and functions reconnect in no particular order; without the
-// grace, whatever a source writes before the functions are back would be
-// lost. During the grace such a frame waits until a function for it
-// connects (or a mesh route appears) or the grace ends; the writer's later
-// frames wait behind it, which keeps their order; other writers are not
-// affected. Frames of clients connecting for the first time are never
+// WithReconnectGrace sets how long, after a client *re*connects (to this
+// zipper after a restart, or here after another zipper's GOAWAY or a lost
+// connection), the zipper holds a frame from it that nothing observes yet
+// instead of counting it unroutable (default DefaultReconnectGrace; 0
+// turns the grace off). Clients reconnect in no particular order; without
+// the grace, whatever a source writes before the functions are back
+// would be lost. During the grace such a frame waits until a function for
+// it connects (or a mesh route appears) or the grace ends; the writer's
+// later frames wait behind it, which keeps their order; other writers are
+// not affected. Frames of clients connecting for the first time are never
 // held.
-func WithStartupGrace(d time.Duration) ZipperOption {
+func WithReconnectGrace(d time.Duration) ZipperOption {
 	return zipperFunc(func(o *zipperOptions) {
 		if d < 0 {
-			o.errs = append(o.errs, fmt.Errorf("yomo: startup grace %v must not be negative", d))
+			o.errs = append(o.errs, fmt.Errorf("yomo: reconnect grace %v must not be negative", d))
 		}
-		o.startupGrace = d
+		o.reconnectGrace = d
 	})
 }
 
@@ -391,7 +391,7 @@ func newZipperOptions(opts []ZipperOption) (zipperOptions, error) {
 		queueBytes:       DefaultQueueBytes,
 		maxFrame:         frame.DefaultMaxSize,
 		stallTimeout:     DefaultStallTimeout,
-		startupGrace:     DefaultStartupGrace,
+		reconnectGrace:   DefaultReconnectGrace,
 		maxConns:         DefaultMaxConnections,
 		maxConnsPerIP:    DefaultMaxConnectionsPerIP,
 		maxPending:       DefaultMaxPendingHandshakes,

@@ -49,14 +49,11 @@ type Zipper struct {
 	zipperVia atomic.Pointer[map[string]*link] // mesh: next hop towards each zipper
 	meshOn    atomic.Bool                      // linked (or configured to link) to other zippers
 
-	// graceUntil is the nanotime until which frames nothing observes yet
-	// are held (WithStartupGrace); set by the first Serve.
-	graceUntil atomic.Int64
-	routeGen   atomic.Uint64 // counts changes of routes; written under mu
+	routeGen atomic.Uint64 // counts changes of routes (holdForRoute); written under mu
 
 	mu sync.Mutex
 	// tableChanged is closed (and replaced) whenever the routing table
-	// changes or Shutdown starts: it wakes frames held by the grace.
+	// changes or Shutdown starts: it wakes frames held by a reconnect grace.
 	tableChanged chan struct{}
 	closed       bool
 	draining     bool // Shutdown started: new clients are turned away
@@ -192,9 +189,6 @@ func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
 		return ErrClosed
 	}
 	z.servers[s] = struct{}{}
-	if z.opts.startupGrace > 0 {
-		z.graceUntil.CompareAndSwap(0, nanotime()+int64(z.opts.startupGrace))
-	}
 	z.mu.Unlock()
 	z.log.Info("zipper serving", "addr", ln.Addr().String())
 	z.startMesh()
@@ -341,7 +335,7 @@ func (z *Zipper) Shutdown(ctx context.Context) error {
 	}
 	first := !z.draining
 	z.draining = true
-	z.signalTableLocked() // frames held by the startup grace stop waiting
+	z.signalTableLocked() // frames held by a reconnect grace stop waiting
 	conns := make([]*zconn, 0, len(z.conns))
 	for _, c := range z.conns {
 		conns = append(conns, c)
@@ -413,6 +407,10 @@ type zconn struct {
 	observes map[Tag]*tagCounters
 
 	reported uint64 // drops already reported; the drop reporter's own
+	// graceUntil is the nanotime until which this client's frames that
+	// nothing observes yet are held (holdForRoute): set at registration
+	// for a client that is reconnecting (Handshake.Resumed); 0 otherwise.
+	graceUntil int64
 	// recvMax is the largest data body the client accepts, when smaller
 	// than the zipper's own limit (0: no smaller limit). Larger frames are
 	// dropped for it rather than sent to break its connection.
@@ -574,6 +572,9 @@ func (z *Zipper) readHandshake(rd *frame.Reader) (*frame.Handshake, *rejection) 
 
 func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
 	c.hs = hs
+	if hs.Resumed && z.opts.reconnectGrace > 0 {
+		c.graceUntil = nanotime() + int64(z.opts.reconnectGrace)
+	}
 	if hs.Kind == frame.KindZipper {
 		z.mu.Lock()
 		z.nextConnID++
@@ -902,7 +903,7 @@ func (z *Zipper) route(from *zconn, d *frame.Data, sc *scratch) {
 		if z.dispatch(from, d, z.table.Load(), sc, wait) {
 			return
 		}
-		if !from.hs.Resumed || !z.holdForRoute(gen, wait) {
+		if from.graceUntil == 0 || !z.holdForRoute(from.graceUntil, gen, wait) {
 			z.noteUnroutable(d.Tag)
 			return
 		}
@@ -933,17 +934,17 @@ func (z *Zipper) dispatch(from *zconn, d *frame.Data, tbl *router.Table[*dest], 
 }
 
 // holdForRoute is called for a frame from a reconnecting client that
-// nothing observed when the routes were at generation gen. In the startup
-// grace it waits until the
-// routing table (or the set of sources, for backflow) changes and returns
-// true: the caller routes the frame again. It returns false, and the frame is unroutable, outside the
-// grace, when the grace ends, when the writer's connection ends (wait)
-// and when the zipper shuts down or closes. It runs on the writer's
-// reader goroutine, so the writer's later frames wait behind it, in order.
-func (z *Zipper) holdForRoute(gen uint64, wait <-chan struct{}) bool {
-	until := z.graceUntil.Load()
+// nothing observed when the routes were at generation gen. Until the
+// client's grace ends (until, a nanotime) it waits for the routing table
+// (or the set of sources, for backflow) to change and returns true: the
+// caller routes the frame again. It returns false, and the frame is
+// unroutable, once the grace is over, when the writer's connection ends
+// (wait) and when the zipper shuts down or closes. It runs on the
+// writer's reader goroutine, so the writer's later frames wait behind it,
+// in order.
+func (z *Zipper) holdForRoute(until int64, gen uint64, wait <-chan struct{}) bool {
 	left := time.Duration(until - nanotime())
-	if until == 0 || left <= 0 {
+	if left <= 0 {
 		return false
 	}
 	z.mu.Lock()
@@ -975,7 +976,7 @@ func (z *Zipper) storeTableLocked() {
 	z.signalTableLocked()
 }
 
-// signalTableLocked wakes frames held by the startup grace; z.mu is held.
+// signalTableLocked wakes frames held by a reconnect grace; z.mu is held.
 func (z *Zipper) signalTableLocked() {
 	z.routeGen.Add(1)
 	close(z.tableChanged)
