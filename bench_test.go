@@ -334,6 +334,67 @@ func BenchmarkFanOut(b *testing.B) {
 	b.Run("relay", func(b *testing.B) { benchRelayPipeline(b, size, fns, 1, true, false, "msgs/s/fn") })
 }
 
+// BenchmarkIsolation: 1 source → a function that keeps up, 1 KiB, with
+// no other function ("alone"), or next to a function that is stuck from
+// its first frame, on the same tag or on a second tag the source writes
+// as often. msgs/s counts what the healthy function received; the stuck
+// function's drops are counted in dropped/op (per frame written to it).
+// With a fixed burst (-benchtime=50000x) it shows what a stuck neighbour
+// costs: one stall timeout, at most, to decide it is stuck.
+func BenchmarkIsolation(b *testing.B) {
+	for _, mode := range []string{"alone", "stuck-same-tag", "stuck-other-tag"} {
+		b.Run(mode, func(b *testing.B) { benchIsolation(b, mode) })
+	}
+}
+
+func benchIsolation(b *testing.B, mode string) {
+	env := newBenchEnv(b, false)
+	rs := newBenchArrivals(1)
+	env.fn(b, "healthy", func(Context) { rs[0].add() }, 1)
+	stuckTag := Tag(1)
+	if mode == "stuck-other-tag" {
+		stuckTag = 2
+	}
+	if mode != "alone" {
+		release := make(chan struct{})
+		env.fn(b, "stuck", func(Context) { <-release }, stuckTag)
+		b.Cleanup(func() { close(release) }) // runs before the function's Close
+	}
+	src := env.source(b, "src", nil)
+	payload := make([]byte, 1<<10)
+	benchExpect(rs, 1)
+	if err := src.Write(1, payload); err != nil {
+		b.Fatal(err)
+	}
+	benchAwait(b, rs, nil, env.failed)
+
+	benchExpect(rs, b.N)
+	b.SetBytes(1 << 10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := src.Write(1, payload); err != nil {
+			b.Fatal(err)
+		}
+		if mode == "stuck-other-tag" {
+			if err := src.Write(2, payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	benchAwait(b, rs, nil, env.failed)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	st := env.z.Stats()
+	if h, _ := st.Function("healthy"); h.Dropped != 0 {
+		b.Fatalf("the healthy function lost %d frames", h.Dropped)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	stuck, _ := st.Function("stuck")
+	b.ReportMetric(float64(stuck.Dropped)/float64(b.N), "dropped/op")
+}
+
 // BenchmarkInMemoryPipeline: source and function both connected
 // WithInMemory(z), no network and no TLS.
 func BenchmarkInMemoryPipeline(b *testing.B) {
