@@ -479,6 +479,12 @@ func (c *client) readData(cc *cconn) error {
 		if err := d.Decode(body); err != nil {
 			return err
 		}
+		if err := c.ctx.Err(); err != nil {
+			// Closed: frames still buffered here are not handed to the
+			// handler, so Close waits for at most the call in progress
+			// (it already gave queued frames a bounded chance to drain).
+			return err
+		}
 		c.onData(&d)
 	}
 }

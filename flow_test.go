@@ -662,3 +662,57 @@ func TestGoAwayUnderLoadLosesNothing(t *testing.T) {
 		t.Fatalf("dropped %d, unroutable %d", d, u)
 	}
 }
+
+// Close waits for the handler call in progress, not for every frame that
+// is still buffered at the function: once the bounded drain is over, the
+// rest is not handed to the handler (with or without handler concurrency).
+func TestFunctionCloseSkipsBufferedFrames(t *testing.T) {
+	for _, conc := range []int{1, 4} {
+		t.Run(fmt.Sprintf("concurrency=%d", conc), func(t *testing.T) {
+			tz := startZipper(t, "")
+			release := make(chan struct{})
+			var calls atomic.Int64
+			f := NewStreamFunction("slow", tz.addr, append(tz.clients, WithHandlerConcurrency(conc))...)
+			f.SetObserveDataTags(1)
+			f.SetHandler(func(ctx Context) {
+				calls.Add(1)
+				<-release
+			})
+			if err := f.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			src := connectSource(t, tz, "src", tz.clients)
+			if err := src.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 200; i++ {
+				if err := src.Write(1, make([]byte, 100)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, 5*time.Second, func() bool { return calls.Load() == 1 }, func() string { return "handler not called" })
+			// Wait until the function holds more frames than the one in
+			// progress (they reached its connection).
+			eventually(t, 5*time.Second, func() bool {
+				fs, _ := tz.Stats().Function("slow")
+				return fs.FramesOut == 200
+			}, func() string { return fmt.Sprintf("frames not sent to the function: %+v", tz.Stats()) })
+			closed := make(chan struct{})
+			go func() { // owned by the test: ends when Close returns
+				f.Close()
+				close(closed)
+			}()
+			// Release the handler only once Close has given up draining.
+			eventually(t, 10*time.Second, func() bool { return f.c.ctx.Err() != nil }, func() string { return "Close did not stop the client" })
+			close(release)
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close did not return after the handler call in progress")
+			}
+			if n := calls.Load(); n != 1 {
+				t.Fatalf("handler called %d times; after Close only the call in progress may finish", n)
+			}
+		})
+	}
+}

@@ -101,9 +101,12 @@ func (f *StreamFunction) Connect(ctx context.Context) error {
 	return err
 }
 
-// Close sends the results still queued (waiting at most 2 s), closes the
+// Close sends the results still queued and handles the frames the zipper
+// still has for the function (waiting at most 2 s for both), closes the
 // connection, stops reconnecting and waits for the function's goroutines,
-// including running handlers. Idempotent.
+// including the handler calls in progress. Frames not handled by then are
+// discarded, not handed to the handler, so a slow handler delays Close by
+// at most its current call. Idempotent.
 func (f *StreamFunction) Close() error {
 	err := f.c.close()
 	f.c.mu.Lock()
@@ -170,7 +173,9 @@ func (w *workers) run(ch chan *job) {
 	defer w.wg.Done()
 	x := &fnContext{f: w.f}
 	for j := range ch {
-		w.f.call(x, &j.d)
+		if w.f.c.ctx.Err() == nil { // after Close, queued frames are skipped
+			w.f.call(x, &j.d)
+		}
 		w.pool.Put(j)
 	}
 }

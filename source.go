@@ -117,8 +117,9 @@ func (s *Source) SetErrorHandler(fn func(err error)) { s.c.setErrorHandler(fn) }
 
 // Close sends the frames still queued (waiting at most 2 s for them and
 // for the zipper to confirm), closes the connection, stops reconnecting,
-// and waits for the Source's goroutines. Frames that could not be sent in
-// that time are discarded. Idempotent.
+// and waits for the Source's goroutines (and a receive handler call in
+// progress). Frames that could not be sent in that time are discarded, as
+// are backflow frames not yet handed to the receive handler. Idempotent.
 func (s *Source) Close() error { return s.c.close() }
 
 func (s *Source) onData(d *frame.Data) {
