@@ -39,11 +39,7 @@ func BenchmarkCascade(b *testing.B) {
 		}
 		benchAwait(b, rs, nil, func() error { return nil })
 		dropped := func() uint64 { return n.zippers["a"].Stats().Dropped + n.zippers["b"].Stats().Dropped }
-		benchExpect(rs, b.N)
-		b.SetBytes(size)
-		b.ReportAllocs()
-		b.ResetTimer()
-		start := time.Now()
+		start := benchStart(b, rs, size)
 		for range b.N {
 			if err := src.Write(1, payload); err != nil {
 				b.Fatal(err)

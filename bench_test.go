@@ -165,6 +165,17 @@ func (e *benchEnv) failed() error {
 
 func (e *benchEnv) dropped() uint64 { return e.z.Stats().Dropped }
 
+// benchStart prepares the timed part of a throughput benchmark: every
+// receiver expects b.N more messages of size bytes; the timer restarts.
+// It returns the start time.
+func benchStart(b *testing.B, rs []*benchArrivals, size int64) time.Time {
+	benchExpect(rs, b.N)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	return time.Now()
+}
+
 func benchCtx(b *testing.B) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	b.Cleanup(cancel)
@@ -219,11 +230,7 @@ func benchYomoPipeline(b *testing.B, size, fns int, inMemory bool, pol benchPoli
 	}
 	benchAwait(b, rs, nil, env.failed)
 
-	benchExpect(rs, b.N)
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
+	start := benchStart(b, rs, int64(size))
 	for range b.N {
 		if err := src.Write(1, payload); err != nil {
 			b.Fatal(err)
@@ -268,11 +275,7 @@ func benchRelayPipeline(b *testing.B, size, handlers, hops int, batched, sameByt
 	}
 	benchAwait(b, rs, nil, p.failed)
 
-	benchExpect(rs, b.N)
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
+	start := benchStart(b, rs, int64(size))
 	for range b.N {
 		if err := p.src.writeMsg(payload); err != nil {
 			b.Fatal(err)
@@ -368,11 +371,7 @@ func benchIsolation(b *testing.B, mode string) {
 	}
 	benchAwait(b, rs, nil, env.failed)
 
-	benchExpect(rs, b.N)
-	b.SetBytes(1 << 10)
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
+	start := benchStart(b, rs, 1<<10)
 	for range b.N {
 		if err := src.Write(1, payload); err != nil {
 			b.Fatal(err)

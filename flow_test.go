@@ -333,16 +333,24 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 }
 
-func TestGoAwayMovesClientsToTheNextZipper(t *testing.T) {
+// twoZippers serves two zippers with one certificate and returns them,
+// both addresses as a client takes them, and the client option trusting
+// the certificate.
+func twoZippers(t *testing.T) (z1, z2 *testZipper, addrs string, roots ClientOption) {
+	t.Helper()
 	cert, pool, err := transport.SelfSigned()
 	if err != nil {
 		t.Fatal(err)
 	}
 	serverTLS := WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}})
-	z1 := startZipper(t, "", serverTLS)
-	z2 := startZipper(t, "", serverTLS)
-	addrs := z1.addr + ", " + z2.addr
-	copts := []ClientOption{WithTLSConfig(&tls.Config{RootCAs: pool}), WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond)}
+	z1 = startZipper(t, "", serverTLS)
+	z2 = startZipper(t, "", serverTLS)
+	return z1, z2, z1.addr + ", " + z2.addr, WithTLSConfig(&tls.Config{RootCAs: pool})
+}
+
+func TestGoAwayMovesClientsToTheNextZipper(t *testing.T) {
+	z1, z2, addrs, roots := twoZippers(t)
+	copts := []ClientOption{roots, WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond)}
 	var got atomic.Int64
 	f := NewStreamFunction("sink", addrs, copts...)
 	f.SetObserveDataTags(1)
@@ -593,15 +601,7 @@ func TestStuckFunctionWithDefaults(t *testing.T) {
 // z1 drains before closing and z2 holds the reconnected source's frames
 // until the function is back.
 func TestGoAwayUnderLoadLosesNothing(t *testing.T) {
-	cert, pool, err := transport.SelfSigned()
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverTLS := WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}})
-	z1 := startZipper(t, "", serverTLS)
-	z2 := startZipper(t, "", serverTLS)
-	addrs := z1.addr + "," + z2.addr
-	roots := WithTLSConfig(&tls.Config{RootCAs: pool})
+	z1, z2, addrs, roots := twoZippers(t)
 	var got recorder
 	f := NewStreamFunction("sink", addrs, roots, WithReconnectBackoff(300*time.Millisecond, 600*time.Millisecond))
 	f.SetObserveDataTags(1)
