@@ -77,7 +77,7 @@ func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *c
 		log:   o.logger.With(kind.String(), name),
 		id:    rand.Uint64() | 1, // never 0: 0 means "no origin"
 		addrs: splitAddrs(addr),
-		out:   newOutbox(1<<62, o.writeBuffer),
+		out:   newOutbox(1<<62, o.writeBuffer, nil), // Block: no stall decision
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.closing = make(chan struct{})

@@ -163,7 +163,7 @@ func (z *Zipper) dialPeer(p mesh.Peer) (*link, error) {
 func (z *Zipper) newLink(peer string, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader, dialed bool) *link {
 	return &link{
 		z: z, peer: peer, tc: tc, ctrl: ctrl, rd: rd, dialed: dialed,
-		out:  newOutbox(z.opts.queueFrames, z.opts.queueBytes),
+		out:  newOutbox(z.opts.queueFrames, z.opts.queueBytes, tc.RTT),
 		done: make(chan struct{}),
 		kick: make(chan struct{}, 1),
 	}

@@ -88,7 +88,7 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultReconnectMin     = 50 * time.Millisecond
 	DefaultReconnectMax     = 2 * time.Second
-	DefaultStallTimeout     = 100 * time.Millisecond
+	DefaultStallTimeout     = 250 * time.Millisecond
 	// DefaultReconnectGrace covers the clients' reconnect backoff
 	// (DefaultReconnectMax) plus a handshake: after a restart every client
 	// using the defaults is back within it of the first one.
@@ -301,7 +301,9 @@ func WithOverflowPolicy(p OverflowPolicy) ZipperOption {
 }
 
 // WithStallTimeout sets how long a function may take no data before the
-// DropStalled policy drops frames for it (default DefaultStallTimeout).
+// DropStalled policy drops frames for it (default DefaultStallTimeout). For
+// a destination with long round trips it is stretched to 8 round trips
+// of its connection.
 func WithStallTimeout(d time.Duration) ZipperOption {
 	return zipperFunc(func(o *zipperOptions) {
 		if d <= 0 {

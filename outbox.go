@@ -44,10 +44,22 @@ type outbox struct {
 	// starts when there is work, not when the flusher gets round to it, so
 	// a destination that was quiet for a while is not taken for stuck.
 	progress atomic.Int64
+
+	// rtt, when set, is the round-trip time of the destination's
+	// connection: DropStalled waits at least stallRTTs of it, so a healthy
+	// destination far away (a mesh link across regions, whose writes
+	// complete once per round trip or slower in loss recovery) is not
+	// taken for stuck. Called only when a queue is full.
+	rtt func() time.Duration
 }
 
-func newOutbox(maxFrames, maxBytes int) *outbox {
-	o := &outbox{maxFrames: maxFrames, maxBytes: maxBytes, ready: make(chan struct{}, 1)}
+// stallRTTs is how many round trips of its connection a destination may
+// take nothing before DropStalled judges it stuck, if that is longer than
+// the stall timeout.
+const stallRTTs = 8
+
+func newOutbox(maxFrames, maxBytes int, rtt func() time.Duration) *outbox {
+	o := &outbox{maxFrames: maxFrames, maxBytes: maxBytes, ready: make(chan struct{}, 1), rtt: rtt}
 	o.progress.Store(nanotime())
 	return o
 }
@@ -132,6 +144,9 @@ func (o *outbox) putSlow(d *frame.Data, policy OverflowPolicy, wait <-chan struc
 			return true
 		}
 		if policy == DropStalled {
+			if o.rtt != nil && !o.stalled {
+				stall = max(stall, stallRTTs*o.rtt())
+			}
 			left := time.Duration(o.progress.Load()+int64(stall)) - time.Duration(nanotime())
 			if o.stalled || left <= 0 {
 				o.stalled = true

@@ -13,7 +13,7 @@ import (
 // made a fast function lose frames next to a stuck one.
 func TestOutboxIdleDestinationIsNotStalled(t *testing.T) {
 	const stall = 500 * time.Millisecond
-	o := newOutbox(4, 1<<20)
+	o := newOutbox(4, 1<<20, nil)
 	// The last write completed long ago; the flusher is idle (not started
 	// here, so it cannot record anything itself).
 	o.progress.Store(nanotime() - int64(10*stall))
@@ -46,7 +46,7 @@ func TestOutboxIdleDestinationIsNotStalled(t *testing.T) {
 // though frames keep arriving for it.
 func TestOutboxStuckDestinationIsDroppedAfterStallTimeout(t *testing.T) {
 	const stall = 50 * time.Millisecond
-	o := newOutbox(2, 1<<20)
+	o := newOutbox(2, 1<<20, nil)
 	d := &frame.Data{Tag: 1, Payload: []byte("x")}
 	o.put(d, DropStalled, nil, 0, stall)
 	if _, n := o.take(); n != 1 { // the flusher is now "writing", forever
@@ -122,4 +122,25 @@ func (o *outbox) hasWaiter() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.space != nil
+}
+
+// A destination far away (long round trips) is given stallRTTs round trips
+// before it is judged stuck, even with a shorter stall timeout.
+func TestOutboxStallTimeoutScalesWithRTT(t *testing.T) {
+	o := newOutbox(2, 1<<20, func() time.Duration { return time.Second })
+	d := &frame.Data{Tag: 1, Payload: []byte("x")}
+	for range 2 {
+		if !o.put(d, DropStalled, nil, 0, 50*time.Millisecond) {
+			t.Fatal("put into a queue with room failed")
+		}
+	}
+	// Its last write was 1 s ago: stuck by the 50 ms timeout, not by 8 round trips of 1 s.
+	o.progress.Store(nanotime() - int64(time.Second))
+	done := make(chan bool, 1)
+	go func() { done <- o.put(d, DropStalled, nil, 0, 50*time.Millisecond) }()
+	waitForWaiter(t, o, done)
+	o.take()
+	if !<-done {
+		t.Fatal("a destination with 1 s round trips was judged stuck after 1 s")
+	}
 }

@@ -589,7 +589,7 @@ func (z *Zipper) register(c *zconn, hs *frame.Handshake) *rejection {
 	for _, t := range hs.ObserveTags {
 		c.observes[t] = new(tagCounters)
 	}
-	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes)
+	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
 	z.mu.Lock()
 	z.nextConnID++
 	c.id = z.nextConnID

@@ -136,6 +136,7 @@ func (c *memConn) CloseWithError(code uint64, reason string) error {
 func (c *memConn) LocalAddr() net.Addr                   { return c.addr }
 func (c *memConn) RemoteAddr() net.Addr                  { return c.addr }
 func (c *memConn) PeerCertificates() []*x509.Certificate { return nil }
+func (c *memConn) RTT() time.Duration                    { return 0 }
 
 // acceptQueue holds streams opened by the peer and not yet accepted.
 type acceptQueue[T any] struct {

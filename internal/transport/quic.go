@@ -456,6 +456,8 @@ func (c *quicConn) CloseWithError(code uint64, reason string) error {
 func (c *quicConn) LocalAddr() net.Addr  { return c.c.LocalAddr() }
 func (c *quicConn) RemoteAddr() net.Addr { return c.c.RemoteAddr() }
 
+func (c *quicConn) RTT() time.Duration { return c.c.ConnectionStats().SmoothedRTT }
+
 func (c *quicConn) PeerCertificates() []*x509.Certificate {
 	return c.c.ConnectionState().TLS.PeerCertificates
 }

@@ -423,3 +423,19 @@ func TestSelfSigned(t *testing.T) {
 		t.Errorf("client auth verification: %v", err)
 	}
 }
+
+// RTT reports the connection's smoothed round trip once the handshake has
+// measured one; the in-memory transport has none.
+func TestRTT(t *testing.T) {
+	c, s := newQUICEnv(t, QUICConfig{}).connect(t, QUICConfig{})
+	for _, conn := range []Conn{c, s} {
+		if rtt := conn.RTT(); rtt <= 0 || rtt > 5*time.Second {
+			t.Errorf("QUIC RTT after the handshake = %v, want a positive round trip", rtt)
+		}
+	}
+	mc, ms := Pipe("rtt")
+	defer mc.CloseWithError(0, "")
+	if mc.RTT() != 0 || ms.RTT() != 0 {
+		t.Errorf("in-memory RTT = %v / %v, want 0", mc.RTT(), ms.RTT())
+	}
+}

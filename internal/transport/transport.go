@@ -30,6 +30,9 @@ type Conn interface {
 	// PeerCertificates returns the peer's verified certificate chain, leaf
 	// first; nil when the peer presented none or the transport has no TLS.
 	PeerCertificates() []*x509.Certificate
+	// RTT is the smoothed round-trip time of the connection (0 when it has
+	// no network path, or no sample yet). Safe to call concurrently.
+	RTT() time.Duration
 }
 
 // SendStream is the sending half of a stream.
