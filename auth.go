@@ -228,7 +228,7 @@ func truncate(s string, n int) string {
 // authenticate establishes who c is: the token (WithAuthToken), the
 // verified client certificate, then the Authenticator. It sets c.ident
 // and c.acl. The credential is never logged nor echoed.
-func (z *Zipper) authenticate(ctx context.Context, c *zconn, hs *frame.Handshake) *rejection {
+func (z *Zipper) authenticate(ctx context.Context, c *conn, hs *frame.Handshake) *rejection {
 	var ident string
 	if len(z.tokens) > 0 {
 		i := z.tokens.match(hs.Credential)
@@ -291,7 +291,7 @@ func certName(certs []*x509.Certificate) string {
 
 // authorize applies c's ACL to its handshake and precomputes its write
 // set. A denial is counted in Stats.Denied.
-func (z *Zipper) authorize(c *zconn, hs *frame.Handshake) *rejection {
+func (z *Zipper) authorize(c *conn, hs *frame.Handshake) *rejection {
 	acl := c.acl
 	if acl == nil {
 		return nil
@@ -347,7 +347,7 @@ func (s *tagSet) has(t Tag) bool {
 
 // denyWrite handles a data frame c may not write: it is dropped and
 // counted, and the connection ends with a final rejection naming the tag.
-func (z *Zipper) denyWrite(c *zconn, tag Tag) *rejection {
+func (z *Zipper) denyWrite(c *conn, tag Tag) *rejection {
 	z.denied.Add(1)
 	rej := &rejection{frame.RejectDenied, fmt.Sprintf("identity %q may not write tag %d", c.ident, tag)}
 	z.log.Warn("write denied; closing the connection", "kind", c.hs.Kind.String(), "name", c.hs.Name,

@@ -502,10 +502,10 @@ func benchRoute(b *testing.B, size, fns int, backflow bool) {
 	defer func() { _ = z.Close() }()
 	// Connections are registered as the handshake would, on in-memory
 	// transport ends (no goroutines; Close needs a transport).
-	var conns []*zconn
-	add := func(hs *frame.Handshake) *zconn {
+	var conns []*conn
+	add := func(hs *frame.Handshake) *conn {
 		_, srv := transport.Pipe("bench")
-		c := &zconn{z: z, tc: srv, done: make(chan struct{})}
+		c := z.newConn(srv, nil)
 		if rej := z.register(c, hs); rej != nil {
 			b.Fatal(rej)
 		}
@@ -518,7 +518,7 @@ func benchRoute(b *testing.B, size, fns int, backflow bool) {
 		}
 	}()
 	src := add(&frame.Handshake{Kind: frame.KindSource, Name: "src", ID: 42, ObserveTags: []Tag{2}})
-	var sinks []*zconn
+	var sinks []*conn
 	for i := range fns {
 		sinks = append(sinks, add(&frame.Handshake{Kind: frame.KindFunction, Name: fmt.Sprintf("fn-%d", i), ObserveTags: []Tag{1}}))
 	}
@@ -528,7 +528,7 @@ func benchRoute(b *testing.B, size, fns int, backflow bool) {
 		// source (which observes tag 2) only.
 		from = add(&frame.Handshake{Kind: frame.KindFunction, Name: "fn", ObserveTags: []Tag{1}})
 		d = &frame.Data{Tag: 2, Origin: 42, TID: 7, Payload: make([]byte, size)}
-		sinks = []*zconn{src}
+		sinks = []*conn{src}
 	}
 	enc := frame.AppendData(nil, d)
 	body := enc[frame.HeaderSize:]

@@ -63,7 +63,7 @@ func (f *FrameInfo) Metadata(key string) (string, bool) { return f.d.Metadata.Ge
 // Payload returns the frame's payload; valid only during the hook call.
 func (f *FrameInfo) Payload() []byte { return f.d.Payload }
 
-func (z *Zipper) connInfo(c *zconn) ConnInfo {
+func (z *Zipper) connInfo(c *conn) ConnInfo {
 	return ConnInfo{
 		ID:         c.id,
 		Kind:       c.hs.Kind.String(),
@@ -96,7 +96,7 @@ func (z *Zipper) onDisconnect(info ConnInfo, err error) {
 }
 
 // onFrame runs the OnFrame hooks and reports whether to route the frame.
-func (z *Zipper) onFrame(from *zconn, d *frame.Data) bool {
+func (z *Zipper) onFrame(from *conn, d *frame.Data) bool {
 	f := FrameInfo{From: &from.info, Tag: d.Tag, Size: len(d.Payload), d: d}
 	for _, h := range z.frameHooks {
 		if !h(&f) {

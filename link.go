@@ -29,46 +29,30 @@ const (
 	hopCost = 200
 )
 
-// dest is where the routing table sends a frame: a local function
-// instance, or a mesh link towards the nearest zipper that has one.
-type dest struct {
-	conn *zconn // local instance
-	link *link  // next hop towards a remote instance
-	name string // function name
-}
-
-// link is one connection to another zipper. It carries traffic both ways
-// whichever side dialed, and route advertisements on its control stream.
-type link struct {
-	z      *Zipper
+// linkState is what a mesh link adds to a connection: the peer, the route
+// advertisements waiting for its control writer, and its measured round
+// trip, which is the link's cost in the mesh table.
+type linkState struct {
 	peer   string
-	tc     transport.Conn
-	ctrl   transport.Stream
-	rd     *frame.Reader
 	dialed bool
-	out    *outbox
-	done   chan struct{}
 
 	mu      sync.Mutex
 	pending []frame.Route // advertisements waiting for the control writer
 	kick    chan struct{} // cap 1: wakes the control writer
-	ctrlMu  sync.Mutex    // serialises control writes (pongs from the reader, the rest from the writer)
 
 	up       atomic.Bool  // first pong received: routes flow over it
 	rtt      atomic.Int64 // smoothed round trip, nanoseconds
 	lastPong atomic.Int64 // nanotime of the last pong
 	cost     uint32       // cost applied to the table; guarded by z.mu
-
-	framesIn, framesOut, bytesIn, bytesOut, dropped atomic.Uint64
 }
 
 // canonical reports whether l is the link to keep when both zippers
 // dialed each other: the one dialed by the zipper with the smaller name.
-func (l *link) canonical() bool {
+func (l *linkState) canonical(self string) bool {
 	if l.dialed {
-		return l.z.name < l.peer
+		return self < l.peer
 	}
-	return l.peer < l.z.name
+	return l.peer < self
 }
 
 // startMesh starts the dialers for the configured peers, once.
@@ -125,7 +109,9 @@ func (z *Zipper) dialLoop(p mesh.Peer) {
 			continue
 		}
 		attempt = 0
-		if err := z.runLink(l); err != nil && z.ctx.Err() == nil {
+		err = z.runLink(l)
+		close(l.done)
+		if err != nil && z.ctx.Err() == nil {
 			log.Info("mesh link down", "err", err)
 		}
 		if !sleepCtx(z.ctx, backoff(0, DefaultReconnectMin, DefaultReconnectMax)) {
@@ -135,7 +121,7 @@ func (z *Zipper) dialLoop(p mesh.Peer) {
 }
 
 // dialPeer connects to a peer zipper and performs the handshake.
-func (z *Zipper) dialPeer(p mesh.Peer) (*link, error) {
+func (z *Zipper) dialPeer(p mesh.Peer) (*conn, error) {
 	ctx, cancel := context.WithTimeout(z.ctx, z.opts.handshakeTimeout)
 	defer cancel()
 	tlsConf := z.tls.Clone()
@@ -157,29 +143,41 @@ func (z *Zipper) dialPeer(p mesh.Peer) (*link, error) {
 		tc.CloseWithError(closeNormal, err.Error())
 		return nil, err
 	}
-	return z.newLink(ack.Zipper, tc, st, rd, true), nil
+	return z.newLink(ack.Zipper, z.newConn(tc, nil), st, rd, true), nil
 }
 
-func (z *Zipper) newLink(peer string, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader, dialed bool) *link {
-	return &link{
-		z: z, peer: peer, tc: tc, ctrl: ctrl, rd: rd, dialed: dialed,
-		out:  newOutbox(z.opts.queueFrames, z.opts.queueBytes, tc.RTT),
-		done: make(chan struct{}),
-		kick: make(chan struct{}, 1),
+// newLink makes a mesh link of an established connection to peer, whose
+// control stream (ctrl, read by rd) carried the handshake.
+func (z *Zipper) newLink(peer string, c *conn, ctrl transport.Stream, rd *frame.Reader, dialed bool) *conn {
+	c.ctrl, c.ctrlRd = ctrl, rd
+	c.link = &linkState{peer: peer, dialed: dialed, kick: make(chan struct{}, 1)}
+	if c.hs == nil {
+		c.hs = &frame.Handshake{Name: peer, Kind: frame.KindZipper}
 	}
+	c.policy = DropStalled // a link is never blocked by one slow peer
+	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
+	z.mu.Lock()
+	c.cnt = z.peerCnt[peer]
+	if c.cnt == nil {
+		c.cnt = new(connCounters)
+		z.peerCnt[peer] = c.cnt
+	}
+	z.mu.Unlock()
+	return c
 }
 
-func (z *Zipper) linkTo(peer string) *link {
+func (z *Zipper) linkTo(peer string) *conn {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	return z.links[peer]
 }
 
-// registerLink makes l the link to its peer, unless a link that should be
+// registerLink makes c the link to its peer, unless a link that should be
 // kept exists already.
-func (z *Zipper) registerLink(l *link) error {
+func (z *Zipper) registerLink(c *conn) error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
+	l := c.link
 	if z.closed || z.draining {
 		return errors.New("zipper is shutting down")
 	}
@@ -187,127 +185,54 @@ func (z *Zipper) registerLink(l *link) error {
 		return errors.New("a zipper cannot link to itself")
 	}
 	if old := z.links[l.peer]; old != nil {
-		if !l.canonical() || old.canonical() {
+		if !l.canonical(z.name) || old.link.canonical(z.name) {
 			return errors.New("duplicate link")
 		}
 		old.tc.CloseWithError(closeNormal, "replaced by the canonical link")
 		z.unlinkLocked(old)
 	}
-	z.links[l.peer] = l
+	if c.id == 0 {
+		z.nextConnID++
+		c.id = z.nextConnID
+	}
+	z.links[l.peer] = c
+	z.conns[c.id] = c
 	z.activateMeshLocked()
 	return nil
 }
 
-// unlinkLocked forgets l and what was learned over it. z.mu is held.
-func (z *Zipper) unlinkLocked(l *link) {
-	if z.links[l.peer] != l {
+// unlinkLocked forgets c and what was learned over it. z.mu is held.
+func (z *Zipper) unlinkLocked(c *conn) {
+	l := c.link
+	if z.links[l.peer] != c {
 		return
 	}
 	delete(z.links, l.peer)
+	delete(z.conns, c.id)
 	// Also when the link never came up: routes it advertised before our
 	// first pong were learned, and only LinkDown forgets them.
 	l.up.Store(false)
 	z.applyChangesLocked(z.mesh.LinkDown(l.peer))
 }
 
-// runLink serves a link until it fails or the zipper closes.
-func (z *Zipper) runLink(l *link) error {
-	defer close(l.done)
-	if err := z.registerLink(l); err != nil {
-		l.tc.CloseWithError(closeNormal, err.Error())
+// runLink serves a link until it fails or the zipper closes. What is still
+// queued for the peer then is dropped and counted.
+func (z *Zipper) runLink(c *conn) error {
+	if err := z.registerLink(c); err != nil {
+		c.tc.CloseWithError(closeNormal, err.Error())
 		return err
 	}
-	z.log.Info("mesh link up", "peer", l.peer, "dialed", l.dialed, "remote", l.tc.RemoteAddr().String())
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	stop := make(chan struct{})
-	wg.Add(4)
-	go func() { // owned by runLink: ends when l.tc closes
-		defer wg.Done()
-		errc <- l.readData()
-	}()
-	go func() { // owned by runLink: ends on stop or a write error
-		defer wg.Done()
-		errc <- l.writeData(stop)
-	}()
-	go func() { // owned by runLink: ends when l.tc closes
-		defer wg.Done()
-		errc <- l.readControl()
-	}()
-	go func() { // owned by runLink: ends on stop or a write error
-		defer wg.Done()
-		errc <- l.writeControl(stop)
-	}()
-	var err error
-	select {
-	case err = <-errc:
-	case <-l.tc.Context().Done():
-		err = context.Cause(l.tc.Context())
-	case <-z.ctx.Done():
-		err = ErrClosed
-	}
-	close(stop)
-	l.tc.CloseWithError(closeNormal, "")
-	wg.Wait()
+	z.log.Info("mesh link up", "peer", c.link.peer, "dialed", c.link.dialed, "remote", c.tc.RemoteAddr().String())
+	err := c.serve()
 	z.mu.Lock()
-	z.unlinkLocked(l)
+	z.unlinkLocked(c)
 	z.mu.Unlock()
-	lost := l.out.close()
-	l.dropped.Add(uint64(lost))
+	c.closeQueue()
 	return err
-}
-
-func (l *link) readData() error {
-	rs, err := l.tc.AcceptUniStream(l.z.ctx)
-	if err != nil {
-		return err
-	}
-	rd := frame.NewReader(rs, l.z.opts.maxFrame)
-	var d frame.Data
-	var sc scratch
-	for {
-		t, body, err := rd.Next()
-		if err != nil {
-			return err
-		}
-		if t != frame.TypeData {
-			return fmt.Errorf("mesh: unexpected %s frame on a data stream", t)
-		}
-		if err := d.Decode(body); err != nil {
-			return err
-		}
-		l.framesIn.Add(1)
-		l.bytesIn.Add(uint64(len(body)))
-		l.z.routeFromLink(l, &d, &sc)
-	}
-}
-
-func (l *link) writeData(stop <-chan struct{}) error {
-	ss, err := l.tc.OpenUniStream(l.z.ctx)
-	if err != nil {
-		return err
-	}
-	lost, err := l.out.flush(ss, stop, nil, func(n int) { l.framesOut.Add(uint64(n)) })
-	if lost > 0 {
-		l.framesOut.Add(^uint64(lost - 1))
-		l.dropped.Add(uint64(lost))
-	}
-	return err
-}
-
-// deliver queues d for the peer, dropping (and counting) when the link is
-// stalled.
-func (l *link) deliver(d *frame.Data, wait <-chan struct{}) {
-	if l.out.put(d, DropStalled, wait, 0, l.z.opts.stallTimeout) {
-		l.bytesOut.Add(uint64(frame.DataSize(d)))
-		return
-	}
-	l.dropped.Add(1)
-	l.z.droppedAll.Add(1)
 }
 
 // advertise queues route advertisements for the peer.
-func (l *link) advertise(routes ...frame.Route) {
+func (l *linkState) advertise(routes ...frame.Route) {
 	l.mu.Lock()
 	l.pending = append(l.pending, routes...)
 	l.mu.Unlock()
@@ -334,8 +259,10 @@ func routesThatFit(routes []frame.Route) int {
 	return len(routes)
 }
 
-// writeControl sends pings and route advertisements.
-func (l *link) writeControl(stop <-chan struct{}) error {
+// runControl is a link's control writer: it sends pings and route
+// advertisements until stop, and fails when the peer answered no ping for
+// linkDeadAfter.
+func (l *linkState) runControl(c *conn, stop <-chan struct{}) error {
 	tick := time.NewTicker(pingInterval)
 	defer tick.Stop()
 	l.lastPong.Store(nanotime())
@@ -343,7 +270,7 @@ func (l *link) writeControl(stop <-chan struct{}) error {
 		if time.Duration(nanotime()-l.lastPong.Load()) > linkDeadAfter {
 			return fmt.Errorf("mesh: peer %s answered no ping for %v", l.peer, linkDeadAfter)
 		}
-		return l.writeCtrl(frame.AppendPing(nil, uint64(nanotime()), false))
+		return c.writeControl(frame.AppendPing(nil, uint64(nanotime()), false), linkDeadAfter)
 	}
 	if err := ping(); err != nil {
 		return err
@@ -367,7 +294,7 @@ func (l *link) writeControl(stop <-chan struct{}) error {
 				if err != nil {
 					return err
 				}
-				if err := l.writeCtrl(b); err != nil {
+				if err := c.writeControl(b, linkDeadAfter); err != nil {
 					return err
 				}
 				routes = routes[n:]
@@ -376,45 +303,9 @@ func (l *link) writeControl(stop <-chan struct{}) error {
 	}
 }
 
-// writeCtrl writes one control frame.
-func (l *link) writeCtrl(b []byte) error {
-	l.ctrlMu.Lock()
-	defer l.ctrlMu.Unlock()
-	l.ctrl.SetWriteDeadline(time.Now().Add(linkDeadAfter))
-	_, err := l.ctrl.Write(b)
-	return err
-}
-
-func (l *link) readControl() error {
-	for {
-		t, body, err := l.rd.Next()
-		if err != nil {
-			return err
-		}
-		v, err := frame.DecodeControl(t, body)
-		if err != nil {
-			return err
-		}
-		switch t {
-		case frame.TypePing:
-			if err := l.writeCtrl(frame.AppendPing(nil, v.(*frame.Ping).Value, true)); err != nil {
-				return err
-			}
-		case frame.TypePong:
-			l.onPong(time.Duration(nanotime() - int64(v.(*frame.Ping).Value)))
-		case frame.TypeRoutes:
-			l.z.learn(l, v.(*frame.RouteUpdate).Routes)
-		case frame.TypeGoAway:
-			return errGoAway
-		default:
-			return fmt.Errorf("mesh: unexpected %s frame on the control stream", t)
-		}
-	}
-}
-
 // onPong folds a round trip into the link's cost. The first brings the link
 // up; later ones change the cost when it moved by more than a fifth.
-func (l *link) onPong(rtt time.Duration) {
+func (l *linkState) onPong(c *conn, rtt time.Duration) {
 	if rtt <= 0 {
 		rtt = time.Microsecond
 	}
@@ -426,10 +317,10 @@ func (l *link) onPong(rtt time.Duration) {
 		l.rtt.Store(int64(old + (rtt-old)/4)) // EWMA, weight 1/4
 	}
 	cost := uint32(time.Duration(l.rtt.Load())/time.Microsecond) + hopCost
-	z := l.z
+	z := c.z
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	if z.links[l.peer] != l {
+	if z.links[l.peer] != c {
 		return
 	}
 	if !l.up.Load() {
@@ -450,13 +341,13 @@ func (l *link) onPong(rtt time.Duration) {
 }
 
 // learn applies a neighbour's advertisements.
-func (z *Zipper) learn(l *link, routes []frame.Route) {
+func (z *Zipper) learn(c *conn, routes []frame.Route) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	if z.links[l.peer] != l {
+	if z.links[c.link.peer] != c {
 		return
 	}
-	z.applyChangesLocked(z.mesh.Learn(l.peer, routes))
+	z.applyChangesLocked(z.mesh.Learn(c.link.peer, routes))
 }
 
 // applyChangesLocked updates the routing table and the backflow routes
@@ -472,25 +363,31 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 		routes = append(routes, z.mesh.Advert(c))
 		switch c.Key.Kind {
 		case frame.RouteFunction:
-			id, had := z.remoteIDs[c.Key]
+			prev, had := z.remoteIDs[c.Key]
+			var via *conn
+			if !c.Removed && c.Best.Via != "" {
+				via = z.links[c.Best.Via]
+			}
+			if had && via == prev.via {
+				// Same next hop, another cost: the instance stays.
+				z.router.Update(prev.id, c.Best.Cost+1)
+				routerChanged = true
+				continue
+			}
 			if had {
-				z.router.Remove(id)
+				z.router.Remove(prev.id)
 				delete(z.remoteIDs, c.Key)
 				routerChanged = true
 			}
-			if c.Removed || c.Best.Via == "" {
-				continue
-			}
-			l := z.links[c.Best.Via]
-			if l == nil {
+			if via == nil {
 				continue
 			}
 			z.nextRemoteID++
-			id = 1<<63 | z.nextRemoteID
+			id := 1<<63 | z.nextRemoteID
 			err := z.router.Add(router.Instance[*dest]{ID: id, Name: c.Key.Name, Tags: []Tag{c.Key.Tag},
-				Target: c.Key.Target, Cost: c.Best.Cost + 1, Dest: &dest{link: l, name: c.Key.Name}})
+				Target: c.Key.Target, Cost: c.Best.Cost + 1, Dest: &dest{conn: via, name: c.Key.Name}})
 			if err == nil {
-				z.remoteIDs[c.Key] = id
+				z.remoteIDs[c.Key] = remoteRoute{id: id, via: via}
 				routerChanged = true
 			}
 		case frame.RouteZipper:
@@ -501,7 +398,7 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 		z.storeTableLocked()
 	}
 	if zippersChanged {
-		m := make(map[string]*link)
+		m := make(map[string]*conn)
 		for _, c := range z.allZipperRoutesLocked() {
 			if l := z.links[c.Via]; l != nil {
 				m[c.name] = l
@@ -510,10 +407,17 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 		z.zipperVia.Store(&m)
 	}
 	for _, l := range z.links {
-		if l.up.Load() {
-			l.advertise(routes...)
+		if l.link.up.Load() {
+			l.link.advertise(routes...)
 		}
 	}
+}
+
+// remoteRoute is the routing-table instance standing for a function
+// reached through a mesh link.
+type remoteRoute struct {
+	id  uint64
+	via *conn
 }
 
 type zipperRoute struct {
@@ -533,111 +437,6 @@ func (z *Zipper) allZipperRoutesLocked() []zipperRoute {
 		}
 	}
 	return out
-}
-
-// scratch holds a reader goroutine's reusable buffers for forwarding.
-type scratch struct {
-	dsts   []*dest
-	remote []*dest
-	names  []string
-	list   []byte
-	path   []byte
-}
-
-// routeFromLink routes a frame that arrived from another zipper.
-func (z *Zipper) routeFromLink(from *link, d *frame.Data, sc *scratch) {
-	z.framesIn.Add(1)
-	wait := from.tc.Context().Done()
-	path := d.Path
-	if path.Contains(z.name) {
-		z.noteUnroutable(d.Tag)
-		return
-	}
-	if d.Names.Len() == 0 {
-		// Backflow towards the zipper of the origin Source.
-		z.routeBackflow(d, path, wait, sc)
-		return
-	}
-	names := d.Names
-	target := unsafeString(d.Target)
-	sc.remote = sc.remote[:0]
-	delivered := false
-	d.Path, d.Names = nil, nil // local clients see neither
-	names.Range(func(name []byte) bool {
-		dst, ok := z.table.Load().RouteName(d.Tag, target, unsafeString(name))
-		switch {
-		case !ok:
-		case dst.conn != nil:
-			dst.conn.deliver(d, wait)
-			delivered = true
-		case dst.link == from || path.Contains(dst.link.peer):
-			// Never back towards where the frame has been.
-		default:
-			sc.remote = append(sc.remote, dst)
-		}
-		return true
-	})
-	if len(sc.remote) > 0 {
-		z.forward(d, path, sc, wait)
-		delivered = true
-	}
-	if !delivered {
-		z.noteUnroutable(d.Tag)
-	}
-}
-
-// routeBackflow delivers d to its origin Source, here or through the link
-// towards the origin's zipper. path is where d has been (nil when it comes
-// from a local function).
-func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, wait <-chan struct{}, sc *scratch) bool {
-	oz := d.OriginZipper
-	if len(oz) == 0 || string(oz) == z.name {
-		if v, ok := z.sources.Load(d.Origin); ok && v.(*zconn).observes[d.Tag] != nil {
-			src := v.(*zconn)
-			d.Path, d.Names = nil, nil
-			src.deliver(d, wait)
-			return true
-		}
-		return false
-	}
-	l := (*z.zipperVia.Load())[unsafeString(oz)]
-	if l == nil || path.Contains(l.peer) {
-		return false
-	}
-	d.Names = nil
-	sc.path = path.AppendWith(sc.path[:0], z.name)
-	d.Path = sc.path
-	l.deliver(d, wait)
-	return true
-}
-
-// forward sends d once to each link among sc.remote, naming the functions
-// it is for there, with this zipper appended to its path.
-func (z *Zipper) forward(d *frame.Data, path frame.StrList, sc *scratch, wait <-chan struct{}) {
-	sc.path = path.AppendWith(sc.path[:0], z.name)
-	for i, r := range sc.remote {
-		if r == nil {
-			continue
-		}
-		sc.names = sc.names[:0]
-		for j := i; j < len(sc.remote); j++ {
-			if o := sc.remote[j]; o != nil && o.link == r.link {
-				sc.names = append(sc.names, o.name)
-				sc.remote[j] = nil
-			}
-		}
-		sc.list = frame.AppendStrList(sc.list[:0], sc.names...)
-		d.Path, d.Names = sc.path, sc.list
-		r.link.deliver(d, wait)
-	}
-	d.Path, d.Names = nil, nil
-}
-
-func (z *Zipper) noteUnroutable(tag Tag) {
-	z.unroutedN.Add(1)
-	z.mu.Lock()
-	z.unroutable[tag]++
-	z.mu.Unlock()
 }
 
 // backoff returns the delay before attempt n (from 0): exponential from
@@ -675,27 +474,29 @@ type LinkStats struct {
 	BytesIn   uint64        `json:"bytes_in"`
 	BytesOut  uint64        `json:"bytes_out"`
 	// Dropped counts frames for the peer dropped because the link was
-	// stalled or broke with frames queued.
+	// stalled or broke with frames queued. The counters of a peer are kept
+	// across its links: they count since the zipper started.
 	Dropped uint64 `json:"dropped"`
 }
 
 // linkStatsLocked lists the links; z.mu is held.
 func (z *Zipper) linkStatsLocked() []LinkStats {
 	out := make([]LinkStats, 0, len(z.links))
-	for _, l := range z.links {
+	for _, c := range z.links {
+		l := c.link
 		st := "connecting"
 		if l.up.Load() {
 			st = "up"
 		}
 		var remote string
-		if a := l.tc.RemoteAddr(); a != nil {
+		if a := c.tc.RemoteAddr(); a != nil {
 			remote = a.String()
 		}
 		out = append(out, LinkStats{
 			Peer: l.peer, State: st, Dialed: l.dialed, Remote: remote,
 			RTT:      time.Duration(l.rtt.Load()),
-			FramesIn: l.framesIn.Load(), FramesOut: l.framesOut.Load(),
-			BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Dropped: l.dropped.Load(),
+			FramesIn: c.cnt.framesIn.Load(), FramesOut: c.cnt.framesOut.Load(),
+			BytesIn: c.cnt.bytesIn.Load(), BytesOut: c.cnt.bytesOut.Load(), Dropped: c.cnt.dropped.Load(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })

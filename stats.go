@@ -111,10 +111,10 @@ type functionTotals struct {
 	tags             map[Tag]*TagStats
 }
 
-func (t *functionTotals) add(c *zconn) {
-	t.in += c.framesIn.Load()
-	t.out += c.framesOut.Load()
-	t.dropped += c.dropped.Load()
+func (t *functionTotals) add(c *conn) {
+	t.in += c.cnt.framesIn.Load()
+	t.out += c.cnt.framesOut.Load()
+	t.dropped += c.cnt.dropped.Load()
 	for tag, tc := range c.observes {
 		ts := t.tags[tag]
 		if ts == nil {
@@ -194,9 +194,9 @@ func (z *Zipper) Stats() Stats {
 			s.Connections.Functions++
 			f := fn(c.hs.Name)
 			f.Instances++
-			f.FramesIn += c.framesIn.Load()
-			f.FramesOut += c.framesOut.Load()
-			f.Dropped += c.dropped.Load()
+			f.FramesIn += c.cnt.framesIn.Load()
+			f.FramesOut += c.cnt.framesOut.Load()
+			f.Dropped += c.cnt.dropped.Load()
 			qf, qb := c.out.depth()
 			f.QueuedFrames += qf
 			f.QueuedBytes += qb
@@ -211,9 +211,9 @@ func (z *Zipper) Stats() Stats {
 				srcs[c.hs.Name] = cs
 			}
 			cs.Instances++
-			cs.FramesIn += c.framesIn.Load()
-			cs.FramesOut += c.framesOut.Load()
-			cs.Dropped += c.dropped.Load()
+			cs.FramesIn += c.cnt.framesIn.Load()
+			cs.FramesOut += c.cnt.framesOut.Load()
+			cs.Dropped += c.cnt.dropped.Load()
 		}
 	}
 	for name, f := range funcs {

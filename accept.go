@@ -1,0 +1,258 @@
+package yomo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/transport"
+	"github.com/yomo-dev/yomo/mesh"
+	"github.com/yomo-dev/yomo/router"
+)
+
+// This file is the zipper's side of a new connection: the handshake
+// (validation, authentication, authorisation), registration in the
+// routing table, and unregistration when it ends.
+
+func (z *Zipper) serveConn(tc transport.Conn, s *server, adm admission) {
+	defer z.wg.Done()
+	defer z.release(&adm)
+	c := z.newConn(tc, s)
+	defer close(c.done)
+	rd, err := z.handshake(c)
+	z.handshakeDone(&adm)
+	if err != nil {
+		z.log.Info("client rejected", "remote", tc.RemoteAddr().String(), "identity", c.ident, "reason", err.Error())
+		return
+	}
+	if c.hs.Kind == frame.KindZipper {
+		z.log.Info("mesh peer authenticated", "peer", c.hs.Name, "identity", c.ident, "remote", tc.RemoteAddr().String())
+		l := z.newLink(c.hs.Name, c, c.ctrl, rd, false)
+		if err := z.runLink(l); err != nil && z.ctx.Err() == nil {
+			z.log.Info("mesh link down", "peer", l.link.peer, "err", err)
+		}
+		return
+	}
+	z.log.Info("client connected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "identity", c.ident, "conn", c.id,
+		"remote", tc.RemoteAddr().String())
+	c.ctrlRd = rd
+	err = c.serve()
+	z.unregister(c)
+	z.onDisconnect(c.info, err)
+	z.log.Info("client disconnected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "identity", c.ident, "conn", c.id, "reason", errString(err))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "done"
+	}
+	return err.Error()
+}
+
+// rejection is a handshake refusal with the reason sent to the client.
+type rejection struct {
+	code   uint16
+	reason string
+}
+
+func (r *rejection) Error() string { return r.reason }
+
+func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
+	timeout := z.opts.handshakeTimeout
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(z.ctx, deadline)
+	defer cancel()
+	st, err := c.tc.AcceptStream(ctx)
+	if err != nil {
+		kind, reason := rejectIncomplete, "no handshake: "+err.Error()
+		if errors.Is(err, context.DeadlineExceeded) {
+			kind, reason = rejectTimeout, fmt.Sprintf("no handshake within %v", timeout)
+		}
+		z.countReject(kind)
+		c.tc.CloseWithError(closeProtocol, reason)
+		return nil, errors.New(reason)
+	}
+	c.ctrl = st
+	st.SetReadDeadline(deadline)
+	rd := frame.NewReaderSize(st, frame.MaxControlSize, frame.ControlBufferSize)
+	hs, rej := z.readHandshake(rd)
+	if rej == nil {
+		rej = z.authenticate(ctx, c, hs)
+	}
+	if rej == nil {
+		rej = z.authorize(c, hs)
+	}
+	if rej == nil {
+		rej = z.register(c, hs)
+	}
+	if rej != nil {
+		if rej.code == 0 {
+			// Not a verdict on the client: its handshake did not arrive
+			// in time. Close without a rejection, so that it may retry.
+			z.countReject(rejectTimeout)
+			c.tc.CloseWithError(closeProtocol, rej.reason)
+			return nil, rej
+		}
+		rej.reason = truncate(rej.reason, maxReasonLen) // e.g. an OnConnect error
+		z.countReject(rejectKindOf(rej.code))           // before the client can learn of it
+		b, _ := frame.AppendControl(nil, &frame.Rejected{Code: rej.code, Reason: rej.reason})
+		st.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = st.Write(b) // best effort: the close carries the reason too
+		st.Close()
+		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason)
+		return nil, rej
+	}
+	st.SetReadDeadline(time.Time{})
+	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: c.id, Zipper: z.name, MaxFrameSize: uint32(z.opts.maxFrame)})
+	st.SetWriteDeadline(deadline)
+	if _, err := st.Write(ack); err != nil {
+		z.unregister(c)
+		c.tc.CloseWithError(closeProtocol, "handshake write failed")
+		return nil, err
+	}
+	st.SetWriteDeadline(time.Time{})
+	return rd, nil
+}
+
+// readHandshake reads and validates the first frame of a control stream.
+// A rejection with code 0 is not a verdict on the client (the handshake did
+// not arrive in time); every other one is final.
+func (z *Zipper) readHandshake(rd *frame.Reader) (*frame.Handshake, *rejection) {
+	t, body, err := rd.Next()
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &rejection{0, fmt.Sprintf("no complete handshake within %v", z.opts.handshakeTimeout)}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, &rejection{frame.RejectBadHandshake, "bad handshake: control stream ended before a handshake"}
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, &rejection{frame.RejectBadHandshake, "bad handshake: truncated frame"}
+		}
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: " + err.Error()}
+	}
+	if t != frame.TypeHandshake {
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: first frame is " + t.String()}
+	}
+	v, err := frame.DecodeControl(t, body)
+	if err != nil {
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: " + err.Error()}
+	}
+	hs := v.(*frame.Handshake)
+	switch {
+	case hs.Version != frame.ProtocolVersion:
+		return nil, &rejection{frame.RejectVersion, fmt.Sprintf("unsupported protocol version %d (zipper speaks %d)", hs.Version, frame.ProtocolVersion)}
+	case hs.Name == "":
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: empty name"}
+	case len(hs.Name) > maxNameLen:
+		return nil, &rejection{frame.RejectBadHandshake, fmt.Sprintf("bad handshake: name of %d bytes (limit %d)", len(hs.Name), maxNameLen)}
+	case len(hs.WantedTarget) > maxTargetLen:
+		return nil, &rejection{frame.RejectBadHandshake, fmt.Sprintf("bad handshake: target of %d bytes (limit %d)", len(hs.WantedTarget), maxTargetLen)}
+	case hs.Kind != frame.KindSource && hs.Kind != frame.KindFunction && hs.Kind != frame.KindZipper:
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: unsupported client kind " + hs.Kind.String()}
+	case len(hs.ObserveTags) > z.opts.maxTags:
+		return nil, &rejection{frame.RejectDenied, fmt.Sprintf("too many observed tags: %d (limit %d)", len(hs.ObserveTags), z.opts.maxTags)}
+	case hs.Kind == frame.KindFunction && len(hs.ObserveTags) == 0:
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: a function must observe at least one tag"}
+	}
+	return hs, nil
+}
+
+func (z *Zipper) register(c *conn, hs *frame.Handshake) *rejection {
+	c.hs = hs
+	if hs.Resumed && z.opts.reconnectGrace > 0 {
+		c.graceUntil = nanotime() + int64(z.opts.reconnectGrace)
+	}
+	if hs.Kind == frame.KindZipper {
+		z.mu.Lock()
+		z.nextConnID++
+		c.id = z.nextConnID
+		z.mu.Unlock()
+		return nil // a mesh link: registered by runLink
+	}
+	if m := int(hs.MaxFrameSize); m > 0 && m < z.opts.maxFrame {
+		c.recvMax = m
+	}
+	c.observes = make(map[Tag]*tagCounters, len(hs.ObserveTags))
+	for _, t := range hs.ObserveTags {
+		c.observes[t] = new(tagCounters)
+	}
+	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
+	z.mu.Lock()
+	z.nextConnID++
+	c.id = z.nextConnID
+	z.mu.Unlock()
+	c.info = z.connInfo(c)
+	if err := z.onConnect(c.info); err != nil {
+		return &rejection{frame.RejectDenied, err.Error()}
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.closed || z.draining {
+		return &rejection{frame.RejectShutdown, "zipper is shutting down"}
+	}
+	switch hs.Kind {
+	case frame.KindFunction:
+		if !z.reporting {
+			z.reporting = true
+			z.wg.Add(1)
+			go z.reportDrops() // owned by z: ends when Close cancels z.ctx
+		}
+		c.dst = &dest{conn: c, name: hs.Name}
+		err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: hs.Name, Tags: hs.ObserveTags, Target: hs.WantedTarget, Dest: c.dst})
+		if err != nil {
+			return &rejection{frame.RejectBadHandshake, err.Error()}
+		}
+		z.storeTableLocked()
+		for _, k := range c.meshKeys() {
+			z.applyChangesLocked(z.mesh.AddLocal(k))
+		}
+	case frame.KindSource:
+		z.sources.Store(hs.ID, c) // a reconnecting source replaces its stale connection
+		z.signalTableLocked()     // backflow held for it may go now
+	}
+	z.conns[c.id] = c
+	z.accepted.Add(1)
+	return nil
+}
+
+func (z *Zipper) unregister(c *conn) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if _, ok := z.conns[c.id]; !ok {
+		return
+	}
+	delete(z.conns, c.id)
+	switch c.hs.Kind {
+	case frame.KindFunction:
+		z.router.Remove(c.id)
+		z.storeTableLocked()
+		for _, k := range c.meshKeys() {
+			z.applyChangesLocked(z.mesh.RemoveLocal(k))
+		}
+	case frame.KindSource:
+		z.sources.CompareAndDelete(c.hs.ID, c) // unless a newer connection replaced it
+	}
+	c.closeQueue()
+	if c.hs.Kind == frame.KindFunction {
+		t := z.gone[c.hs.Name]
+		if t == nil {
+			t = &functionTotals{tags: make(map[Tag]*TagStats)}
+			z.gone[c.hs.Name] = t
+		}
+		t.add(c)
+	}
+}
+
+// meshKeys are the destinations a function instance offers the mesh.
+func (c *conn) meshKeys() []mesh.Key {
+	keys := make([]mesh.Key, 0, len(c.observes))
+	for tag := range c.observes {
+		keys = append(keys, mesh.Key{Kind: frame.RouteFunction, Tag: tag, Name: c.hs.Name, Target: c.hs.WantedTarget})
+	}
+	return keys
+}

@@ -1,0 +1,390 @@
+package yomo
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/transport"
+)
+
+// conn is one connection at the zipper: a client (Source or
+// StreamFunction) or a mesh link to another zipper. Both are served by the
+// same machinery: a control stream (read on the serving goroutine, written
+// under one lock with a deadline), one data stream in each direction (a
+// reader goroutine that hands frames to the router, a writer goroutine
+// that flushes the outbox), one drop accounting and one protocol-error
+// close. What differs is small and explicit: a link has linkState (route
+// exchange, round-trip measurement, its control writer goroutine), a
+// client has its handshake-derived identity and per-tag counters.
+type conn struct {
+	z     *Zipper
+	srv   *server // the Serve call that accepted it; nil for in-memory and dialed connections
+	tc    transport.Conn
+	id    uint64
+	hs    *frame.Handshake // for a link, the peer's name and KindZipper
+	ident string           // authenticated identity (Identity.Name); "" when anonymous
+	acl   *ACL             // nil: unrestricted
+	write *tagSet          // tags it may write; nil: any. Immutable after the handshake
+
+	ctrl   transport.Stream
+	ctrlRd *frame.Reader
+	ctrlMu sync.Mutex // serialises writes to ctrl
+
+	out    *outbox
+	policy OverflowPolicy // for frames queued to this connection
+	// recvMax is the largest data body the peer accepts, when smaller
+	// than the zipper's own limit (0: no smaller limit). Larger frames are
+	// dropped for it rather than sent to break its connection.
+	recvMax int
+
+	done      chan struct{} // closed when serve returned
+	readDone  chan struct{} // closed when the peer's data stream ended
+	drain     chan struct{} // closed by finish: flush the queue, then FIN
+	drainOnce sync.Once
+
+	cnt *connCounters // a link's are its peer's, kept across reconnections
+
+	// Clients only.
+	info     ConnInfo // for hooks, set at registration
+	dst      *dest    // this instance in the routing table (functions)
+	observes map[Tag]*tagCounters
+	reported uint64 // drops already reported; the drop reporter's own
+	// graceUntil is the nanotime until which this client's frames that
+	// nothing observes yet are held (holdForRoute): set at registration
+	// for a client that is reconnecting (Handshake.Resumed); 0 otherwise.
+	graceUntil int64
+
+	link *linkState // mesh links only
+}
+
+// connCounters are the counters of a connection.
+type connCounters struct {
+	framesIn, framesOut, bytesIn, bytesOut, dropped atomic.Uint64
+}
+
+type tagCounters struct {
+	queued  atomic.Uint64
+	dropped atomic.Uint64
+}
+
+func (z *Zipper) newConn(tc transport.Conn, s *server) *conn {
+	return &conn{z: z, srv: s, tc: tc, cnt: new(connCounters), policy: z.opts.policy,
+		done: make(chan struct{}), readDone: make(chan struct{}), drain: make(chan struct{})}
+}
+
+// isLink reports whether c is a mesh link.
+func (c *conn) isLink() bool { return c.link != nil }
+
+// serve runs an established connection until it closes. The control stream
+// is read on the calling goroutine (one goroutine fewer per idle
+// connection); the data streams each have one, and a link has its control
+// writer. The first failure closes the connection with its reason, which
+// ends the others.
+func (c *conn) serve() error {
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	fail := func(err error) {
+		once.Do(func() {
+			first = err
+			c.closeFor(err)
+		})
+	}
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() { // owned by serve: ends when the peer's data stream or tc ends
+		defer wg.Done()
+		defer close(c.readDone)
+		if err := c.readData(); err != nil {
+			fail(err)
+		}
+	}()
+	if c.hasWriter() {
+		wg.Add(1)
+		go func() { // owned by serve: ends on stop, after a drain, or on a write error
+			defer wg.Done()
+			if err := c.writeData(stop); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	if c.isLink() {
+		wg.Add(1)
+		go func() { // owned by serve: ends on stop or a write error
+			defer wg.Done()
+			if err := c.link.runControl(c, stop); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	fail(c.readControl()) // returns once tc is closed, by anyone
+	close(stop)
+	wg.Wait()
+	return first
+}
+
+// hasWriter reports whether the peer can receive data: links, functions,
+// and sources that observe tags (backflow). A source observing nothing
+// gets no data stream and no writer goroutine, which matters with many
+// idle sources.
+func (c *conn) hasWriter() bool { return c.isLink() || len(c.observes) > 0 }
+
+// finish ends the zipper's side of the connection once nothing more will
+// be routed to it: the writer writes what is queued and finishes its
+// stream; a connection without a writer has nothing to wait for and is
+// closed.
+func (c *conn) finish() {
+	c.drainOnce.Do(func() {
+		close(c.drain)
+		if !c.hasWriter() {
+			c.tc.CloseWithError(closeNormal, "")
+		}
+	})
+}
+
+// closeFor closes the connection with the code and reason err calls for.
+func (c *conn) closeFor(err error) {
+	var pe *protocolError
+	var rej *rejection
+	switch {
+	case errors.As(err, &pe):
+		c.tc.CloseWithError(closeProtocol, pe.Error())
+	case errors.As(err, &rej):
+		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason) // final for the client
+	default:
+		c.tc.CloseWithError(closeNormal, "")
+	}
+}
+
+// writeControl writes a control frame, giving up after timeout.
+func (c *conn) writeControl(b []byte, timeout time.Duration) error {
+	return writeControlOn(&c.ctrlMu, c.ctrl, b, timeout)
+}
+
+// writeControlOn writes b to a control stream under mu, with a deadline.
+func writeControlOn(mu *sync.Mutex, st transport.Stream, b []byte, timeout time.Duration) error {
+	mu.Lock()
+	defer mu.Unlock()
+	st.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := st.Write(b)
+	return err
+}
+
+// readControl reads the peer's control frames until the stream fails.
+func (c *conn) readControl() error {
+	return readControlStream(c.ctrlRd, func(t frame.Type, body []byte) error {
+		switch t {
+		case frame.TypePing:
+			v, err := decodeControl(t, body)
+			if err != nil {
+				return err
+			}
+			return c.writeControl(frame.AppendPing(nil, v.(*frame.Ping).Value, true), c.ctrlTimeout())
+		case frame.TypePong:
+			if c.isLink() {
+				v, err := decodeControl(t, body)
+				if err != nil {
+					return err
+				}
+				c.link.onPong(c, time.Duration(nanotime()-int64(v.(*frame.Ping).Value)))
+			}
+			return nil
+		case frame.TypeRoutes:
+			if c.isLink() {
+				v, err := decodeControl(t, body)
+				if err != nil {
+					return err
+				}
+				c.z.learn(c, v.(*frame.RouteUpdate).Routes)
+				return nil
+			}
+		case frame.TypeGoAway:
+			if c.isLink() {
+				return errGoAway
+			}
+		}
+		return &protocolError{"unexpected " + t.String() + " frame on the control stream"}
+	})
+}
+
+// ctrlTimeout bounds a control write: a link that cannot take one within
+// its dead-peer time is dead anyway.
+func (c *conn) ctrlTimeout() time.Duration {
+	if c.isLink() {
+		return linkDeadAfter
+	}
+	return DefaultHandshakeTimeout
+}
+
+// readData reads the peer's data stream and routes every frame, on this
+// goroutine, in order.
+func (c *conn) readData() error {
+	var sc scratch
+	err := readDataStream(c.z.ctx, c.tc, c.z.opts.maxFrame, func(d *frame.Data, n int) error {
+		c.cnt.framesIn.Add(1)
+		if c.isLink() {
+			c.cnt.bytesIn.Add(uint64(n))
+		} else if c.write != nil && !c.write.has(d.Tag) {
+			return c.z.denyWrite(c, d.Tag)
+		}
+		c.z.route(c, d, &sc)
+		return nil
+	})
+	if errors.Is(err, io.EOF) {
+		if c.isLink() {
+			return err // a link's data stream ends only with the link
+		}
+		// The client finished sending. Outside a shutdown it is leaving:
+		// write out what is queued for it and finish our stream, so it can
+		// close knowing it has everything.
+		if !c.z.isDraining() {
+			c.finish()
+		}
+		return nil
+	}
+	return err
+}
+
+// writeData opens our data stream to the peer and writes the outbox to it
+// until stop, or until finish asked for a drain (then it finishes the
+// stream).
+func (c *conn) writeData(stop <-chan struct{}) error {
+	ss, err := c.tc.OpenUniStream(c.z.ctx)
+	if err != nil {
+		return err
+	}
+	lost, err := c.out.flush(ss, stop, c.drain, func(n int) { c.cnt.framesOut.Add(uint64(n)) })
+	if lost > 0 {
+		// Counted as written; they died with the connection.
+		c.cnt.framesOut.Add(^uint64(lost - 1))
+		c.noteDropped(uint64(lost), nil)
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case <-c.drain:
+		// Everything queued is written: tell the peer this direction is
+		// complete. It closes the connection once it has read it all.
+		return ss.Close()
+	default:
+		return nil
+	}
+}
+
+// deliver queues d for the peer, as the connection's overflow policy says;
+// what is not queued is dropped and counted. wait ends a waiting put (the
+// writer's own connection closed).
+func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
+	tc := c.observes[d.Tag]
+	if (c.recvMax == 0 || frame.DataSize(d) <= c.recvMax) && c.out.put(d, c.policy, wait, 0, c.z.opts.stallTimeout) {
+		if tc != nil {
+			tc.queued.Add(1)
+		}
+		if c.isLink() {
+			c.cnt.bytesOut.Add(uint64(frame.DataSize(d)))
+		}
+		return
+	}
+	c.noteDropped(1, tc)
+}
+
+// noteDropped counts n frames for c that will never be sent: in the
+// connection's counters (per tag when known) and the zipper's total, so
+// every drop reaches Stats.
+func (c *conn) noteDropped(n uint64, tc *tagCounters) {
+	if tc != nil {
+		tc.dropped.Add(n)
+	}
+	c.cnt.dropped.Add(n)
+	c.z.droppedAll.Add(n)
+}
+
+// closeQueue discards what is still queued for c, counting it as dropped.
+func (c *conn) closeQueue() {
+	if lost := c.out.close(); lost > 0 {
+		c.noteDropped(uint64(lost), nil)
+	}
+}
+
+// protocolError is a violation by the peer; its text goes to the peer.
+type protocolError struct{ msg string }
+
+func (e *protocolError) Error() string { return e.msg }
+
+// frameError turns a reader error caused by what the peer sent (a bad
+// header, a truncated frame) into a protocolError, so the connection is
+// closed with the reason.
+func frameError(err error) error {
+	switch {
+	case errors.Is(err, frame.ErrFrameTooLarge), errors.Is(err, frame.ErrUnknownType):
+		return &protocolError{err.Error()}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &protocolError{"truncated frame: the stream ended inside a frame"}
+	}
+	return err
+}
+
+// The two stream loops below are the whole of reading, for both ends of a
+// connection (zipper and client): the frame checks and the protocol errors
+// are made in one place.
+
+// readDataStream accepts the peer's data stream and decodes its frames,
+// calling fn with each (and its encoded body size) in order. d is reused:
+// fn must not retain it. It returns io.EOF when the peer finished the
+// stream, a *protocolError for what the peer got wrong, or fn's error.
+func readDataStream(ctx context.Context, tc transport.Conn, max int, fn func(d *frame.Data, n int) error) error {
+	rs, err := tc.AcceptUniStream(ctx)
+	if err != nil {
+		return err
+	}
+	rd := frame.NewReader(rs, max)
+	var d frame.Data
+	for {
+		t, body, err := rd.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.EOF
+			}
+			return frameError(err)
+		}
+		if t != frame.TypeData {
+			return &protocolError{"unexpected " + t.String() + " frame on a data stream"}
+		}
+		if err := d.Decode(body); err != nil {
+			return &protocolError{err.Error()}
+		}
+		if err := fn(&d, len(body)); err != nil {
+			return err
+		}
+	}
+}
+
+// readControlStream reads control frames and hands each to fn, which
+// decodes what it needs with decodeControl.
+func readControlStream(rd *frame.Reader, fn func(t frame.Type, body []byte) error) error {
+	for {
+		t, body, err := rd.Next()
+		if err != nil {
+			return frameError(err)
+		}
+		if err := fn(t, body); err != nil {
+			return err
+		}
+	}
+}
+
+// decodeControl decodes a control body; a malformed one is a protocol
+// error.
+func decodeControl(t frame.Type, body []byte) (any, error) {
+	v, err := frame.DecodeControl(t, body)
+	if err != nil {
+		return nil, &protocolError{err.Error()}
+	}
+	return v, nil
+}

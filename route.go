@@ -1,0 +1,233 @@
+package yomo
+
+import (
+	"time"
+
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/router"
+)
+
+// This file owns the routing decision for every data frame the zipper
+// reads, whoever sent it: a Source, a StreamFunction (its results, and
+// their backflow to the origin Source) or another zipper over a mesh link.
+// It runs on the reader goroutine of the connection the frame came from,
+// and allocates nothing.
+
+// dest is where the routing table sends a frame: a connection (a local
+// function instance, or a mesh link towards the nearest zipper that has
+// one) and the function name it is for.
+type dest struct {
+	conn *conn
+	name string // function name
+}
+
+// scratch holds a reader goroutine's reusable buffers for routing.
+type scratch struct {
+	dsts   []*dest
+	remote []*dest
+	names  []string
+	list   []byte
+	path   []byte
+}
+
+// route delivers one data frame read from c.
+func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
+	z.framesIn.Add(1)
+	// A waiting put gives up when the writer's own connection ends.
+	wait := from.tc.Context().Done()
+	if from.isLink() {
+		z.routeFromLink(from, d, sc, wait)
+		return
+	}
+	if from.hs.Kind == frame.KindSource {
+		d.Origin = from.hs.ID
+		if z.meshOn.Load() {
+			d.OriginZipper = z.nameBytes
+		}
+	}
+	d.Path, d.Names = nil, nil // only zippers set these
+	if len(z.frameHooks) > 0 && !z.onFrame(from, d) {
+		z.filtered.Add(1)
+		return
+	}
+	for {
+		gen := z.routeGen.Load()
+		if z.dispatch(from, d, z.table.Load(), sc, wait) {
+			return
+		}
+		if from.graceUntil == 0 || !z.holdForRoute(from.graceUntil, gen, wait) {
+			z.noteUnroutable(d.Tag)
+			return
+		}
+	}
+}
+
+// dispatch delivers d from a client along tbl and reports whether it went
+// anywhere. When it did not, nothing was delivered, so it may be retried.
+func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], sc *scratch, wait <-chan struct{}) bool {
+	// The target aliases the frame buffer; Route does not retain it.
+	sc.dsts = tbl.Route(d.Tag, unsafeString(d.Target), sc.dsts[:0])
+	sc.remote = sc.remote[:0]
+	for _, dst := range sc.dsts {
+		if dst.conn.isLink() {
+			sc.remote = append(sc.remote, dst)
+		} else {
+			dst.conn.deliver(d, wait)
+		}
+	}
+	routed := len(sc.dsts) > 0
+	if len(sc.remote) > 0 {
+		z.forward(d, nil, sc, wait)
+	}
+	if from.hs.Kind == frame.KindFunction && d.Origin != 0 && z.routeBackflow(d, nil, wait, sc) {
+		routed = true
+	}
+	return routed
+}
+
+// routeFromLink routes a frame that arrived from another zipper: to the
+// function names it carries (each reached here, or forwarded on), or, with
+// no names, as backflow towards its origin Source.
+func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-chan struct{}) {
+	path := d.Path
+	if path.Contains(z.name) {
+		z.noteUnroutable(d.Tag)
+		return
+	}
+	if d.Names.Len() == 0 {
+		z.routeBackflow(d, path, wait, sc)
+		return
+	}
+	names := d.Names
+	target := unsafeString(d.Target)
+	sc.remote = sc.remote[:0]
+	delivered := false
+	d.Path, d.Names = nil, nil // local clients see neither
+	tbl := z.table.Load()
+	names.Range(func(name []byte) bool {
+		dst, ok := tbl.RouteName(d.Tag, target, unsafeString(name))
+		switch {
+		case !ok:
+		case !dst.conn.isLink():
+			dst.conn.deliver(d, wait)
+			delivered = true
+		case dst.conn == from || path.Contains(dst.conn.link.peer):
+			// Never back towards where the frame has been.
+		default:
+			sc.remote = append(sc.remote, dst)
+		}
+		return true
+	})
+	if len(sc.remote) > 0 {
+		z.forward(d, path, sc, wait)
+		delivered = true
+	}
+	if !delivered {
+		z.noteUnroutable(d.Tag)
+	}
+}
+
+// routeBackflow delivers d to its origin Source, here or through the link
+// towards the origin's zipper. path is where d has been (nil when it comes
+// from a local function).
+func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, wait <-chan struct{}, sc *scratch) bool {
+	oz := d.OriginZipper
+	if len(oz) == 0 || string(oz) == z.name {
+		if v, ok := z.sources.Load(d.Origin); ok && v.(*conn).observes[d.Tag] != nil {
+			src := v.(*conn)
+			d.Path, d.Names = nil, nil
+			src.deliver(d, wait)
+			return true
+		}
+		return false
+	}
+	l := (*z.zipperVia.Load())[unsafeString(oz)]
+	if l == nil || path.Contains(l.link.peer) {
+		return false
+	}
+	d.Names = nil
+	sc.path = path.AppendWith(sc.path[:0], z.name)
+	d.Path = sc.path
+	l.deliver(d, wait)
+	return true
+}
+
+// forward sends d once to each link among sc.remote, naming the functions
+// it is for there, with this zipper appended to its path.
+func (z *Zipper) forward(d *frame.Data, path frame.StrList, sc *scratch, wait <-chan struct{}) {
+	sc.path = path.AppendWith(sc.path[:0], z.name)
+	for i, r := range sc.remote {
+		if r == nil {
+			continue
+		}
+		sc.names = sc.names[:0]
+		for j := i; j < len(sc.remote); j++ {
+			if o := sc.remote[j]; o != nil && o.conn == r.conn {
+				sc.names = append(sc.names, o.name)
+				sc.remote[j] = nil
+			}
+		}
+		sc.list = frame.AppendStrList(sc.list[:0], sc.names...)
+		d.Path, d.Names = sc.path, sc.list
+		r.conn.deliver(d, wait)
+	}
+	d.Path, d.Names = nil, nil
+}
+
+// holdForRoute is called for a frame from a reconnecting client that
+// nothing observed when the routes were at generation gen. Until the
+// client's grace ends (until, a nanotime) it waits for the routing table
+// (or the set of sources, for backflow) to change and returns true: the
+// caller routes the frame again. It returns false, and the frame is
+// unroutable, once the grace is over, when the writer's connection ends
+// (wait) and when the zipper shuts down or closes. It runs on the
+// writer's reader goroutine, so the writer's later frames wait behind it,
+// in order.
+func (z *Zipper) holdForRoute(until int64, gen uint64, wait <-chan struct{}) bool {
+	left := time.Duration(until - nanotime())
+	if left <= 0 {
+		return false
+	}
+	z.mu.Lock()
+	if z.draining || z.closed {
+		z.mu.Unlock()
+		return false
+	}
+	if z.routeGen.Load() != gen {
+		z.mu.Unlock()
+		return true // changed since the caller looked
+	}
+	changed := z.tableChanged
+	z.mu.Unlock()
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-changed:
+		return true
+	case <-t.C:
+	case <-wait:
+	case <-z.ctx.Done():
+	}
+	return false
+}
+
+// storeTableLocked publishes the router's table; z.mu is held.
+func (z *Zipper) storeTableLocked() {
+	z.table.Store(z.router.Table())
+	z.signalTableLocked()
+}
+
+// signalTableLocked wakes frames held by a reconnect grace; z.mu is held.
+func (z *Zipper) signalTableLocked() {
+	z.routeGen.Add(1)
+	close(z.tableChanged)
+	z.tableChanged = make(chan struct{})
+}
+
+// noteUnroutable counts a frame nothing could take.
+func (z *Zipper) noteUnroutable(tag Tag) {
+	z.unroutedN.Add(1)
+	z.mu.Lock()
+	z.unroutable[tag]++
+	z.mu.Unlock()
+}
