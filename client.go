@@ -19,7 +19,18 @@ import (
 
 // client is the connection machinery shared by Source and StreamFunction:
 // dial and handshake, a bounded write queue that survives reconnects, the
-// read loop, and reconnection with backoff and jitter.
+// read loops, and reconnection with backoff and jitter.
+//
+// Its lifecycle is one state machine (clientState), held in st:
+//
+//	idle ──Connect──▶ connecting ──accepted──▶ connected ◀──▶ reconnecting
+//	  ▲                   │                        │               │
+//	  └──────failed───────┘                        └── rejected ◀──┘ (final)
+//	every state ──Close──▶ closed
+//
+// Transitions happen under mu; st is also read without it on every write.
+// While connected or reconnecting, one goroutine (loop) owns the
+// connection: it serves a session until the session ends, then dials again.
 type client struct {
 	kind frame.ClientKind
 	name string
@@ -38,33 +49,30 @@ type client struct {
 	wg     sync.WaitGroup // the connection loop
 
 	mu         sync.Mutex
-	state      clientState
+	st         atomic.Int32 // clientState; written under mu
 	tags       []Tag
 	target     string
 	errHandler func(error)
 	onData     func(d *frame.Data) // called on the read goroutine, in order
 
-	final  atomic.Pointer[RejectedError] // set when rejected: final
-	connID atomic.Uint64
-	ready  atomic.Bool // connected now
-
-	pubState  atomic.Int32 // state, readable without c.mu
+	final     atomic.Pointer[RejectedError] // why the client is rejected
+	connID    atomic.Uint64
 	zipperMax atomic.Int64 // the zipper's data frame limit (HandshakeAck); 0 before the first
 
-	closing     chan struct{} // closed by Close: flush and finish
-	flushed     chan struct{} // closed by the loop when the flush finished
-	flushedOnce sync.Once
-	loopDone    chan struct{} // closed when the connection loop returned
-	reportMu    sync.Mutex    // serialises error handler calls
+	closing  chan struct{} // closed by Close: flush and finish
+	loopDone chan struct{} // closed when the connection loop returned
+	reportMu sync.Mutex    // serialises error handler calls
 }
 
-type clientState int
+type clientState int32
 
 const (
-	stateIdle clientState = iota
-	stateConnecting
-	stateConnected
-	stateClosed
+	stateIdle         clientState = iota // configured, not connected
+	stateConnecting                      // Connect is dialing
+	stateConnected                       // a session is up
+	stateReconnecting                    // the session ended; dialing again
+	stateRejected                        // the zipper refused the client: final
+	stateClosed                          // Close was called: final
 )
 
 func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *client {
@@ -81,9 +89,26 @@ func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *c
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.closing = make(chan struct{})
-	c.flushed = make(chan struct{})
 	c.loopDone = make(chan struct{})
 	return c
+}
+
+func (c *client) state() clientState { return clientState(c.st.Load()) }
+
+// setState moves to s; c.mu is held. The final states are never left.
+func (c *client) setState(s clientState) bool {
+	if cur := c.state(); cur == stateClosed || cur == stateRejected && s != stateClosed {
+		return false
+	}
+	c.st.Store(int32(s))
+	return true
+}
+
+// transition is setState under c.mu.
+func (c *client) transition(s clientState) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.setState(s)
 }
 
 // splitAddrs parses "host:port" or a comma-separated list of them.
@@ -131,11 +156,12 @@ func (c *client) report(err error) {
 
 func (c *client) connect(ctx context.Context) error {
 	c.mu.Lock()
-	switch c.state {
+	switch c.state() {
 	case stateClosed:
 		c.mu.Unlock()
 		return ErrClosed
-	case stateConnecting, stateConnected:
+	case stateIdle:
+	default:
 		c.mu.Unlock()
 		return ErrAlreadyConnected
 	}
@@ -152,11 +178,11 @@ func (c *client) connect(ctx context.Context) error {
 	c.mu.Unlock()
 
 	// Try each address in turn; a rejection is final.
-	var cc *cconn
+	var ss *session
 	var err error
 	for i := range c.addrs {
 		c.cur = i
-		if cc, err = c.dial(ctx, hs); err == nil || ctx.Err() != nil {
+		if ss, err = c.dial(ctx, hs); err == nil || ctx.Err() != nil {
 			break
 		}
 		var rej *RejectedError
@@ -167,18 +193,15 @@ func (c *client) connect(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		if c.state == stateConnecting {
-			c.setState(stateIdle)
-		}
+		c.setState(stateIdle) // unless Close came meanwhile
 		return err
 	}
-	if c.state == stateClosed {
-		cc.tc.CloseWithError(closeNormal, "client closed")
+	if !c.setState(stateConnected) {
+		ss.tc.CloseWithError(closeNormal, "client closed")
 		return ErrClosed
 	}
-	c.setState(stateConnected)
 	c.wg.Add(1)
-	go c.loop(cc, hs) // owned by c: ends when Close cancels c.ctx or on rejection
+	go c.loop(ss, hs) // owned by c: ends when Close cancels c.ctx or on rejection
 	return nil
 }
 
@@ -208,15 +231,8 @@ func (c *client) tlsConfig() *tls.Config {
 	return t
 }
 
-// cconn is one live connection of a client.
-type cconn struct {
-	tc   transport.Conn
-	ctrl transport.Stream
-	rd   *frame.Reader
-}
-
 // dial connects and performs the handshake. A refusal is a *RejectedError.
-func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) {
+func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error) {
 	var tc transport.Conn
 	var err error
 	if c.opts.inMemory != nil {
@@ -237,7 +253,7 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) 
 	c.connID.Store(ack.ConnID)
 	c.zipperMax.Store(int64(ack.MaxFrameSize))
 	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
-	return &cconn{tc: tc, ctrl: st, rd: rd}, nil
+	return &session{c: c, tc: tc, ctrl: st, ctrlRd: rd}, nil
 }
 
 // handshakeOn performs the dialing side of the handshake on a new
@@ -289,25 +305,22 @@ func handshakeOn(ctx context.Context, tc transport.Conn, hs *frame.Handshake, ti
 	return fail(fmt.Errorf("unexpected %s frame", t))
 }
 
-// loop serves connections until Close, reconnecting with backoff.
-func (c *client) loop(cc *cconn, hs *frame.Handshake) {
+// loop serves sessions until Close, reconnecting with backoff.
+func (c *client) loop(ss *session, hs *frame.Handshake) {
 	defer c.wg.Done()
 	defer close(c.loopDone)
 	for {
-		c.ready.Store(true)
-		err := c.serve(cc)
-		c.ready.Store(false)
+		err := ss.serve()
 		if c.ctx.Err() != nil || c.isClosing() {
 			return
 		}
 		if rej, ok := rejectedFromClose(err); ok && rej.Code != frame.RejectShutdown {
 			// The zipper ended the connection with a rejection (a write
 			// its ACL denies): final, like a refused handshake.
-			c.final.Store(rej)
-			c.out.close()
-			c.report(rej)
+			c.reject(rej)
 			return
 		}
+		c.transition(stateReconnecting)
 		if errors.Is(err, errGoAway) {
 			c.log.Info("zipper asked to reconnect")
 			c.cur = (c.cur + 1) % len(c.addrs) // to another zipper, if given several
@@ -319,16 +332,14 @@ func (c *client) loop(cc *cconn, hs *frame.Handshake) {
 			if !c.sleep(c.backoff(attempt)) {
 				return
 			}
-			cc, err = c.dial(c.ctx, hs)
+			ss, err = c.dial(c.ctx, hs)
 			if err == nil {
 				break
 			}
 			c.cur = (c.cur + 1) % len(c.addrs)
 			var rej *RejectedError
 			if errors.As(err, &rej) && rej.Code != frame.RejectShutdown {
-				c.final.Store(rej)
-				c.out.close()
-				c.report(rej)
+				c.reject(rej)
 				return
 			}
 			if c.ctx.Err() != nil {
@@ -336,7 +347,20 @@ func (c *client) loop(cc *cconn, hs *frame.Handshake) {
 			}
 			c.log.Debug("reconnect failed", "attempt", attempt+1, "err", err)
 		}
+		if !c.transition(stateConnected) {
+			ss.tc.CloseWithError(closeNormal, "client closed")
+			return
+		}
 	}
+}
+
+// reject makes a rejection final: writes fail with it from now on, and
+// the error handler learns of it.
+func (c *client) reject(rej *RejectedError) {
+	c.final.Store(rej)
+	c.transition(stateRejected)
+	c.out.close()
+	c.report(rej)
 }
 
 // isClosing reports whether Close has started.
@@ -367,157 +391,156 @@ func (c *client) sleep(d time.Duration) bool {
 	}
 }
 
-// serve runs one connection until it fails, the client is closed, or the
-// zipper sent GOAWAY and finished sending (then it returns errGoAway).
+// session is one live connection of a client. Its goroutines (the
+// flusher of the client's outbox, the data reader, the control reader) are
+// owned by serve.
+type session struct {
+	c      *client
+	tc     transport.Conn
+	ctrl   transport.Stream
+	ctrlRd *frame.Reader
+	ctrlMu sync.Mutex // serialises writes to ctrl
+
+	wg        sync.WaitGroup
+	errc      chan error    // failures of the goroutines (one each at most)
+	goaway    chan struct{} // closed by the control reader on GOAWAY
+	stopFlush chan struct{} // closed to stop the flusher: the rest stays queued
+	drain     chan struct{} // closed to have the flusher write out the queue
+	flushDone chan struct{} // closed when the flusher returned
+	ss        transport.SendStream
+	finished  bool // our data stream is finished (serve's own)
+}
+
+// serve runs the session through its phases and returns why it ended:
 //
-// On GOAWAY the client stops sending on this connection: the frame batch
-// being written completes, the data stream is finished, and everything
-// queued afterwards stays queued for the next connection. It keeps
-// receiving until the zipper finishes its own data stream, so frames the
-// zipper still delivers are handled, then it closes the connection.
-func (c *client) serve(cc *cconn) error {
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	stopFlush := make(chan struct{})
-	drainFlush := make(chan struct{})
-	flushDone := make(chan struct{})
-	goaway := make(chan struct{})
-	closing := c.closing
-	closingNow := false
-	var ss transport.SendStream
-	wg.Add(3)
-	go func() { // owned by serve: ends on stopFlush or a write error
-		defer wg.Done()
-		defer close(flushDone)
-		var err error
-		if ss, err = cc.tc.OpenUniStream(c.ctx); err != nil {
-			errc <- err
-			return
-		}
-		if _, err = c.out.flush(ss, stopFlush, drainFlush, nil); err != nil {
-			errc <- err
-		}
-	}()
-	go func() { // owned by serve: ends when the zipper's data stream or cc.tc ends
-		defer wg.Done()
-		errc <- c.readData(cc)
-	}()
-	go func() { // owned by serve: ends on GOAWAY or when cc.tc closes
-		defer wg.Done()
-		err := c.readControl(cc)
-		if errors.Is(err, errGoAway) {
-			close(goaway)
-			return
-		}
-		errc <- err
-	}()
-	var err error
+//  1. sending: frames flow both ways;
+//  2. finishing, after GOAWAY (the rest of the queue waits for the next
+//     session) or Close (the queue is written out first): our data stream
+//     is finished, and we go on receiving until the zipper finishes its
+//     own, so nothing it still delivers is lost;
+//  3. closed: the connection is closed and the goroutines are waited for.
+//
+// It returns errGoAway after a GOAWAY, io.EOF when the zipper finished,
+// otherwise the first failure.
+func (s *session) serve() error {
+	c := s.c
+	s.errc = make(chan error, 3)
+	s.goaway = make(chan struct{})
+	s.stopFlush = make(chan struct{})
+	s.drain = make(chan struct{})
+	s.flushDone = make(chan struct{})
+	s.wg.Add(3)
+	go s.flush()                                            // owned by serve: ends on stopFlush or a write error
+	go func() { defer s.wg.Done(); s.fail(s.readData()) }() // owned by serve: ends with the zipper's data stream or tc
+	go s.readControl()                                      // owned by serve: ends on GOAWAY or when tc closes
+
+	closing, goaway := c.closing, s.goaway
 	sawGoAway := false
-	flushStopped := false
-wait:
-	for {
+	var err error
+	for err == nil {
 		select {
-		case err = <-errc:
-			break wait
+		case err = <-s.errc:
 		case <-goaway:
-			goaway = nil
-			sawGoAway = true
-			close(stopFlush)
-			flushStopped = true
-			<-flushDone
-			if ss != nil {
-				ss.Close() // FIN: the zipper has everything we sent
-			}
+			goaway, sawGoAway = nil, true
+			s.finishSending(s.stopFlush)
 		case <-closing:
-			// Close: write out what is queued, finish our stream, and
-			// wait (bounded by Close) for the zipper to finish its own.
 			closing = nil
-			closingNow = true
-			close(drainFlush)
-			<-flushDone
-			flushStopped = true
-			if ss != nil {
-				ss.Close()
-			}
+			s.finishSending(s.drain)
 		case <-c.ctx.Done():
 			err = ErrClosed
-			break wait
 		}
 	}
-	if closingNow {
-		c.flushedOnce.Do(func() { close(c.flushed) })
+	if !s.finished {
+		close(s.stopFlush)
 	}
-	if !flushStopped {
-		close(stopFlush)
-	}
-	cc.tc.CloseWithError(closeNormal, "")
-	wg.Wait()
+	closeFor(s.tc, err)
+	s.wg.Wait()
 	if sawGoAway {
 		return errGoAway
-	}
-	if err == nil {
-		err = io.EOF
 	}
 	return err
 }
 
-func (c *client) readData(cc *cconn) error {
-	rs, err := cc.tc.AcceptUniStream(c.ctx)
-	if err != nil {
-		return err
+// fail hands a goroutine's end to serve; nil means the zipper finished.
+func (s *session) fail(err error) {
+	if err == nil {
+		err = io.EOF
 	}
-	rd := frame.NewReader(rs, c.opts.maxFrame)
-	var d frame.Data
-	for {
-		t, body, err := rd.Next()
-		if err != nil {
-			return err
-		}
-		if t != frame.TypeData {
-			return fmt.Errorf("yomo: protocol: unexpected %s frame on the data stream", t)
-		}
-		if err := d.Decode(body); err != nil {
-			return err
-		}
+	s.errc <- err
+}
+
+// finishSending ends our data stream: how (stop: now; drain: after the
+// queue) is the channel to close.
+func (s *session) finishSending(how chan struct{}) {
+	if s.finished {
+		return
+	}
+	s.finished = true
+	close(how)
+	<-s.flushDone
+	if s.ss != nil {
+		s.ss.Close() // FIN: the zipper has everything we sent
+	}
+}
+
+func (s *session) flush() {
+	defer s.wg.Done()
+	defer close(s.flushDone)
+	ss, err := s.tc.OpenUniStream(s.c.ctx)
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	s.ss = ss // read by serve after flushDone
+	if _, err := s.c.out.flush(ss, s.stopFlush, s.drain, nil); err != nil {
+		s.fail(err)
+	}
+}
+
+func (s *session) readData() error {
+	c := s.c
+	return readDataStream(c.ctx, s.tc, c.opts.maxFrame, func(d *frame.Data, _ int) error {
 		if err := c.ctx.Err(); err != nil {
 			// Closed: frames still buffered here are not handed to the
 			// handler, so Close waits for at most the call in progress
 			// (it already gave queued frames a bounded chance to drain).
 			return err
 		}
-		c.onData(&d)
-	}
+		c.onData(d)
+		return nil
+	})
 }
 
-func (c *client) readControl(cc *cconn) error {
-	for {
-		t, body, err := cc.rd.Next()
-		if err != nil {
-			return err
-		}
+func (s *session) readControl() {
+	defer s.wg.Done()
+	err := readControlStream(s.ctrlRd, func(t frame.Type, body []byte) error {
 		switch t {
 		case frame.TypeGoAway:
 			return errGoAway
 		case frame.TypePing:
-			v, err := frame.DecodeControl(t, body)
+			v, err := decodeControl(t, body)
 			if err != nil {
 				return err
 			}
-			if _, err := cc.ctrl.Write(frame.AppendPing(nil, v.(*frame.Ping).Value, true)); err != nil {
-				return err
-			}
+			return writeControlOn(&s.ctrlMu, s.ctrl, frame.AppendPing(nil, v.(*frame.Ping).Value, true), DefaultHandshakeTimeout)
 		case frame.TypePong:
+			return nil
 		case frame.TypeDropped:
-			v, err := frame.DecodeControl(t, body)
+			v, err := decodeControl(t, body)
 			if err != nil {
 				return err
 			}
 			d := v.(*frame.Dropped)
-			c.report(&DroppedError{Count: d.Count, Total: d.Total})
-		default:
-			return fmt.Errorf("yomo: protocol: unexpected %s frame on the control stream", t)
+			s.c.report(&DroppedError{Count: d.Count, Total: d.Total})
+			return nil
 		}
+		return &protocolError{msg: "unexpected " + t.String() + " frame on the control stream"}
+	})
+	if errors.Is(err, errGoAway) {
+		close(s.goaway)
+		return
 	}
+	s.fail(err)
 }
 
 // write queues a data frame, waiting up to the write timeout for room.
@@ -544,40 +567,36 @@ func (c *client) write(d *frame.Data) error {
 	return ErrWriteTimeout
 }
 
-// checkWritable returns ErrNotConnected before Connect succeeded and
-// ErrClosed after Close. It takes no lock: it runs for every write.
+// checkWritable returns ErrNotConnected before Connect succeeded,
+// ErrClosed after Close, and the rejection after a final one. It takes no
+// lock: it runs for every write.
 func (c *client) checkWritable() error {
-	switch clientState(c.pubState.Load()) {
-	case stateConnected:
+	switch c.state() {
+	case stateConnected, stateReconnecting:
 		return nil
 	case stateClosed:
 		return ErrClosed
+	case stateRejected:
+		return c.final.Load()
 	}
 	return ErrNotConnected
 }
 
-// setState changes the state; c.mu is held.
-func (c *client) setState(s clientState) {
-	c.state = s
-	c.pubState.Store(int32(s))
-}
-
 func (c *client) close() error {
 	c.mu.Lock()
-	if c.state == stateClosed {
+	prev := c.state()
+	if prev == stateClosed {
 		c.mu.Unlock()
 		return nil
 	}
-	connected := c.state == stateConnected
 	c.setState(stateClosed)
 	c.mu.Unlock()
-	if connected {
+	if prev == stateConnected || prev == stateReconnecting {
 		// Ask the connection loop to send what is queued, finish the data
 		// stream and wait (bounded) for the zipper to finish its own.
 		close(c.closing)
 		t := time.NewTimer(closeFlushTimeout)
 		select {
-		case <-c.flushed:
 		case <-c.loopDone:
 		case <-t.C:
 		}

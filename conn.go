@@ -148,16 +148,21 @@ func (c *conn) finish() {
 }
 
 // closeFor closes the connection with the code and reason err calls for.
-func (c *conn) closeFor(err error) {
+func (c *conn) closeFor(err error) { closeFor(c.tc, err) }
+
+// closeFor closes tc with the code and reason err calls for: a protocol
+// error tells the peer what it got wrong, a rejection is final for a
+// client, anything else is a normal close. Both ends use it.
+func closeFor(tc transport.Conn, err error) {
 	var pe *protocolError
 	var rej *rejection
 	switch {
 	case errors.As(err, &pe):
-		c.tc.CloseWithError(closeProtocol, pe.Error())
+		tc.CloseWithError(closeProtocol, pe.Error())
 	case errors.As(err, &rej):
-		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason) // final for the client
+		tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason) // final for the client
 	default:
-		c.tc.CloseWithError(closeNormal, "")
+		tc.CloseWithError(closeNormal, "")
 	}
 }
 
@@ -208,7 +213,7 @@ func (c *conn) readControl() error {
 				return errGoAway
 			}
 		}
-		return &protocolError{"unexpected " + t.String() + " frame on the control stream"}
+		return &protocolError{msg: "unexpected " + t.String() + " frame on the control stream"}
 	})
 }
 
@@ -313,9 +318,14 @@ func (c *conn) closeQueue() {
 }
 
 // protocolError is a violation by the peer; its text goes to the peer.
-type protocolError struct{ msg string }
+// err, when set, is the cause (ErrFrameTooLarge, ErrUnknownType).
+type protocolError struct {
+	msg string
+	err error
+}
 
 func (e *protocolError) Error() string { return e.msg }
+func (e *protocolError) Unwrap() error { return e.err }
 
 // frameError turns a reader error caused by what the peer sent (a bad
 // header, a truncated frame) into a protocolError, so the connection is
@@ -323,9 +333,9 @@ func (e *protocolError) Error() string { return e.msg }
 func frameError(err error) error {
 	switch {
 	case errors.Is(err, frame.ErrFrameTooLarge), errors.Is(err, frame.ErrUnknownType):
-		return &protocolError{err.Error()}
+		return &protocolError{msg: err.Error(), err: err}
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return &protocolError{"truncated frame: the stream ended inside a frame"}
+		return &protocolError{msg: "truncated frame: the stream ended inside a frame", err: err}
 	}
 	return err
 }
@@ -354,10 +364,10 @@ func readDataStream(ctx context.Context, tc transport.Conn, max int, fn func(d *
 			return frameError(err)
 		}
 		if t != frame.TypeData {
-			return &protocolError{"unexpected " + t.String() + " frame on a data stream"}
+			return &protocolError{msg: "unexpected " + t.String() + " frame on a data stream"}
 		}
 		if err := d.Decode(body); err != nil {
-			return &protocolError{err.Error()}
+			return &protocolError{msg: err.Error(), err: err}
 		}
 		if err := fn(&d, len(body)); err != nil {
 			return err
@@ -384,7 +394,7 @@ func readControlStream(rd *frame.Reader, fn func(t frame.Type, body []byte) erro
 func decodeControl(t frame.Type, body []byte) (any, error) {
 	v, err := frame.DecodeControl(t, body)
 	if err != nil {
-		return nil, &protocolError{err.Error()}
+		return nil, &protocolError{msg: err.Error(), err: err}
 	}
 	return v, nil
 }

@@ -59,7 +59,7 @@ func (f *StreamFunction) SetHandler(fn Handler) error {
 	}
 	f.c.mu.Lock()
 	defer f.c.mu.Unlock()
-	if f.c.state != stateIdle {
+	if f.c.state() != stateIdle {
 		return ErrAlreadyConnected
 	}
 	f.handler = fn
@@ -85,7 +85,7 @@ func (f *StreamFunction) Connect(ctx context.Context) error {
 	var started *workers
 	if n := f.c.opts.concurrency; n > 1 {
 		f.c.mu.Lock()
-		if f.c.state == stateIdle && f.workers == nil {
+		if f.c.state() == stateIdle && f.workers == nil {
 			started = startWorkers(f, n)
 			f.workers = started
 		}
