@@ -73,19 +73,9 @@ type HandshakeAck struct {
 	MaxFrameSize uint32 `msgpack:"max_frame"`
 }
 
-// Rejection codes carried by Rejected. A receiver treats a code it does
-// not know like RejectDenied.
-const (
-	RejectBadHandshake = 1 // malformed or incomplete handshake
-	RejectVersion      = 2 // unsupported protocol version
-	RejectAuth         = 3 // authentication failed
-	RejectDenied       = 4 // authorisation or a limit refused the client
-	RejectShutdown     = 5 // the zipper is shutting down
-)
-
 // Rejected refuses a handshake. It is final: the client must not retry.
 type Rejected struct {
-	Code   uint16 `msgpack:"code"`   // one of the Reject* codes
+	Code   uint16 `msgpack:"code"`   // a RejectCode: one of the Reject* codes
 	Reason string `msgpack:"reason"` // human-readable detail
 }
 
