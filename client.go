@@ -173,7 +173,7 @@ func (c *client) connect(ctx context.Context) error {
 		return err
 	}
 	if c.state == stateClosed {
-		cc.tc.CloseWithError(closeNormal, "client closed")
+		cc.tc.CloseWithError(uint64(frame.CloseNormal), "client closed")
 		return ErrClosed
 	}
 	c.setState(stateConnected)
@@ -245,10 +245,10 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*cconn, error) 
 // A refusal is a *RejectedError; on any error tc is closed.
 func handshakeOn(ctx context.Context, tc transport.Conn, hs *frame.Handshake, timeout time.Duration) (transport.Stream, *frame.Reader, *frame.HandshakeAck, error) {
 	// Abort the handshake when ctx ends.
-	stop := context.AfterFunc(ctx, func() { tc.CloseWithError(closeNormal, "handshake cancelled") })
+	stop := context.AfterFunc(ctx, func() { tc.CloseWithError(uint64(frame.CloseNormal), "handshake cancelled") })
 	defer stop()
 	fail := func(err error) (transport.Stream, *frame.Reader, *frame.HandshakeAck, error) {
-		tc.CloseWithError(closeNormal, "handshake failed")
+		tc.CloseWithError(uint64(frame.CloseNormal), "handshake failed")
 		if rej, ok := rejectedFromClose(err); ok {
 			return nil, nil, nil, rej
 		}
@@ -283,7 +283,7 @@ func handshakeOn(ctx context.Context, tc transport.Conn, hs *frame.Handshake, ti
 		st.SetReadDeadline(time.Time{})
 		return st, rd, v, nil
 	case *frame.Rejected:
-		tc.CloseWithError(closeNormal, "rejected")
+		tc.CloseWithError(uint64(frame.CloseNormal), "rejected")
 		return nil, nil, nil, &RejectedError{Code: int(v.Code), Reason: v.Reason}
 	}
 	return fail(fmt.Errorf("unexpected %s frame", t))
@@ -450,7 +450,7 @@ wait:
 	if !flushStopped {
 		close(stopFlush)
 	}
-	cc.tc.CloseWithError(closeNormal, "")
+	cc.tc.CloseWithError(uint64(frame.CloseNormal), "")
 	wg.Wait()
 	if sawGoAway {
 		return errGoAway

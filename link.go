@@ -154,7 +154,7 @@ func (z *Zipper) dialPeer(p mesh.Peer) (*link, error) {
 	}
 	if p.Name != "" && ack.Zipper != p.Name {
 		err := fmt.Errorf("peer at %s is zipper %q, want %q", p.Addr, ack.Zipper, p.Name)
-		tc.CloseWithError(closeNormal, err.Error())
+		tc.CloseWithError(uint64(frame.CloseNormal), err.Error())
 		return nil, err
 	}
 	return z.newLink(ack.Zipper, tc, st, rd, true), nil
@@ -190,7 +190,7 @@ func (z *Zipper) registerLink(l *link) error {
 		if !l.canonical() || old.canonical() {
 			return errors.New("duplicate link")
 		}
-		old.tc.CloseWithError(closeNormal, "replaced by the canonical link")
+		old.tc.CloseWithError(uint64(frame.CloseNormal), "replaced by the canonical link")
 		z.unlinkLocked(old)
 	}
 	z.links[l.peer] = l
@@ -214,7 +214,7 @@ func (z *Zipper) unlinkLocked(l *link) {
 func (z *Zipper) runLink(l *link) error {
 	defer close(l.done)
 	if err := z.registerLink(l); err != nil {
-		l.tc.CloseWithError(closeNormal, err.Error())
+		l.tc.CloseWithError(uint64(frame.CloseNormal), err.Error())
 		return err
 	}
 	z.log.Info("mesh link up", "peer", l.peer, "dialed", l.dialed, "remote", l.tc.RemoteAddr().String())
@@ -247,7 +247,7 @@ func (z *Zipper) runLink(l *link) error {
 		err = ErrClosed
 	}
 	close(stop)
-	l.tc.CloseWithError(closeNormal, "")
+	l.tc.CloseWithError(uint64(frame.CloseNormal), "")
 	wg.Wait()
 	z.mu.Lock()
 	z.unlinkLocked(l)

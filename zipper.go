@@ -243,7 +243,7 @@ func (z *Zipper) stopServerOnce(s *server) {
 	z.mu.Unlock()
 	s.ln.Close()
 	for _, c := range mine {
-		c.tc.CloseWithError(closeNormal, "zipper stopped serving")
+		c.tc.CloseWithError(uint64(frame.CloseNormal), "zipper stopped serving")
 	}
 	for _, c := range mine {
 		<-c.done
@@ -258,7 +258,7 @@ func (z *Zipper) startConn(tc transport.Conn, s *server) bool {
 	z.mu.Lock()
 	if z.closed {
 		z.mu.Unlock()
-		tc.CloseWithError(closeRejectBase+frame.RejectShutdown, "zipper is shutting down")
+		tc.CloseWithError(uint64(frame.CloseCodeForReject(frame.RejectShutdown)), "zipper is shutting down")
 		return false
 	}
 	var adm admission
@@ -268,7 +268,7 @@ func (z *Zipper) startConn(tc transport.Conn, s *server) bool {
 			z.mu.Unlock()
 			z.countReject(rejectLimit)
 			z.log.Warn("connection refused", "remote", tc.RemoteAddr().String(), "reason", refused)
-			tc.CloseWithError(closeLimit, refused)
+			tc.CloseWithError(uint64(frame.CloseLimit), refused)
 			return false
 		}
 	}
@@ -311,7 +311,7 @@ func (z *Zipper) Close() error {
 		s.ln.Close()
 	}
 	for _, c := range conns {
-		c.tc.CloseWithError(closeNormal, "zipper closed")
+		c.tc.CloseWithError(uint64(frame.CloseNormal), "zipper closed")
 	}
 	z.wg.Wait()
 	for _, s := range servers {
@@ -350,7 +350,7 @@ func (z *Zipper) Shutdown(ctx context.Context) error {
 	goaway, _ := frame.AppendControl(nil, &frame.GoAway{Reason: "zipper shutting down"})
 	for _, c := range conns {
 		if err := c.writeControl(goaway, time.Second); err != nil {
-			c.tc.CloseWithError(closeGoAway, "zipper shutting down")
+			c.tc.CloseWithError(uint64(frame.CloseGoAway), "zipper shutting down")
 		}
 	}
 	// 1. Every client finishes sending (it FINs its data stream on GOAWAY),
@@ -481,7 +481,7 @@ func (z *Zipper) handshake(c *zconn) (*frame.Reader, error) {
 			kind, reason = rejectTimeout, fmt.Sprintf("no handshake within %v", timeout)
 		}
 		z.countReject(kind)
-		c.tc.CloseWithError(closeProtocol, reason)
+		c.tc.CloseWithError(uint64(frame.CloseProtocol), reason)
 		return nil, errors.New(reason)
 	}
 	c.ctrl = st
@@ -502,7 +502,7 @@ func (z *Zipper) handshake(c *zconn) (*frame.Reader, error) {
 			// Not a verdict on the client: its handshake did not arrive
 			// in time. Close without a rejection, so that it may retry.
 			z.countReject(rejectTimeout)
-			c.tc.CloseWithError(closeProtocol, rej.reason)
+			c.tc.CloseWithError(uint64(frame.CloseProtocol), rej.reason)
 			return nil, rej
 		}
 		rej.reason = truncate(rej.reason, maxReasonLen) // e.g. an OnConnect error
@@ -511,7 +511,7 @@ func (z *Zipper) handshake(c *zconn) (*frame.Reader, error) {
 		st.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = st.Write(b) // best effort: the close carries the reason too
 		st.Close()
-		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason)
+		c.tc.CloseWithError(uint64(frame.CloseCodeForReject(frame.RejectCode(rej.code))), rej.reason)
 		return nil, rej
 	}
 	st.SetReadDeadline(time.Time{})
@@ -519,7 +519,7 @@ func (z *Zipper) handshake(c *zconn) (*frame.Reader, error) {
 	st.SetWriteDeadline(deadline)
 	if _, err := st.Write(ack); err != nil {
 		z.unregister(c)
-		c.tc.CloseWithError(closeProtocol, "handshake write failed")
+		c.tc.CloseWithError(uint64(frame.CloseProtocol), "handshake write failed")
 		return nil, err
 	}
 	st.SetWriteDeadline(time.Time{})
@@ -718,7 +718,7 @@ func (c *zconn) finish() {
 	c.drainOnce.Do(func() {
 		close(c.drain)
 		if !c.hasWriter() {
-			c.tc.CloseWithError(closeNormal, "")
+			c.tc.CloseWithError(uint64(frame.CloseNormal), "")
 		}
 	})
 }
@@ -729,11 +729,11 @@ func (c *zconn) closeFor(err error) {
 	var rej *rejection
 	switch {
 	case errors.As(err, &pe):
-		c.tc.CloseWithError(closeProtocol, pe.Error())
+		c.tc.CloseWithError(uint64(frame.CloseProtocol), pe.Error())
 	case errors.As(err, &rej):
-		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason) // final for the client
+		c.tc.CloseWithError(uint64(frame.CloseCodeForReject(frame.RejectCode(rej.code))), rej.reason) // final for the client
 	default:
-		c.tc.CloseWithError(closeNormal, "")
+		c.tc.CloseWithError(uint64(frame.CloseNormal), "")
 	}
 }
 
