@@ -165,8 +165,8 @@ func appendMsgpack(dst []byte, t Type, v any) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("frame: encode %s: %w", t, err)
 	}
-	if len(body) > MaxControlSize {
-		return dst, &SizeError{Type: t, Size: len(body), Max: MaxControlSize}
+	if max := describe(t).maxBody; len(body) > max {
+		return dst, &SizeError{Type: t, Size: len(body), Max: max}
 	}
 	dst = AppendHeader(dst, t, len(body))
 	return append(dst, body...), nil
@@ -188,8 +188,8 @@ func DecodeControl(t Type, body []byte) (any, error) {
 	if d.newValue == nil {
 		return nil, fmt.Errorf("frame: %s is not a control frame", t)
 	}
-	if max := d.limit(0); len(body) > max {
-		return nil, &SizeError{Type: t, Size: len(body), Max: max}
+	if len(body) > d.maxBody {
+		return nil, &SizeError{Type: t, Size: len(body), Max: d.maxBody}
 	}
 	// The body is checked with our own scanner before the library sees it:
 	// the library allocates slices of the length an array declares before

@@ -820,3 +820,37 @@ func TestIntegerFields(t *testing.T) {
 		N int `msgpack:"n"`
 	}]())
 }
+
+// TestDescriptors checks that the descriptors agree with one another: a
+// data type has no control value and the data limit, a control type both
+// a value and a limit, names are unique, and AppendControl writes each
+// value as the first type that decodes into it.
+func TestDescriptors(t *testing.T) {
+	names := make(map[string]Type)
+	for i := range types {
+		typ := Type(i)
+		d := describe(typ)
+		if d == nil {
+			continue
+		}
+		if prev, dup := names[d.name]; dup {
+			t.Errorf("%#x and %#x are both named %q", uint8(prev), i, d.name)
+		}
+		names[d.name] = typ
+		data := d.stream == dataStream
+		if data != (d.newValue == nil) || data != (d.maxBody == 0) || d.stream == 0 || d.from == "" {
+			t.Errorf("%v: stream %d, value %v, limit %d, from %q", typ, d.stream, d.newValue != nil, d.maxBody, d.from)
+		}
+		if data {
+			continue
+		}
+		b, err := AppendControl(nil, d.newValue())
+		want := typ
+		if typ == TypePong {
+			want = TypePing // AppendPing writes pongs
+		}
+		if err != nil || Type(b[0]) != want {
+			t.Errorf("AppendControl(%T): %x %v, want a %v frame", d.newValue(), b, err, want)
+		}
+	}
+}
