@@ -73,7 +73,7 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 			kind, reason = rejectTimeout, fmt.Sprintf("no handshake within %v", timeout)
 		}
 		z.countReject(kind)
-		c.tc.CloseWithError(closeProtocol, reason)
+		c.tc.CloseWithError(uint64(frame.CloseProtocol), reason)
 		return nil, errors.New(reason)
 	}
 	c.ctrl = st
@@ -94,7 +94,7 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 			// Not a verdict on the client: its handshake did not arrive
 			// in time. Close without a rejection, so that it may retry.
 			z.countReject(rejectTimeout)
-			c.tc.CloseWithError(closeProtocol, rej.reason)
+			c.tc.CloseWithError(uint64(frame.CloseProtocol), rej.reason)
 			return nil, rej
 		}
 		rej.reason = truncate(rej.reason, maxReasonLen) // e.g. an OnConnect error
@@ -103,7 +103,7 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 		st.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = st.Write(b) // best effort: the close carries the reason too
 		st.Close()
-		c.tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason)
+		c.tc.CloseWithError(uint64(frame.CloseCodeForReject(frame.RejectCode(rej.code))), rej.reason)
 		return nil, rej
 	}
 	st.SetReadDeadline(time.Time{})
@@ -111,7 +111,7 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 	st.SetWriteDeadline(deadline)
 	if _, err := st.Write(ack); err != nil {
 		z.unregister(c)
-		c.tc.CloseWithError(closeProtocol, "handshake write failed")
+		c.tc.CloseWithError(uint64(frame.CloseProtocol), "handshake write failed")
 		return nil, err
 	}
 	st.SetWriteDeadline(time.Time{})

@@ -197,7 +197,7 @@ func (c *client) connect(ctx context.Context) error {
 		return err
 	}
 	if !c.setState(stateConnected) {
-		ss.tc.CloseWithError(closeNormal, "client closed")
+		ss.tc.CloseWithError(uint64(frame.CloseNormal), "client closed")
 		return ErrClosed
 	}
 	c.wg.Add(1)
@@ -261,10 +261,10 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 // A refusal is a *RejectedError; on any error tc is closed.
 func handshakeOn(ctx context.Context, tc transport.Conn, hs *frame.Handshake, timeout time.Duration) (transport.Stream, *frame.Reader, *frame.HandshakeAck, error) {
 	// Abort the handshake when ctx ends.
-	stop := context.AfterFunc(ctx, func() { tc.CloseWithError(closeNormal, "handshake cancelled") })
+	stop := context.AfterFunc(ctx, func() { tc.CloseWithError(uint64(frame.CloseNormal), "handshake cancelled") })
 	defer stop()
 	fail := func(err error) (transport.Stream, *frame.Reader, *frame.HandshakeAck, error) {
-		tc.CloseWithError(closeNormal, "handshake failed")
+		tc.CloseWithError(uint64(frame.CloseNormal), "handshake failed")
 		if rej, ok := rejectedFromClose(err); ok {
 			return nil, nil, nil, rej
 		}
@@ -299,7 +299,7 @@ func handshakeOn(ctx context.Context, tc transport.Conn, hs *frame.Handshake, ti
 		st.SetReadDeadline(time.Time{})
 		return st, rd, v, nil
 	case *frame.Rejected:
-		tc.CloseWithError(closeNormal, "rejected")
+		tc.CloseWithError(uint64(frame.CloseNormal), "rejected")
 		return nil, nil, nil, &RejectedError{Code: int(v.Code), Reason: v.Reason}
 	}
 	return fail(fmt.Errorf("unexpected %s frame", t))
@@ -348,7 +348,7 @@ func (c *client) loop(ss *session, hs *frame.Handshake) {
 			c.log.Debug("reconnect failed", "attempt", attempt+1, "err", err)
 		}
 		if !c.transition(stateConnected) {
-			ss.tc.CloseWithError(closeNormal, "client closed")
+			ss.tc.CloseWithError(uint64(frame.CloseNormal), "client closed")
 			return
 		}
 	}

@@ -142,7 +142,7 @@ func (c *conn) finish() {
 	c.drainOnce.Do(func() {
 		close(c.drain)
 		if !c.hasWriter() {
-			c.tc.CloseWithError(closeNormal, "")
+			c.tc.CloseWithError(uint64(frame.CloseNormal), "")
 		}
 	})
 }
@@ -158,11 +158,11 @@ func closeFor(tc transport.Conn, err error) {
 	var rej *rejection
 	switch {
 	case errors.As(err, &pe):
-		tc.CloseWithError(closeProtocol, pe.Error())
+		tc.CloseWithError(uint64(frame.CloseProtocol), pe.Error())
 	case errors.As(err, &rej):
-		tc.CloseWithError(closeRejectBase+uint64(rej.code), rej.reason) // final for the client
+		tc.CloseWithError(uint64(frame.CloseCodeForReject(frame.RejectCode(rej.code))), rej.reason) // final for the client
 	default:
-		tc.CloseWithError(closeNormal, "")
+		tc.CloseWithError(uint64(frame.CloseNormal), "")
 	}
 }
 

@@ -156,7 +156,7 @@ func runHandshake(t *testing.T, z *Zipper, in []byte) handshakeAnswer {
 			return handshakeAnswer{ack: true}
 		case *frame.Rejected:
 			closed := closeErrorWithin(t, cli, 5*time.Second)
-			if closed.Code != closeRejectBase+uint64(v.Code) || closed.Reason != v.Reason {
+			if closed.Code != uint64(frame.CloseRejectBase)+uint64(v.Code) || closed.Reason != v.Reason {
 				t.Fatalf("rejected %+v but closed with %v", v, closed)
 			}
 			return handshakeAnswer{code: v.Code, reason: v.Reason}
@@ -170,15 +170,15 @@ func runHandshake(t *testing.T, z *Zipper, in []byte) handshakeAnswer {
 	// it.
 	closed := closeErrorWithin(t, cli, 5*time.Second)
 	if z.rejected.Load() == rejected {
-		if closed.Code != closeNormal && (closed.Code != closeProtocol || closed.Reason == "") {
+		if closed.Code != uint64(frame.CloseNormal) && (closed.Code != uint64(frame.CloseProtocol) || closed.Reason == "") {
 			t.Fatalf("accepted, then closed with %v", closed)
 		}
 		return handshakeAnswer{ack: true}
 	}
-	if closed.Code <= closeRejectBase || closed.Reason == "" {
+	if closed.Code <= uint64(frame.CloseRejectBase) || closed.Reason == "" {
 		t.Fatalf("closed with %v (read: %v), want a rejection with a reason", closed, err)
 	}
-	return handshakeAnswer{code: uint16(closed.Code - closeRejectBase), reason: closed.Reason}
+	return handshakeAnswer{code: uint16(closed.Code - uint64(frame.CloseRejectBase)), reason: closed.Reason}
 }
 
 func closeErrorWithin(t *testing.T, c transport.Conn, d time.Duration) *transport.CloseError {

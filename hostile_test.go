@@ -164,8 +164,8 @@ func sendControl(t *testing.T, tc transport.Conn, b []byte, fin bool) (*frame.Re
 // and as the connection's close code and reason.
 func wantRejected(t *testing.T, rej *frame.Rejected, ce *transport.CloseError, code uint16, want string) {
 	t.Helper()
-	if ce.Code != closeRejectBase+uint64(code) || !ce.Remote || !strings.Contains(ce.Reason, want) {
-		t.Fatalf("closed with code %#x reason %q, want code %#x and a reason containing %q", ce.Code, ce.Reason, closeRejectBase+uint64(code), want)
+	if ce.Code != uint64(frame.CloseRejectBase)+uint64(code) || !ce.Remote || !strings.Contains(ce.Reason, want) {
+		t.Fatalf("closed with code %#x reason %q, want code %#x and a reason containing %q", ce.Code, ce.Reason, uint64(frame.CloseRejectBase)+uint64(code), want)
 	}
 	if rej != nil && (rej.Code != code || rej.Reason != ce.Reason) {
 		t.Fatalf("rejected frame %+v disagrees with the close (%#x %q)", rej, ce.Code, ce.Reason)
@@ -284,7 +284,7 @@ func TestHostileControlStream(t *testing.T) {
 		{"kind 9", valid(func(h *frame.Handshake) { h.Kind = 9 }), false, frame.RejectBadHandshake, 0, "unsupported client kind kind(9)"},
 		{"function without tags", valid(func(h *frame.Handshake) { h.Kind = frame.KindFunction }), false, frame.RejectBadHandshake, 0, "must observe at least one tag"},
 		{"2000 tags", valid(func(h *frame.Handshake) { h.Kind = frame.KindFunction; h.ObserveTags = make([]Tag, 2000) }), false, frame.RejectDenied, 0, "too many observed tags: 2000 (limit 1024)"},
-		{"partial handshake, then silence", validSrc[:8], false, 0, closeProtocol, "no complete handshake within 1s"},
+		{"partial handshake, then silence", validSrc[:8], false, 0, uint64(frame.CloseProtocol), "no complete handshake within 1s"},
 	}
 	p.during(t, func() {
 		var wg sync.WaitGroup
@@ -371,8 +371,8 @@ func TestHostileDataStream(t *testing.T) {
 						w.Close()
 					}
 					ce := closeErrorOf(t, c, 5*time.Second)
-					if ce.Code != closeProtocol || !strings.Contains(ce.Reason, tc.want) {
-						t.Fatalf("closed with %#x %q, want %#x and a reason containing %q", ce.Code, ce.Reason, closeProtocol, tc.want)
+					if ce.Code != uint64(frame.CloseProtocol) || !strings.Contains(ce.Reason, tc.want) {
+						t.Fatalf("closed with %#x %q, want %#x and a reason containing %q", ce.Code, ce.Reason, uint64(frame.CloseProtocol), tc.want)
 					}
 					t.Logf("closed: code %#x reason %q", ce.Code, ce.Reason)
 				})
@@ -431,8 +431,8 @@ func TestHostileSilentPeers(t *testing.T) {
 		t.Logf("real client connected in %v with %d silent peers pending", d, pending)
 		for _, tc := range silent {
 			ce := closeErrorOf(t, tc, 5*time.Second)
-			if want := fmt.Sprintf("no handshake within %v", timeout); ce.Code != closeProtocol || ce.Reason != want {
-				t.Fatalf("silent peer closed with %#x %q, want %#x %q", ce.Code, ce.Reason, closeProtocol, want)
+			if want := fmt.Sprintf("no handshake within %v", timeout); ce.Code != uint64(frame.CloseProtocol) || ce.Reason != want {
+				t.Fatalf("silent peer closed with %#x %q, want %#x %q", ce.Code, ce.Reason, uint64(frame.CloseProtocol), want)
 			}
 		}
 	})

@@ -9,12 +9,6 @@ import (
 	"github.com/yomo-dev/yomo/frame"
 )
 
-// closeLimit closes a connection refused because the zipper is at one of
-// its connection limits. It is not a rejection: the client reports the
-// reason and tries again later (with backoff), since the limit is about
-// load, not about who the client is.
-const closeLimit = 0x3
-
 // Limits on handshake fields, so that a name cannot bloat logs, Stats or
 // the mesh's route advertisements.
 const (

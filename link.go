@@ -140,7 +140,7 @@ func (z *Zipper) dialPeer(p mesh.Peer) (*conn, error) {
 	}
 	if p.Name != "" && ack.Zipper != p.Name {
 		err := fmt.Errorf("peer at %s is zipper %q, want %q", p.Addr, ack.Zipper, p.Name)
-		tc.CloseWithError(closeNormal, err.Error())
+		tc.CloseWithError(uint64(frame.CloseNormal), err.Error())
 		return nil, err
 	}
 	return z.newLink(ack.Zipper, z.newConn(tc, nil), st, rd, true), nil
@@ -188,7 +188,7 @@ func (z *Zipper) registerLink(c *conn) error {
 		if !l.canonical(z.name) || old.link.canonical(z.name) {
 			return errors.New("duplicate link")
 		}
-		old.tc.CloseWithError(closeNormal, "replaced by the canonical link")
+		old.tc.CloseWithError(uint64(frame.CloseNormal), "replaced by the canonical link")
 		z.unlinkLocked(old)
 	}
 	if c.id == 0 {
@@ -219,7 +219,7 @@ func (z *Zipper) unlinkLocked(c *conn) {
 // queued for the peer then is dropped and counted.
 func (z *Zipper) runLink(c *conn) error {
 	if err := z.registerLink(c); err != nil {
-		c.tc.CloseWithError(closeNormal, err.Error())
+		c.tc.CloseWithError(uint64(frame.CloseNormal), err.Error())
 		return err
 	}
 	z.log.Info("mesh link up", "peer", c.link.peer, "dialed", c.link.dialed, "remote", c.tc.RemoteAddr().String())

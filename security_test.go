@@ -605,8 +605,8 @@ func TestConnectionLimits(t *testing.T) {
 				err := s.Connect(ctxT(t))
 				s.Close()
 				var ce *transport.CloseError
-				if _, rejected := errors.AsType[*RejectedError](err); rejected || !errors.As(err, &ce) || ce.Code != closeLimit || ce.Reason != c.want {
-					t.Fatalf("connection over the limit: %v, want a (non-final) close %#x %q", err, closeLimit, c.want)
+				if _, rejected := errors.AsType[*RejectedError](err); rejected || !errors.As(err, &ce) || ce.Code != uint64(frame.CloseLimit) || ce.Reason != c.want {
+					t.Fatalf("connection over the limit: %v, want a (non-final) close %#x %q", err, uint64(frame.CloseLimit), c.want)
 				}
 				// In-memory clients do not count.
 				m := connectSource(t, tz, "mem", []ClientOption{WithInMemory(tz.Zipper)})
@@ -635,11 +635,11 @@ func TestMaxPendingHandshakes(t *testing.T) {
 		eventually(t, 2*time.Second, func() bool { return tz.Stats().Connections.Pending == 2 }, func() string { return fmt.Sprintf("pending %d", tz.Stats().Connections.Pending) })
 		start := time.Now()
 		ce := closeErrorOf(t, rawConn(t, tz), 5*time.Second)
-		if ce.Code != closeLimit || ce.Reason != "too many pending handshakes (limit 2)" || time.Since(start) > timeout/2 {
+		if ce.Code != uint64(frame.CloseLimit) || ce.Reason != "too many pending handshakes (limit 2)" || time.Since(start) > timeout/2 {
 			t.Fatalf("third pending handshake closed with %#x %q after %v", ce.Code, ce.Reason, time.Since(start))
 		}
 		for _, c := range []transport.Conn{a, b} {
-			if ce := closeErrorOf(t, c, 5*time.Second); ce.Code != closeProtocol {
+			if ce := closeErrorOf(t, c, 5*time.Second); ce.Code != uint64(frame.CloseProtocol) {
 				t.Fatalf("silent peer closed with %v", ce)
 			}
 		}

@@ -94,19 +94,12 @@ func (e *DroppedError) Error() string {
 	return fmt.Sprintf("yomo: zipper dropped %d frames for this function (%d on this connection)", e.Count, e.Total)
 }
 
-// Application error codes used to close connections.
-const (
-	closeNormal   = 0x0
-	closeGoAway   = 0x1
-	closeProtocol = 0x2
-	// closeRejectBase + frame reject code: the handshake was rejected.
-	closeRejectBase = 0x100
-)
-
 func rejectedFromClose(err error) (*RejectedError, bool) {
 	var ce *transport.CloseError
-	if errors.As(err, &ce) && ce.Remote && ce.Code > closeRejectBase && ce.Code < closeRejectBase+0x100 {
-		return &RejectedError{Code: int(ce.Code - closeRejectBase), Reason: ce.Reason}, true
+	if errors.As(err, &ce) && ce.Remote {
+		if code, ok := frame.CloseCode(ce.Code).Reject(); ok && code > 0 && code < 0x100 {
+			return &RejectedError{Code: int(code), Reason: ce.Reason}, true
+		}
 	}
 	return nil, false
 }

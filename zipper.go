@@ -243,7 +243,7 @@ func (z *Zipper) stopServerOnce(s *server) {
 	z.mu.Unlock()
 	s.ln.Close()
 	for _, c := range mine {
-		c.tc.CloseWithError(closeNormal, "zipper stopped serving")
+		c.tc.CloseWithError(uint64(frame.CloseNormal), "zipper stopped serving")
 	}
 	for _, c := range mine {
 		<-c.done
@@ -258,7 +258,7 @@ func (z *Zipper) startConn(tc transport.Conn, s *server) bool {
 	z.mu.Lock()
 	if z.closed {
 		z.mu.Unlock()
-		tc.CloseWithError(closeRejectBase+frame.RejectShutdown, "zipper is shutting down")
+		tc.CloseWithError(uint64(frame.CloseCodeForReject(frame.RejectShutdown)), "zipper is shutting down")
 		return false
 	}
 	var adm admission
@@ -268,7 +268,7 @@ func (z *Zipper) startConn(tc transport.Conn, s *server) bool {
 			z.mu.Unlock()
 			z.countReject(rejectLimit)
 			z.log.Warn("connection refused", "remote", tc.RemoteAddr().String(), "reason", refused)
-			tc.CloseWithError(closeLimit, refused)
+			tc.CloseWithError(uint64(frame.CloseLimit), refused)
 			return false
 		}
 	}
@@ -311,7 +311,7 @@ func (z *Zipper) Close() error {
 		s.ln.Close()
 	}
 	for _, c := range conns {
-		c.tc.CloseWithError(closeNormal, "zipper closed")
+		c.tc.CloseWithError(uint64(frame.CloseNormal), "zipper closed")
 	}
 	z.wg.Wait()
 	for _, s := range servers {
@@ -352,7 +352,7 @@ func (z *Zipper) Shutdown(ctx context.Context) error {
 	goaway, _ := frame.AppendControl(nil, &frame.GoAway{Reason: "zipper shutting down"})
 	for _, c := range conns {
 		if err := c.writeControl(goaway, time.Second); err != nil {
-			c.tc.CloseWithError(closeGoAway, "zipper shutting down")
+			c.tc.CloseWithError(uint64(frame.CloseGoAway), "zipper shutting down")
 		}
 	}
 	// 1. Every client finishes sending (it FINs its data stream on GOAWAY),

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
+	"reflect"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -72,19 +73,9 @@ type HandshakeAck struct {
 	MaxFrameSize uint32 `msgpack:"max_frame"`
 }
 
-// Rejection codes carried by Rejected. A receiver treats a code it does
-// not know like RejectDenied.
-const (
-	RejectBadHandshake = 1 // malformed or incomplete handshake
-	RejectVersion      = 2 // unsupported protocol version
-	RejectAuth         = 3 // authentication failed
-	RejectDenied       = 4 // authorisation or a limit refused the client
-	RejectShutdown     = 5 // the zipper is shutting down
-)
-
 // Rejected refuses a handshake. It is final: the client must not retry.
 type Rejected struct {
-	Code   uint16 `msgpack:"code"`   // one of the Reject* codes
+	Code   uint16 `msgpack:"code"`   // a RejectCode: one of the Reject* codes
 	Reason string `msgpack:"reason"` // human-readable detail
 }
 
@@ -139,21 +130,8 @@ type Ping struct {
 
 // typeOf returns the frame type of a control frame value.
 func typeOf(v any) (Type, error) {
-	switch v.(type) {
-	case *Handshake:
-		return TypeHandshake, nil
-	case *HandshakeAck:
-		return TypeHandshakeAck, nil
-	case *Rejected:
-		return TypeRejected, nil
-	case *GoAway:
-		return TypeGoAway, nil
-	case *Ping:
-		return TypePing, nil
-	case *Dropped:
-		return TypeDropped, nil
-	case *RouteUpdate:
-		return TypeRoutes, nil
+	if t, ok := typeOfValue[reflect.TypeOf(v)]; ok {
+		return t, nil
 	}
 	return 0, fmt.Errorf("frame: %T is not a control frame", v)
 }
@@ -187,44 +165,31 @@ func appendMsgpack(dst []byte, t Type, v any) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("frame: encode %s: %w", t, err)
 	}
-	if len(body) > MaxControlSize {
-		return dst, &SizeError{Type: t, Size: len(body), Max: MaxControlSize}
+	if max := describe(t).maxBody; len(body) > max {
+		return dst, &SizeError{Type: t, Size: len(body), Max: max}
 	}
 	dst = AppendHeader(dst, t, len(body))
 	return append(dst, body...), nil
 }
 
 // DecodeControl decodes the body of a control frame of type t into a new
-// value: *Handshake, *HandshakeAck, *Rejected, *GoAway, or *Ping (for
-// both ping and pong). The body must be one msgpack map, with no trailing
-// bytes; keys this version does not know are ignored. Errors: *TypeError
-// for an unknown type, *SizeError for a body over MaxControlSize, errors
-// wrapping ErrMalformed for an invalid body, and a plain error when t is
-// TypeData.
+// value: *Handshake, *HandshakeAck, *Rejected, *GoAway, *Ping (for both
+// ping and pong), *Dropped or *RouteUpdate. The body must be one msgpack
+// map, with no trailing bytes; keys this version does not know are
+// ignored; integers must be non-negative and fit their fields, nested
+// ones (a route's) included. Errors: *TypeError for an unknown type,
+// *SizeError for a body over MaxControlSize, errors wrapping ErrMalformed
+// for an invalid body, and a plain error when t is TypeData.
 func DecodeControl(t Type, body []byte) (any, error) {
-	var v any
-	switch t {
-	case TypeHandshake:
-		v = new(Handshake)
-	case TypeHandshakeAck:
-		v = new(HandshakeAck)
-	case TypeRejected:
-		v = new(Rejected)
-	case TypeGoAway:
-		v = new(GoAway)
-	case TypePing, TypePong:
-		v = new(Ping)
-	case TypeDropped:
-		v = new(Dropped)
-	case TypeRoutes:
-		v = new(RouteUpdate)
-	case TypeData:
-		return nil, errors.New("frame: data is not a control frame")
-	default:
+	d := describe(t)
+	if d == nil {
 		return nil, &TypeError{Type: t}
 	}
-	if len(body) > MaxControlSize {
-		return nil, &SizeError{Type: t, Size: len(body), Max: MaxControlSize}
+	if d.newValue == nil {
+		return nil, fmt.Errorf("frame: %s is not a control frame", t)
+	}
+	if len(body) > d.maxBody {
+		return nil, &SizeError{Type: t, Size: len(body), Max: d.maxBody}
 	}
 	// The body is checked with our own scanner before the library sees it:
 	// the library allocates slices of the length an array declares before
@@ -244,9 +209,13 @@ func DecodeControl(t Type, body []byte) (any, error) {
 	if len(rest) != 0 {
 		return nil, malformed(t, "trailing bytes")
 	}
-	if err := checkIntegers(t, body); err != nil {
+	// The library would silently wrap negative integers and truncate large
+	// ones (a version of 2^32+1 would read as 1), so they are refused
+	// first.
+	if _, err := d.fields.check(body); err != nil {
 		return nil, malformed(t, err.Error())
 	}
+	v := d.newValue()
 	br := bytes.NewReader(body)
 	dec := msgpack.NewDecoder(br)
 	if err := dec.Decode(v); err != nil {
@@ -258,59 +227,136 @@ func DecodeControl(t Type, body []byte) (any, error) {
 	return v, nil
 }
 
-// intFields gives, for each control frame type, the largest value of each
-// integer field; "tags" is an array of such integers. The library would
-// silently wrap negative values and truncate large ones (a version of
-// 2^32+1 would read as 1), so checkIntegers refuses them first.
-var intFields = map[Type]map[string]uint64{
-	TypeHandshake:    {"version": math.MaxUint32, "kind": math.MaxUint8, "id": math.MaxUint64, "tags": math.MaxUint32, "max_frame": math.MaxUint32},
-	TypeHandshakeAck: {"conn_id": math.MaxUint64, "max_frame": math.MaxUint32},
-	TypeRejected:     {"code": math.MaxUint16},
-	TypePing:         {"value": math.MaxUint64},
-	TypePong:         {"value": math.MaxUint64},
-	TypeDropped:      {"count": math.MaxUint64, "total": math.MaxUint64},
+// mapSchema describes the integer fields of a control frame body (or of a
+// map nested in it), by key: the largest value of each, and the schema of
+// nested maps. Keys absent from it are not checked here (the library
+// checks their types). It is derived from the Go struct the body decodes
+// into, so that the struct is the only place a field's width is written.
+type mapSchema map[string]fieldSchema
+
+// fieldSchema describes the value of one key.
+type fieldSchema struct {
+	max   uint64    // an integer: the largest value (0: not an integer)
+	sub   mapSchema // a map (struct): its schema
+	array bool      // an array whose elements are what max or sub says
 }
 
-// checkIntegers checks that every integer field of the control frame body
-// b (a map already checked by skipValue) holds a non-negative value that
-// fits its Go type. nil stands for zero and is accepted; a value of
-// another kind (a string, a float...) is refused.
-func checkIntegers(t Type, b []byte) error {
-	fields := intFields[t]
-	if fields == nil {
-		return nil
+// schemaOf derives the schema of the msgpack map that the library encodes
+// a struct of type st as: every exported field, under the name of its
+// msgpack tag (or its Go name), whose type is an unsigned integer, a
+// struct, or a slice or pointer of those. It panics on a signed integer
+// field, whose range check this package does not implement.
+func schemaOf(st reflect.Type) mapSchema {
+	s := make(mapSchema)
+	for i := range st.NumField() {
+		f := st.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		key, _, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+		if key == "-" {
+			continue
+		}
+		if key == "" {
+			key = f.Name
+		}
+		var fs fieldSchema
+		ft := f.Type
+		if ft.Kind() == reflect.Slice && ft.Elem().Kind() != reflect.Uint8 { // []byte is bin
+			fs.array = true
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		switch ft.Kind() {
+		case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+			fs.max = 1<<ft.Bits() - 1
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			panic(fmt.Sprintf("frame: signed integer field %s.%s has no range check", st.Name(), f.Name))
+		case reflect.Struct:
+			fs.sub = schemaOf(ft)
+			if len(fs.sub) == 0 {
+				continue
+			}
+		default:
+			continue // strings, bools, lists of strings: checked by the library
+		}
+		s[key] = fs
 	}
+	return s
+}
+
+// check checks that every integer field of the map at the start of b (a
+// value already checked by skipValue), nested maps included, holds a
+// non-negative value that fits its Go type, and returns what follows the
+// map. nil stands for zero (or an empty map) and is accepted; a value of
+// another kind (a string, a float...) where an integer is due is refused.
+func (s mapSchema) check(b []byte) ([]byte, error) {
 	n, b, err := readMapLen(b)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for i := 0; i < n; i++ {
+	for range n {
 		var key []byte
 		if key, b, err = readStr(b); err != nil {
-			return errors.New("map key is not a string")
+			return nil, errors.New("map key is not a string")
 		}
-		max, ok := fields[string(key)]
+		fs, ok := s[string(key)]
 		if !ok || len(b) > 0 && b[0] == 0xc0 {
 			if b, err = skipValue(b, 1); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
-		elems := 1
-		if string(key) == "tags" {
-			if elems, b, err = readArrayLen(b); err != nil {
-				return fmt.Errorf("%s: %w", key, err)
+		if !fs.array {
+			if b, err = fs.checkOne(b); err != nil {
+				return nil, inField(string(key), err)
 			}
+			continue
 		}
-		for j := 0; j < elems; j++ {
-			var v uint64
-			if v, b, err = readUint(b); err != nil {
-				return fmt.Errorf("%s: %w", key, err)
-			}
-			if v > max {
-				return fmt.Errorf("%s: %d out of range", key, v)
+		var elems int
+		if elems, b, err = readArrayLen(b); err != nil {
+			return nil, inField(string(key), err)
+		}
+		for j := range elems {
+			if b, err = fs.checkOne(b); err != nil {
+				return nil, inField(fmt.Sprintf("%s[%d]", key, j), err)
 			}
 		}
 	}
-	return nil
+	return b, nil
+}
+
+// checkOne checks one integer or one nested map.
+func (fs fieldSchema) checkOne(b []byte) ([]byte, error) {
+	if fs.sub != nil {
+		return fs.sub.check(b)
+	}
+	v, b, err := readUint(b)
+	if err != nil {
+		return nil, err
+	}
+	if v > fs.max {
+		return nil, fmt.Errorf("%d out of range", v)
+	}
+	return b, nil
+}
+
+// fieldError is an error in the value of a field: path names it, as in
+// "routes[0].cost".
+type fieldError struct {
+	path string
+	err  error
+}
+
+func (e *fieldError) Error() string { return e.path + ": " + e.err.Error() }
+
+// inField says that err happened in the field named name (or in a field
+// nested in it).
+func inField(name string, err error) error {
+	if fe, ok := err.(*fieldError); ok {
+		return &fieldError{path: name + "." + fe.path, err: fe.err}
+	}
+	return &fieldError{path: name, err: err}
 }

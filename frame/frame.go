@@ -11,51 +11,6 @@ import (
 // the tags they observe in their handshake.
 type Tag = uint32
 
-// Type is the one-byte type of a frame, the first byte of its header.
-type Type uint8
-
-// Frame types. Values never change once released; see spec.md.
-const (
-	TypeHandshake    Type = 0x01 // client -> zipper, first frame on the control stream
-	TypeHandshakeAck Type = 0x02 // zipper -> client, the handshake was accepted
-	TypeRejected     Type = 0x03 // zipper -> client, the handshake was refused; final
-	TypeData         Type = 0x04 // either way, on data streams: tagged payload
-	TypeGoAway       Type = 0x05 // zipper -> client: reconnect (elsewhere or later)
-	TypePing         Type = 0x06 // either way, on the control stream
-	TypePong         Type = 0x07 // answer to a ping, echoing its value
-	TypeDropped      Type = 0x08 // zipper -> function: frames for it were dropped
-	TypeRoutes       Type = 0x09 // zipper <-> zipper: route advertisements
-)
-
-// String returns the lower-case name of t, or "type(0xNN)" for an unknown
-// type.
-func (t Type) String() string {
-	switch t {
-	case TypeHandshake:
-		return "handshake"
-	case TypeHandshakeAck:
-		return "handshake-ack"
-	case TypeRejected:
-		return "rejected"
-	case TypeData:
-		return "data"
-	case TypeGoAway:
-		return "goaway"
-	case TypePing:
-		return "ping"
-	case TypePong:
-		return "pong"
-	case TypeDropped:
-		return "dropped"
-	case TypeRoutes:
-		return "routes"
-	}
-	return fmt.Sprintf("type(0x%02x)", uint8(t))
-}
-
-// Known reports whether t is a frame type of this protocol version.
-func (t Type) Known() bool { return t >= TypeHandshake && t <= TypeRoutes }
-
 const (
 	// HeaderSize is the size of a frame header: type (1 byte) and body
 	// length (4 bytes, big endian).
@@ -133,13 +88,11 @@ func ParseHeader(h []byte, max int) (Type, int, error) {
 	if uint64(n32) > uint64(maxInt) {
 		n = maxInt
 	}
-	if !t.Known() {
+	d := describe(t)
+	if d == nil {
 		return t, n, &TypeError{Type: t}
 	}
-	limit := max
-	if t != TypeData {
-		limit = MaxControlSize
-	}
+	limit := d.limit(max)
 	if limit < 0 || uint64(n32) > uint64(limit) {
 		return t, n, &SizeError{Type: t, Size: n, Max: limit}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"reflect"
 	"runtime"
 	"strings"
@@ -722,5 +723,134 @@ func TestZeroAllocations(t *testing.T) {
 		m.lookup("bb")
 	}); n != 0 {
 		t.Errorf("Metadata: %v allocations", n)
+	}
+}
+
+// TestDecodeControlRoutesOverflow: the integers of a route, nested in the
+// "routes" array, are range-checked like a handshake's. Before the frame
+// types had one descriptor each, Routes had no entry in the table of
+// integer fields and kind=257, tag=2^32+5, cost=2^33+7 decoded silently
+// as 1, 5 and 7.
+func TestDecodeControlRoutesOverflow(t *testing.T) {
+	route := func(kind, tag, cost any) []byte {
+		b, err := msgpack.Marshal(map[string]any{"routes": []any{
+			map[string]any{"kind": kind, "tag": tag, "name": "f", "cost": cost, "path": []string{"eu"}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cases := []struct {
+		name      string
+		body      []byte
+		wantField string // in the error
+	}{
+		{"all three", route(uint64(257), uint64(1<<32+5), uint64(1<<33+7)), "out of range"}, // keys in any order
+		{"kind over 8 bits", route(uint64(257), uint64(5), uint64(7)), "kind: 257 out of range"},
+		{"tag over 32 bits", route(uint64(1), uint64(1<<32+5), uint64(7)), "tag: 4294967301 out of range"},
+		{"cost over 32 bits", route(uint64(1), uint64(5), uint64(1<<33+7)), "cost: 8589934599 out of range"},
+		{"negative cost", route(uint64(1), uint64(5), int64(-1)), "cost: negative integer"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := DecodeControl(TypeRoutes, c.body)
+			if err == nil || v != nil {
+				t.Fatalf("decoded %+v, %v; want an error", v, err)
+			}
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "malformed routes frame: routes[0].") || !strings.Contains(err.Error(), c.wantField) {
+				t.Fatalf("got %v, want ErrMalformed naming the routes frame, routes[0] and %q", err, c.wantField)
+			}
+		})
+	}
+	// The largest values of each field still decode.
+	v, err := DecodeControl(TypeRoutes, route(uint64(255), uint64(1<<32-1), uint64(1<<32-1)))
+	want := &RouteUpdate{Routes: []Route{{Kind: 255, Tag: 1<<32 - 1, Name: "f", Cost: 1<<32 - 1, Path: []string{"eu"}}}}
+	if err != nil || !reflect.DeepEqual(v, want) {
+		t.Fatalf("in range: %+v, %v", v, err)
+	}
+}
+
+// TestIntegerFields pins the integer ranges derived from the control
+// structs: they are those of the table that used to be written by hand
+// (for the types it covered), plus the fields of a route.
+func TestIntegerFields(t *testing.T) {
+	ints := func(d *descriptor) map[string]uint64 {
+		m := make(map[string]uint64)
+		var walk func(prefix string, s mapSchema)
+		walk = func(prefix string, s mapSchema) {
+			for k, f := range s {
+				if f.array {
+					k += "[]"
+				}
+				if f.sub != nil {
+					walk(prefix+k+".", f.sub)
+				} else {
+					m[prefix+k] = f.max
+				}
+			}
+		}
+		walk("", d.fields)
+		return m
+	}
+	want := map[Type]map[string]uint64{
+		TypeHandshake:    {"version": math.MaxUint32, "kind": math.MaxUint8, "id": math.MaxUint64, "tags[]": math.MaxUint32, "max_frame": math.MaxUint32},
+		TypeHandshakeAck: {"conn_id": math.MaxUint64, "max_frame": math.MaxUint32},
+		TypeRejected:     {"code": math.MaxUint16},
+		TypeGoAway:       {},
+		TypePing:         {"value": math.MaxUint64},
+		TypePong:         {"value": math.MaxUint64},
+		TypeDropped:      {"count": math.MaxUint64, "total": math.MaxUint64},
+		TypeRoutes:       {"routes[].kind": math.MaxUint8, "routes[].tag": math.MaxUint32, "routes[].cost": math.MaxUint32},
+	}
+	for _, typ := range controlTypes {
+		if got := ints(describe(typ)); !reflect.DeepEqual(got, want[typ]) {
+			t.Errorf("%v: integer fields %v, want %v", typ, got, want[typ])
+		}
+	}
+	if len(controlTypes) != len(want) {
+		t.Errorf("%d control types, want %d", len(controlTypes), len(want))
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("schemaOf accepted a signed integer field")
+		}
+	}()
+	schemaOf(reflect.TypeFor[struct {
+		N int `msgpack:"n"`
+	}]())
+}
+
+// TestDescriptors checks that the descriptors agree with one another: a
+// data type has no control value and the data limit, a control type both
+// a value and a limit, names are unique, and AppendControl writes each
+// value as the first type that decodes into it.
+func TestDescriptors(t *testing.T) {
+	names := make(map[string]Type)
+	for i := range types {
+		typ := Type(i)
+		d := describe(typ)
+		if d == nil {
+			continue
+		}
+		if prev, dup := names[d.name]; dup {
+			t.Errorf("%#x and %#x are both named %q", uint8(prev), i, d.name)
+		}
+		names[d.name] = typ
+		data := d.stream == dataStream
+		if data != (d.newValue == nil) || data != (d.maxBody == 0) || d.stream == 0 || d.from == "" {
+			t.Errorf("%v: stream %d, value %v, limit %d, from %q", typ, d.stream, d.newValue != nil, d.maxBody, d.from)
+		}
+		if data {
+			continue
+		}
+		b, err := AppendControl(nil, d.newValue())
+		want := typ
+		if typ == TypePong {
+			want = TypePing // AppendPing writes pongs
+		}
+		if err != nil || Type(b[0]) != want {
+			t.Errorf("AppendControl(%T): %x %v, want a %v frame", d.newValue(), b, err, want)
+		}
 	}
 }

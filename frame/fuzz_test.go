@@ -9,7 +9,15 @@ import (
 )
 
 // controlTypes are the frame types DecodeControl decodes.
-var controlTypes = []Type{TypeHandshake, TypeHandshakeAck, TypeRejected, TypeGoAway, TypePing, TypePong, TypeDropped, TypeRoutes}
+var controlTypes = func() []Type {
+	var ts []Type
+	for t := range types {
+		if types[t].newValue != nil {
+			ts = append(ts, Type(t))
+		}
+	}
+	return ts
+}()
 
 // fuzzMax is the data frame limit of FuzzReader: small, so that the
 // fuzzer reaches it.
