@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"unsafe"
 
 	"github.com/yomo-dev/yomo/frame"
 )
@@ -185,12 +184,13 @@ func (w *workers) dispatch(d *frame.Data) {
 	b := append(j.buf[:0], d.Target...)
 	b = append(b, d.Metadata...)
 	b = append(b, d.OriginZipper...)
+	b = append(b, d.Key...)
 	b = append(b, d.Payload...)
 	j.buf = b
-	t, m, o := len(d.Target), len(d.Metadata), len(d.OriginZipper)
+	t, m, o, k := len(d.Target), len(d.Metadata), len(d.OriginZipper), len(d.Key)
 	j.d = frame.Data{Tag: d.Tag, Origin: d.Origin, TID: d.TID,
 		Target: b[:t:t], Metadata: frame.Metadata(b[t : t+m : t+m]),
-		OriginZipper: b[t+m : t+m+o : t+m+o], Payload: b[t+m+o:]}
+		OriginZipper: b[t+m : t+m+o : t+m+o], Key: b[t+m+o : t+m+o+k : t+m+o+k], Payload: b[t+m+o+k:]}
 	h := (d.Origin ^ uint64(d.Tag)*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd
 	select {
 	case w.chans[h>>32%uint64(len(w.chans))] <- j:
@@ -223,27 +223,60 @@ func (x *fnContext) Metadata(key string) (string, bool) {
 }
 
 func (x *fnContext) Write(tag Tag, data []byte) error {
-	return x.WriteWithTarget(tag, data, "")
+	return x.WriteMessage(Message{Tag: tag, Data: data})
 }
 
 func (x *fnContext) WriteWithTarget(tag Tag, data []byte, target string) error {
+	return x.WriteMessage(Message{Tag: tag, Data: data, Target: target})
+}
+
+// TID identifies the origin write: the origin Source's id and its write's
+// transaction number.
+func (x *fnContext) TID() string {
+	if x.d == nil {
+		return ""
+	}
+	return fmt.Sprintf("%016x-%d", x.d.Origin, x.d.TID)
+}
+
+func (x *fnContext) Key() string {
+	if x.d == nil {
+		return ""
+	}
+	return string(x.d.Key)
+}
+
+func (x *fnContext) WriteMessage(m Message) error {
 	if x.d == nil {
 		return errContextDone
 	}
+	md, err := encodeMetadata(x.d.Metadata, m.Metadata)
+	if err != nil {
+		return x.reportWrite(m.Tag, err)
+	}
+	key := x.d.Key
+	if m.Key != "" {
+		key = bytesOf(m.Key)
+	}
 	out := frame.Data{
-		Tag:          tag,
-		Target:       unsafe.Slice(unsafe.StringData(target), len(target)), // read only
+		Tag:          m.Tag,
+		Target:       bytesOf(m.Target), // read only
 		Origin:       x.d.Origin,
 		TID:          x.d.TID,
-		Metadata:     x.d.Metadata,
-		Payload:      data,
+		Metadata:     md,
+		Payload:      m.Data,
 		OriginZipper: x.d.OriginZipper,
+		Key:          key,
 	}
 	if err := x.f.c.write(&out); err != nil {
-		// Handlers often have nowhere to send an error: the function's
-		// error handler learns of it too.
-		x.f.c.report(fmt.Errorf("yomo: handler write of tag %d: %w", tag, err))
-		return err
+		return x.reportWrite(m.Tag, err)
 	}
 	return nil
+}
+
+// reportWrite hands a failed write to the function's error handler too:
+// handlers often have nowhere to send an error.
+func (x *fnContext) reportWrite(tag Tag, err error) error {
+	x.f.c.report(fmt.Errorf("yomo: handler write of tag %d: %w", tag, err))
+	return err
 }

@@ -45,53 +45,74 @@ func (s *Source) Connect(ctx context.Context) error { return s.c.connect(ctx) }
 // Write returns ErrWriteTimeout. A payload over the frame size limit
 // returns an error matching ErrFrameTooLarge and sends nothing.
 func (s *Source) Write(tag Tag, data []byte) error {
-	return s.write(tag, data, "")
+	return s.WriteMessage(Message{Tag: tag, Data: data})
 }
 
 // WriteWithTarget is Write for the functions whose wanted target is target.
 func (s *Source) WriteWithTarget(tag Tag, data []byte, target string) error {
-	return s.write(tag, data, target)
+	return s.WriteMessage(Message{Tag: tag, Data: data, Target: target})
 }
 
-// WriteWithMetadata is Write with metadata, which travels with the frame
-// and with everything functions write while handling it (so a W3C
-// "traceparent" set here is seen by every function of the chain through
-// Context.Metadata, and by zipper hooks). Keys and values are strings; at
-// most frame.MaxMetadataEntries entries.
+// WriteWithMetadata is Write with metadata (see Message.Metadata).
 func (s *Source) WriteWithMetadata(tag Tag, data []byte, md map[string]string) error {
+	return s.WriteMessage(Message{Tag: tag, Data: data, Metadata: md})
+}
+
+// WriteMessage writes m: Write with every field of a Message. It is safe
+// for concurrent use; see Write for queueing and errors.
+func (s *Source) WriteMessage(m Message) error {
+	if err := s.c.checkWritable(); err != nil {
+		return err
+	}
+	md, err := encodeMetadata(nil, m.Metadata)
+	if err != nil {
+		return err
+	}
+	d := frame.Data{
+		Tag:      m.Tag,
+		Target:   bytesOf(m.Target), // read only
+		Origin:   s.c.id,
+		TID:      s.tid.Add(1),
+		Metadata: md,
+		Payload:  m.Data,
+		Key:      bytesOf(m.Key),
+	}
+	return s.c.write(&d)
+}
+
+// encodeMetadata returns base with md's entries set, in key order (so
+// equal maps encode equally). With no entries it returns base.
+func encodeMetadata(base frame.Metadata, md map[string]string) (frame.Metadata, error) {
+	if len(md) == 0 {
+		return base, nil
+	}
 	if len(md) > frame.MaxMetadataEntries {
-		return fmt.Errorf("yomo: %d metadata entries, limit %d", len(md), frame.MaxMetadataEntries)
+		return nil, fmt.Errorf("yomo: %d metadata entries, limit %d", len(md), frame.MaxMetadataEntries)
 	}
 	keys := make([]string, 0, len(md))
 	for k := range md {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	kv := make([]string, 0, 2*len(md))
+	if len(base) == 0 {
+		kv := make([]string, 0, 2*len(md))
+		for _, k := range keys {
+			kv = append(kv, k, md[k])
+		}
+		return frame.MetadataOf(kv...), nil
+	}
+	out := base
 	for _, k := range keys {
-		kv = append(kv, k, md[k])
+		out = out.With(k, md[k])
 	}
-	return s.writeFrame(tag, data, "", frame.MetadataOf(kv...))
+	if out.Len() > frame.MaxMetadataEntries {
+		return nil, fmt.Errorf("yomo: %d metadata entries, limit %d", out.Len(), frame.MaxMetadataEntries)
+	}
+	return out, nil
 }
 
-func (s *Source) write(tag Tag, data []byte, target string) error {
-	return s.writeFrame(tag, data, target, nil)
-}
-
-func (s *Source) writeFrame(tag Tag, data []byte, target string, md frame.Metadata) error {
-	if err := s.c.checkWritable(); err != nil {
-		return err
-	}
-	d := frame.Data{
-		Tag:      tag,
-		Target:   unsafe.Slice(unsafe.StringData(target), len(target)), // read only
-		Origin:   s.c.id,
-		TID:      s.tid.Add(1),
-		Metadata: md,
-		Payload:  data,
-	}
-	return s.c.write(&d)
-}
+// bytesOf returns s's bytes without copying; they must not be modified.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // SetObserveDataTags sets the tags this Source wants back from functions
 // (backflow) for its own writes. Call it before Connect; later calls have

@@ -43,6 +43,45 @@ type Context interface {
 	WriteWithTarget(tag Tag, data []byte, target string) error
 }
 
+// Message is one frame as an application writes it: Source.WriteMessage,
+// and MessageContext.WriteMessage in a handler. Fields may be added in
+// later versions; a zero field means "none".
+type Message struct {
+	// Tag selects the functions that receive the frame.
+	Tag Tag
+	// Data is the payload; it is copied before the write returns.
+	Data []byte
+	// Target, when not empty, restricts delivery to the instances whose
+	// wanted target equals it (SetWantedTarget).
+	Target string
+	// Key, when not empty, is the frame's affinity key.
+	Key string
+	// Metadata travels with the frame and with everything functions write
+	// while handling it (a W3C "traceparent" set here reaches every
+	// function of the chain). At most frame.MaxMetadataEntries entries.
+	Metadata map[string]string
+}
+
+// MessageContext is what every Context the library hands to a Handler
+// also implements, and so does the yomotest package's fake: the frame's
+// transaction and key, and writes of a whole Message. Context itself
+// stays as it is, so code that implements it keeps compiling; reach
+// these with a type assertion (ctx.(yomo.MessageContext)). Do not
+// implement Context or MessageContext yourself to test a handler: use
+// package yomotest, which follows them as they grow.
+type MessageContext interface {
+	Context
+	// TID identifies the origin Source's write that started the chain
+	// this frame belongs to: frames written while handling it carry it on.
+	TID() string
+	// Key is the frame's affinity key; "" when it has none.
+	Key() string
+	// WriteMessage writes m as a result of the frame being handled: it
+	// carries the frame's origin (for backflow), its metadata (m's entries
+	// added or replacing) and, when m.Key is empty, its key.
+	WriteMessage(m Message) error
+}
+
 // Errors. Closed-state errors unwrap to net.ErrClosed.
 var (
 	// ErrClosed is returned by operations on a closed Zipper, Source or

@@ -44,19 +44,25 @@ type Data struct {
 	// Names lists the function names a frame crossing a zipper link is
 	// for; empty on a link, the frame is backflow for OriginZipper.
 	Names StrList
+
+	// Key (optional; written only when set) is the frame's affinity key:
+	// frames with one key reach one instance of each function group.
+	Key []byte
 }
 
 // dataFields is the number of array elements every data frame has;
-// fields 6 to 8 are optional (mesh). Decoders skip elements beyond those
-// they know (forward compatibility).
+// fields 6 to 8 are optional (mesh), field 9 is the key. Decoders skip
+// elements beyond those they know (forward compatibility).
 const (
 	dataFields    = 6
-	dataFieldsMax = 9
+	dataFieldsMax = 10
 )
 
 // fields returns how many array elements d is written with.
 func (d *Data) fields() int {
 	switch {
+	case len(d.Key) > 0:
+		return 10
 	case len(d.Path) > 0 || len(d.Names) > 0:
 		return 9
 	case len(d.OriginZipper) > 0:
@@ -80,6 +86,8 @@ func DataSize(d *Data) int {
 	}
 	n := 1 + 5 + strSize(len(d.Target)) + 9 + 9 + m + binHeaderSize(len(d.Payload)) + len(d.Payload)
 	switch d.fields() {
+	case 10:
+		n += strSize(len(d.OriginZipper)) + listSize(d.Path) + listSize(d.Names) + strSize(len(d.Key))
 	case 9:
 		n += strSize(len(d.OriginZipper)) + listSize(d.Path) + listSize(d.Names)
 	case 7:
@@ -111,6 +119,9 @@ func AppendData(dst []byte, d *Data) []byte {
 	if nf >= 9 {
 		dst = appendList(dst, d.Path)
 		dst = appendList(dst, d.Names)
+	}
+	if nf >= 10 {
+		dst = appendStr(dst, d.Key)
 	}
 	return dst
 }
@@ -161,7 +172,7 @@ func (d *Data) Decode(body []byte) error {
 	if d.Payload, b, err = readBytes(rest); err != nil {
 		return malformed(TypeData, "payload: "+err.Error())
 	}
-	d.OriginZipper, d.Path, d.Names = nil, nil, nil
+	d.OriginZipper, d.Path, d.Names, d.Key = nil, nil, nil, nil
 	if n > 6 {
 		if d.OriginZipper, b, err = readBytes(b); err != nil {
 			return malformed(TypeData, "origin zipper: "+err.Error())
@@ -175,6 +186,11 @@ func (d *Data) Decode(body []byte) error {
 	if n > 8 {
 		if d.Names, b, err = readList(b); err != nil {
 			return malformed(TypeData, "names: "+err.Error())
+		}
+	}
+	if n > 9 {
+		if d.Key, b, err = readBytes(b); err != nil {
+			return malformed(TypeData, "key: "+err.Error())
 		}
 	}
 	for i := dataFieldsMax; i < n; i++ {

@@ -19,7 +19,8 @@ func dataEqual(a, b *Data) bool {
 	return a.Tag == b.Tag && bytes.Equal(a.Target, b.Target) &&
 		a.Origin == b.Origin && a.TID == b.TID &&
 		a.Metadata.Equal(b.Metadata) && bytes.Equal(a.Payload, b.Payload) &&
-		bytes.Equal(a.OriginZipper, b.OriginZipper) && bytes.Equal(a.Path, b.Path) && bytes.Equal(a.Names, b.Names)
+		bytes.Equal(a.OriginZipper, b.OriginZipper) && bytes.Equal(a.Path, b.Path) && bytes.Equal(a.Names, b.Names) &&
+		bytes.Equal(a.Key, b.Key)
 }
 
 // controlEqual compares two decoded control values, treating nil and empty
@@ -354,9 +355,9 @@ func TestDataWithLibrary(t *testing.T) {
 		fields  []any
 		compact bool
 	}
-	// Elements 6-8 are the mesh fields (origin zipper, path, names); what
-	// follows them is from a later version and skipped.
-	extra := []any{"", []string{}, []string{}, "future", map[string]any{"x": []any{1, -2, 3.5, nil, true}}, 1.5, nil, []byte{1}}
+	// Elements 6-8 are the mesh fields (origin zipper, path, names), 9 the
+	// key; what follows them is from a later version and skipped.
+	extra := []any{"", []string{}, []string{}, "", "future", map[string]any{"x": []any{1, -2, 3.5, nil, true}}, 1.5, nil, []byte{1}}
 	cases := []libCase{
 		{"uint64", []any{uint64(33), "sfn-1", uint64(7), uint64(42), meta, []byte("hello")}, false},
 		{"uint64 compact", []any{uint64(33), "sfn-1", uint64(7), uint64(42), meta, []byte("hello")}, true},
@@ -396,7 +397,11 @@ func TestDataWithLibrary(t *testing.T) {
 		if len(m) > 1 { // the library writes map entries in random order
 			continue
 		}
-		if err := enc.Encode([]any{uint64(c.d.Tag), string(c.d.Target), c.d.Origin, c.d.TID, m, c.d.Payload}); err != nil {
+		fields := []any{uint64(c.d.Tag), string(c.d.Target), c.d.Origin, c.d.TID, m, c.d.Payload}
+		if len(c.d.Key) > 0 {
+			fields = append(fields, string(c.d.OriginZipper), []string{}, []string{}, string(c.d.Key))
+		}
+		if err := enc.Encode(fields); err != nil {
 			t.Fatal(err)
 		}
 		var d Data
@@ -618,14 +623,16 @@ func TestDecodeAccepts(t *testing.T) {
 		{"array 16/32",
 			"\xdc\x00\x06\x01\xa0\x00\x00\x80\xa0", Data{Tag: 1}},
 		{"array 32 with extras",
-			"\xdd\x00\x00\x00\x0b\x01\xa0\x00\x00\x80\xa0\xa0\x90\x90\xc7\x02\x05ab\x92\x81\xa1a\xcb\x00\x00\x00\x00\x00\x00\x00\x00\xd8\x01" + strings.Repeat("z", 16),
+			"\xdd\x00\x00\x00\x0c\x01\xa0\x00\x00\x80\xa0\xa0\x90\x90\xa0\xc7\x02\x05ab\x92\x81\xa1a\xcb\x00\x00\x00\x00\x00\x00\x00\x00\xd8\x01" + strings.Repeat("z", 16),
 			Data{Tag: 1}},
 		{"map 16/32 metadata, bin keys",
 			"\x96\x01\xa0\x00\x00\xde\x00\x01\xc4\x01k\xd9\x01v\xa0", Data{Tag: 1, Metadata: MetadataOf("k", "v")}},
 		{"map 32 metadata",
 			"\x96\x01\xa0\x00\x00\xdf\x00\x00\x00\x01\xa1k\xa1v\xa0", Data{Tag: 1, Metadata: MetadataOf("k", "v")}},
 		{"spec.md example", // keep in sync with spec.md, section 7.1
-			"\x9a\x01\xc0\x00\x00\xc0\xc0\xc0\x90\x90\xa3new", Data{Tag: 1}},
+			"\x9b\x01\xc0\x00\x00\xc0\xc0\xc0\x90\x90\xc0\xa3new", Data{Tag: 1}},
+		{"key",
+			"\x9a\x01\xc0\x00\x00\xc0\xc0\xc0\x90\x90\xa3dev", Data{Tag: 1, Key: []byte("dev")}},
 		{"empty map 16 metadata",
 			"\x96\x01\xa0\x00\x00\xde\x00\x00\xa0", Data{Tag: 1}},
 	}

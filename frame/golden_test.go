@@ -53,6 +53,7 @@ var dataCases = []dataCase{
 		Metadata: MetadataOf("a", "b"), Payload: pattern(300)}},
 	{"data-str16-300", Data{Tag: 6, Target: letters(300), Payload: pattern(300)}},
 	{"data-70000", Data{Tag: 7, Target: letters(256), Origin: 11, TID: 12, Payload: pattern(70000)}},
+	{"data-key", Data{Tag: 8, Origin: 3, TID: 4, Payload: []byte("k"), Key: []byte("device-17")}},
 }
 
 // controlCase is a control frame pinned by a golden file.

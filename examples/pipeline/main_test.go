@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/yomo-dev/yomo"
+	"github.com/yomo-dev/yomo/yomotest"
 	"go.uber.org/goleak"
 )
 
@@ -37,35 +38,13 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// The functions are plain yomo.Handlers: test one without a zipper.
+// The functions are plain yomo.Handlers: test one without a zipper, with
+// the ready Context of package yomotest.
 func TestParseRejectsGarbage(t *testing.T) {
-	c := &fakeContext{data: []byte("no-temperature")}
+	c := yomotest.NewContext(yomo.Message{Tag: tagReading, Data: []byte("no-temperature")})
 	parse(c)
-	if len(c.written) != 1 || c.written[0].tag != tagInvalid {
-		t.Fatalf("parse wrote %+v, want one frame on tagInvalid", c.written)
+	got := c.Written()
+	if len(got) != 1 || got[0].Tag != tagInvalid {
+		t.Fatalf("parse wrote %+v, want one frame on tagInvalid", got)
 	}
-}
-
-type written struct {
-	tag  yomo.Tag
-	data string
-}
-
-// fakeContext is a yomo.Context that records what the handler writes.
-type fakeContext struct {
-	data    []byte
-	written []written
-}
-
-var _ yomo.Context = (*fakeContext)(nil)
-
-func (c *fakeContext) Tag() yomo.Tag                      { return tagReading }
-func (c *fakeContext) Data() []byte                       { return c.data }
-func (c *fakeContext) Metadata(key string) (string, bool) { return "", false }
-func (c *fakeContext) Write(tag yomo.Tag, data []byte) error {
-	c.written = append(c.written, written{tag, string(data)})
-	return nil
-}
-func (c *fakeContext) WriteWithTarget(tag yomo.Tag, data []byte, _ string) error {
-	return c.Write(tag, data)
 }
