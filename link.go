@@ -463,8 +463,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // LinkStats are the counters of one mesh link.
 type LinkStats struct {
-	Peer   string `json:"peer"`
-	State  string `json:"state"`  // "connecting" (no round trip measured yet) or "up"
+	Peer string `json:"peer"`
+	// State is "connecting" (no round trip measured yet), "up", or
+	// "down": the peer had a link and has none now.
+	State  string `json:"state"`
 	Dialed bool   `json:"dialed"` // this zipper dialed the link
 	Remote string `json:"remote"` // the peer's address
 	// RTT is the smoothed round trip time (in JSON: nanoseconds).
@@ -479,25 +481,26 @@ type LinkStats struct {
 	Dropped uint64 `json:"dropped"`
 }
 
-// linkStatsLocked lists the links; z.mu is held.
+// linkStatsLocked lists the links, and the peers that had one and have
+// none now (state "down", with what their links counted); z.mu is held.
 func (z *Zipper) linkStatsLocked() []LinkStats {
-	out := make([]LinkStats, 0, len(z.links))
-	for _, c := range z.links {
-		l := c.link
-		st := "connecting"
-		if l.up.Load() {
-			st = "up"
+	out := make([]LinkStats, 0, len(z.peerCnt))
+	for peer, cnt := range z.peerCnt {
+		ls := LinkStats{Peer: peer, State: "down",
+			FramesIn: cnt.framesIn.Load(), FramesOut: cnt.framesOut.Load(),
+			BytesIn: cnt.bytesIn.Load(), BytesOut: cnt.bytesOut.Load(), Dropped: cnt.dropped.Load()}
+		if c := z.links[peer]; c != nil {
+			l := c.link
+			ls.State = "connecting"
+			if l.up.Load() {
+				ls.State = "up"
+			}
+			if a := c.tc.RemoteAddr(); a != nil {
+				ls.Remote = a.String()
+			}
+			ls.Dialed, ls.RTT = l.dialed, time.Duration(l.rtt.Load())
 		}
-		var remote string
-		if a := c.tc.RemoteAddr(); a != nil {
-			remote = a.String()
-		}
-		out = append(out, LinkStats{
-			Peer: l.peer, State: st, Dialed: l.dialed, Remote: remote,
-			RTT:      time.Duration(l.rtt.Load()),
-			FramesIn: c.cnt.framesIn.Load(), FramesOut: c.cnt.framesOut.Load(),
-			BytesIn: c.cnt.bytesIn.Load(), BytesOut: c.cnt.bytesOut.Load(), Dropped: c.cnt.dropped.Load(),
-		})
+		out = append(out, ls)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
 	return out

@@ -1,0 +1,179 @@
+package yomo_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/yomo-dev/yomo"
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/transport"
+	"github.com/yomo-dev/yomo/mesh"
+)
+
+// TestBrokenLinkQueueIsCounted: frames queued on a mesh link when it
+// breaks are dropped, and every one of them is counted: in the link's
+// stats (kept after the link is gone) and in Stats.Dropped. The peer is a
+// fake zipper that advertises a function, answers pings and never reads
+// its data stream, so the link's queue fills; then it disconnects.
+func TestBrokenLinkQueueIsCounted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cert, pool, err := transport.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disconnect := make(chan struct{})
+	peerDone := make(chan error, 1)
+	go func() { peerDone <- fakeSilentPeer(ctx, ln, disconnect) }() // owned by the test: ends at disconnect or ctx
+	defer func() {
+		ln.Close()
+		pc.Close()
+	}()
+
+	const stall = 10 * time.Second // the link must not be judged stalled: its queue is what breaks
+	z, err := yomo.NewZipper("a", yomo.WithTLSConfig(&tls.Config{RootCAs: pool}),
+		yomo.WithMesh(mesh.Peer{Name: "fake", Addr: pc.LocalAddr().String()}), yomo.WithStallTimeout(stall))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zpc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- z.Serve(ctx, zpc) }() // owned by the test: ends at z.Close
+	defer func() {
+		z.Close()
+		<-served
+	}()
+	src := yomo.NewSource("src", "", yomo.WithInMemory(z))
+	if err := src.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+
+	waitFor(t, 10*time.Second, func() bool {
+		for _, r := range z.Stats().Routes {
+			if r.Function == "sink" && r.Via == "fake" {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("no route to sink via fake: %+v", z.Stats()) })
+
+	const n = 4000
+	payload := make([]byte, 1024)
+	for i := 0; i < n; i++ {
+		if err := src.Write(1, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every frame reached the zipper and went to the link: some onto the
+	// wire (until the peer's flow-control window is full), the rest queued.
+	waitFor(t, 10*time.Second, func() bool { return z.Stats().FramesIn == n }, func() string { return fmt.Sprintf("%+v", z.Stats()) })
+	queued := func() uint64 { l := linkTo(z, "fake"); return n - l.FramesOut - l.Dropped }
+	if q := queued(); q == 0 {
+		t.Fatalf("nothing queued on the link (%+v): the test proves nothing", linkTo(z, "fake"))
+	}
+	close(disconnect)
+	if err := <-peerDone; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return linkTo(z, "fake").State == "down" },
+		func() string { return fmt.Sprintf("link %+v", linkTo(z, "fake")) })
+	l, st := linkTo(z, "fake"), z.Stats()
+	if l.FramesOut+l.Dropped != n || l.Dropped == 0 {
+		t.Fatalf("link: %d written + %d dropped, want %d in all and some dropped (%+v)", l.FramesOut, l.Dropped, n, l)
+	}
+	if st.Dropped != l.Dropped || st.Unroutable != 0 {
+		t.Fatalf("Stats.Dropped %d, unroutable %d; want the link's %d drops, none unroutable", st.Dropped, st.Unroutable, l.Dropped)
+	}
+}
+
+func linkTo(z *yomo.Zipper, peer string) yomo.LinkStats {
+	for _, l := range z.Stats().Links {
+		if l.Peer == peer {
+			return l
+		}
+	}
+	return yomo.LinkStats{}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool, why func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %s", d, why())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// fakeSilentPeer accepts one mesh link, acknowledges its handshake,
+// advertises the function "sink" on tag 1, answers pings, and never reads
+// the data stream. It closes the link when disconnect closes.
+func fakeSilentPeer(ctx context.Context, ln transport.Listener, disconnect <-chan struct{}) error {
+	tc, err := ln.Accept(ctx)
+	if err != nil {
+		return err
+	}
+	defer tc.CloseWithError(0, "")
+	st, err := tc.AcceptStream(ctx)
+	if err != nil {
+		return err
+	}
+	rd := frame.NewReader(st, frame.MaxControlSize)
+	if _, _, err := rd.Next(); err != nil {
+		return err
+	}
+	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "fake", MaxFrameSize: frame.DefaultMaxSize})
+	routes, _ := frame.AppendControl(nil, &frame.RouteUpdate{Routes: []frame.Route{
+		{Kind: frame.RouteFunction, Tag: 1, Name: "sink", Cost: 0, Path: []string{"fake"}},
+		{Kind: frame.RouteZipper, Name: "fake", Cost: 0, Path: []string{"fake"}},
+	}})
+	if _, err := st.Write(append(ack, routes...)); err != nil {
+		return err
+	}
+	pings := make(chan error, 1)
+	go func() { // owned by fakeSilentPeer: ends when tc closes
+		for {
+			typ, body, err := rd.Next()
+			if err != nil {
+				pings <- nil
+				return
+			}
+			if typ != frame.TypePing {
+				continue
+			}
+			v, err := frame.DecodeControl(typ, body)
+			if err != nil {
+				pings <- err
+				return
+			}
+			if _, err := st.Write(frame.AppendPing(nil, v.(*frame.Ping).Value, true)); err != nil {
+				pings <- nil
+				return
+			}
+		}
+	}()
+	select {
+	case <-disconnect:
+	case <-ctx.Done():
+	}
+	tc.CloseWithError(0, "fake peer leaves")
+	return <-pings
+}
