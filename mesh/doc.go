@@ -1,5 +1,8 @@
-// Package mesh links zippers into a mesh and decides, at every zipper,
-// where each frame goes next.
+// Package mesh decides, at every zipper of a mesh, where each frame goes
+// next: it is the mesh's route selection, a pure table. The links
+// themselves (QUIC connections, pings, the exchange of advertisements) are
+// connections of the root package, which feeds this table the events it
+// sees and applies the changes it returns; see "Driving a Table".
 //
 // # The mesh
 //
