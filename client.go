@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,7 @@ type client struct {
 	mu         sync.Mutex
 	st         atomic.Int32 // clientState; written under mu
 	tags       []Tag
+	tagSet     atomic.Pointer[map[Tag]struct{}] // tags, for lock-free reads
 	target     string
 	errHandler func(error)
 	onData     func(d *frame.Data) // called on the read goroutine, in order
@@ -126,12 +128,27 @@ func splitAddrs(addr string) []string {
 }
 
 // errGoAway ends a connection the zipper asked us to leave.
-var errGoAway = errors.New("yomo: zipper sent goaway")
+var errGoAway = errors.New("yomo: the zipper asked to reconnect (goaway)")
 
 func (c *client) setTags(tags []Tag) {
 	c.mu.Lock()
 	c.tags = append([]Tag(nil), tags...)
+	set := make(map[Tag]struct{}, len(tags))
+	for _, t := range tags {
+		set[t] = struct{}{}
+	}
+	c.tagSet.Store(&set)
 	c.mu.Unlock()
+}
+
+// observes reports whether the client observes tag now. It takes no lock.
+func (c *client) observes(tag Tag) bool {
+	set := c.tagSet.Load()
+	if set == nil {
+		return false
+	}
+	_, ok := (*set)[tag]
+	return ok
 }
 
 func (c *client) setErrorHandler(fn func(error)) {
@@ -613,14 +630,17 @@ func (c *client) close() error {
 const closeFlushTimeout = 2 * time.Second
 
 // recovered turns a handler panic into an error for the error handler.
+// It runs in the deferred function that recovered, so the stack is the
+// panicking goroutine's.
 func (c *client) recovered(v any) {
-	c.report(&PanicError{Value: v})
+	c.report(&PanicError{Value: v, Stack: debug.Stack()})
 }
 
 // PanicError reports a handler that panicked: a StreamFunction's handler
 // or a Source's receive handler. The client goes on with the next frames.
 type PanicError struct {
-	Value any // what the handler panicked with
+	Value any    // what the handler panicked with
+	Stack []byte // the goroutine's stack at the panic (runtime/debug.Stack)
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("yomo: handler panicked: %v", e.Value) }

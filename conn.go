@@ -49,6 +49,15 @@ type conn struct {
 
 	cnt *connCounters // a link's are its peer's, kept across reconnections
 
+	// The goroutines of serve: it waits for them all.
+	wg       sync.WaitGroup
+	stop     chan struct{} // closed when serve winds down
+	failOnce sync.Once
+	first    error      // the first failure; set once through fail
+	wmu      sync.Mutex // guards serving and the start of the writer
+	serving  bool       // goroutines may start
+	writerOn atomic.Bool
+
 	// Clients only.
 	info     ConnInfo // for hooks, set at registration
 	dst      *dest    // this instance in the routing table (functions)
@@ -86,52 +95,74 @@ func (c *conn) isLink() bool { return c.link != nil }
 // writer. The first failure closes the connection with its reason, which
 // ends the others.
 func (c *conn) serve() error {
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	fail := func(err error) {
-		once.Do(func() {
-			first = err
-			c.closeFor(err)
-		})
-	}
-	stop := make(chan struct{})
-	wg.Add(1)
-	go func() { // owned by serve: ends when the peer's data stream or tc ends
-		defer wg.Done()
+	c.stop = make(chan struct{})
+	c.wmu.Lock()
+	c.serving = true
+	c.wmu.Unlock()
+	c.goOwned(func() { // ends when the peer's data stream or tc ends
 		defer close(c.readDone)
 		if err := c.readData(); err != nil {
-			fail(err)
+			c.fail(err)
 		}
-	}()
+	})
 	if c.hasWriter() {
-		wg.Add(1)
-		go func() { // owned by serve: ends on stop, after a drain, or on a write error
-			defer wg.Done()
-			if err := c.writeData(stop); err != nil {
-				fail(err)
-			}
-		}()
+		c.startWriter()
 	}
 	if c.isLink() {
-		wg.Add(1)
-		go func() { // owned by serve: ends on stop or a write error
-			defer wg.Done()
-			if err := c.link.runControl(c, stop); err != nil {
-				fail(err)
+		c.goOwned(func() { // ends on stop or a write error
+			if err := c.link.runControl(c, c.stop); err != nil {
+				c.fail(err)
 			}
-		}()
+		})
 	}
-	fail(c.readControl()) // returns once tc is closed, by anyone
-	close(stop)
-	wg.Wait()
-	return first
+	c.fail(c.readControl()) // returns once tc is closed, by anyone
+	c.wmu.Lock()
+	c.serving = false // no goroutine starts from now on
+	c.wmu.Unlock()
+	close(c.stop)
+	c.wg.Wait()
+	return c.first
 }
 
-// hasWriter reports whether the peer can receive data: links, functions,
-// and sources that observe tags (backflow). A source observing nothing
-// gets no data stream and no writer goroutine, which matters with many
-// idle sources.
+// goOwned runs fn on a goroutine owned by serve, which waits for it.
+// c.wmu is held, or serve has not started waiting.
+func (c *conn) goOwned(fn func()) {
+	c.wg.Add(1)
+	go func() { // owned by serve (c.wg)
+		defer c.wg.Done()
+		fn()
+	}()
+}
+
+// fail records the first failure of the connection and closes it with its
+// reason, which ends every other goroutine of it.
+func (c *conn) fail(err error) {
+	c.failOnce.Do(func() {
+		c.first = err
+		c.closeFor(err)
+	})
+}
+
+// startWriter starts the data writer, once, while the connection is
+// served. Functions, links and sources that observe tags get it at once;
+// a source that observes nothing only when something is first routed to
+// it (a reply to a request), so idle sources cost no goroutine.
+func (c *conn) startWriter() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.serving || c.writerOn.Load() {
+		return
+	}
+	c.writerOn.Store(true)
+	c.goOwned(func() { // ends on stop, after a drain, or on a write error
+		if err := c.writeData(c.stop); err != nil {
+			c.fail(err)
+		}
+	})
+}
+
+// hasWriter reports whether the peer gets a data writer from the start:
+// links, functions, and sources that observe tags (backflow).
 func (c *conn) hasWriter() bool { return c.isLink() || len(c.observes) > 0 }
 
 // finish ends the zipper's side of the connection once nothing more will
@@ -141,7 +172,7 @@ func (c *conn) hasWriter() bool { return c.isLink() || len(c.observes) > 0 }
 func (c *conn) finish() {
 	c.drainOnce.Do(func() {
 		close(c.drain)
-		if !c.hasWriter() {
+		if !c.writerOn.Load() {
 			c.tc.CloseWithError(uint64(frame.CloseNormal), "")
 		}
 	})
@@ -286,6 +317,9 @@ func (c *conn) writeData(stop <-chan struct{}) error {
 // what is not queued is dropped and counted. wait ends a waiting put (the
 // writer's own connection closed).
 func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
+	if !c.writerOn.Load() {
+		c.startWriter()
+	}
 	tc := c.observes[d.Tag]
 	if (c.recvMax == 0 || frame.DataSize(d) <= c.recvMax) && c.out.put(d, c.policy, wait, 0, c.z.opts.stallTimeout) {
 		if tc != nil {

@@ -197,8 +197,16 @@ func WithCredential(cred string) ClientOption {
 // The client's identity (ConnInfo.Identity) is then "token#<n>", n being
 // the token's position among all tokens given (from 1), unless a verified
 // client certificate or an Authenticator names it; see WithAuthenticator.
+//
+// WithAuthToken with no token is an error from NewZipper (ErrNoTokens):
+// it would otherwise leave the zipper open to anyone, which is never what
+// a call that asks for authentication means (a token list read from an
+// empty configuration, for instance).
 func WithAuthToken(tokens ...string) ZipperOption {
 	return zipperFunc(func(o *zipperOptions) {
+		if len(tokens) == 0 {
+			o.errs = append(o.errs, ErrNoTokens)
+		}
 		for _, t := range tokens {
 			if t == "" {
 				o.errs = append(o.errs, errors.New("yomo: empty auth token"))

@@ -57,6 +57,7 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 		}
 		if from.graceUntil == 0 || !z.holdForRoute(from.graceUntil, gen, wait) {
 			z.noteUnroutable(d.Tag)
+			z.noResponders(d, sc, wait)
 			return
 		}
 	}
@@ -65,6 +66,11 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 // dispatch delivers d from a client along tbl and reports whether it went
 // anywhere. When it did not, nothing was delivered, so it may be retried.
 func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], sc *scratch, wait <-chan struct{}) bool {
+	fromFunction := from.hs.Kind == frame.KindFunction
+	if fromFunction && d.TID&frame.TIDReplyOnly != 0 {
+		// A status reply to a request: to the origin Source only.
+		return d.Origin != 0 && z.routeBackflow(d, nil, wait, sc)
+	}
 	// The target aliases the frame buffer; Route does not retain it.
 	sc.dsts = tbl.Route(d.Tag, unsafeString(d.Target), sc.dsts[:0])
 	sc.remote = sc.remote[:0]
@@ -79,7 +85,7 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	if len(sc.remote) > 0 {
 		z.forward(d, nil, sc, wait)
 	}
-	if from.hs.Kind == frame.KindFunction && d.Origin != 0 && z.routeBackflow(d, nil, wait, sc) {
+	if fromFunction && d.Origin != 0 && z.routeBackflow(d, nil, wait, sc) {
 		routed = true
 	}
 	return routed
@@ -124,6 +130,7 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 	}
 	if !delivered {
 		z.noteUnroutable(d.Tag)
+		z.noResponders(d, sc, wait) // a new frame from here: its path starts here
 	}
 }
 
@@ -133,7 +140,7 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, wait <-chan struct{}, sc *scratch) bool {
 	oz := d.OriginZipper
 	if len(oz) == 0 || string(oz) == z.name {
-		if v, ok := z.sources.Load(d.Origin); ok && v.(*conn).observes[d.Tag] != nil {
+		if v, ok := z.sources.Load(d.Origin); ok && (d.TID&frame.TIDRequest != 0 || v.(*conn).observes[d.Tag] != nil) {
 			src := v.(*conn)
 			d.Path, d.Names = nil, nil
 			src.deliver(d, wait)
@@ -173,6 +180,20 @@ func (z *Zipper) forward(d *frame.Data, path frame.StrList, sc *scratch, wait <-
 	}
 	d.Path, d.Names = nil, nil
 }
+
+// noResponders answers a request that reached no function with a status
+// reply to its origin Source, so its Request returns ErrNoResponders at
+// once rather than at its deadline. Other frames are left alone.
+func (z *Zipper) noResponders(d *frame.Data, sc *scratch, wait <-chan struct{}) {
+	if d.TID&frame.TIDRequest == 0 || d.TID&frame.TIDReplyOnly != 0 || d.Origin == 0 {
+		return
+	}
+	r := frame.Data{Tag: d.Tag, Origin: d.Origin, TID: d.TID | frame.TIDReplyOnly,
+		Metadata: noRespondersMetadata, OriginZipper: d.OriginZipper}
+	z.routeBackflow(&r, nil, wait, sc)
+}
+
+var noRespondersMetadata = frame.MetadataOf(frame.StatusKey, frame.StatusNoResponders)
 
 // holdForRoute is called for a frame from a reconnecting client that
 // nothing observed when the routes were at generation gen. Until the

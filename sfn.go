@@ -128,13 +128,27 @@ func (f *StreamFunction) onData(d *frame.Data) {
 // call runs the handler for one frame, turning a panic into a report.
 func (f *StreamFunction) call(x *fnContext, d *frame.Data) {
 	defer func() {
-		x.d = nil
 		if v := recover(); v != nil {
 			f.c.recovered(v)
+			if d.TID&frame.TIDRequest != 0 {
+				f.answerPanic(d, v)
+			}
 		}
+		x.d = nil
 	}()
 	x.d = d
 	f.handler(x)
+}
+
+// answerPanic tells the origin of a request that the handler panicked on
+// it, so its Request fails at once rather than at its deadline.
+func (f *StreamFunction) answerPanic(d *frame.Data, v any) {
+	r := frame.Data{Tag: d.Tag, Origin: d.Origin, TID: d.TID | frame.TIDReplyOnly, OriginZipper: d.OriginZipper,
+		Metadata: frame.MetadataOf(frame.StatusKey, frame.StatusPanic, frame.ErrorKey,
+			truncate(fmt.Sprintf("%s: handler panicked: %v", f.c.name, v), maxReasonLen))}
+	if err := f.c.write(&r); err != nil {
+		f.c.report(fmt.Errorf("yomo: answering a request after a panic: %w", err))
+	}
 }
 
 // workers run a handler with several concurrent calls. Frames are copied

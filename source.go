@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -20,6 +21,17 @@ type Source struct {
 	c       *client
 	tid     atomic.Uint64
 	receive atomic.Pointer[func(tag Tag, data []byte)]
+
+	reqMu   sync.Mutex
+	pending map[uint64]chan reply // requests waiting for their first reply, by tid
+	late    atomic.Uint64         // replies that came after their request ended
+}
+
+// reply is the answer to a request: the result's payload, or why none
+// will come.
+type reply struct {
+	data []byte
+	err  error
 }
 
 // NewSource returns a Source named name for the zipper at zipperAddr
@@ -28,7 +40,7 @@ type Source struct {
 // reconnection the Source moves on to the next. It does no I/O; invalid
 // options are reported by Connect.
 func NewSource(name, zipperAddr string, opts ...ClientOption) *Source {
-	s := &Source{c: newClient(frame.KindSource, name, zipperAddr, opts)}
+	s := &Source{c: newClient(frame.KindSource, name, zipperAddr, opts), pending: make(map[uint64]chan reply)}
 	s.c.onData = s.onData
 	return s
 }
@@ -61,6 +73,60 @@ func (s *Source) WriteWithMetadata(tag Tag, data []byte, md map[string]string) e
 // WriteMessage writes m: Write with every field of a Message. It is safe
 // for concurrent use; see Write for queueing and errors.
 func (s *Source) WriteMessage(m Message) error {
+	return s.writeMessage(&m, s.tid.Add(1))
+}
+
+// Request writes data with tag and returns the first result a function
+// writes while handling it: whatever its tag (the Source need not observe
+// it), through any chain of functions and mesh hops. The result is a copy
+// the caller owns. Many requests may be in flight at once; it is safe for
+// concurrent use.
+//
+// It returns ErrNoResponders at once when no function observes tag,
+// locally or anywhere in the mesh; a *HandlerError when the handler
+// panicked on the request; ctx's error when ctx ends first (a handler that
+// returns without writing leaves the request to its deadline); and the
+// errors of Write. Later results of the same request go to the receive
+// handler when the Source observes their tag, and are otherwise discarded
+// (Source.LateReplies counts them).
+func (s *Source) Request(ctx context.Context, tag Tag, data []byte) ([]byte, error) {
+	return s.RequestMessage(ctx, Message{Tag: tag, Data: data})
+}
+
+// RequestMessage is Request with every field of a Message.
+func (s *Source) RequestMessage(ctx context.Context, m Message) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	tid := s.tid.Add(1)
+	ch := make(chan reply, 1)
+	s.reqMu.Lock()
+	s.pending[tid] = ch
+	s.reqMu.Unlock()
+	defer func() {
+		s.reqMu.Lock()
+		delete(s.pending, tid)
+		s.reqMu.Unlock()
+	}()
+	if err := s.writeMessage(&m, tid|frame.TIDRequest); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.data, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.c.ctx.Done():
+		return nil, ErrClosed
+	}
+}
+
+// LateReplies counts results of requests that arrived after their Request
+// returned (a later result of a chain, or one after the deadline) and that
+// no receive handler took.
+func (s *Source) LateReplies() uint64 { return s.late.Load() }
+
+func (s *Source) writeMessage(m *Message, tid uint64) error {
 	if err := s.c.checkWritable(); err != nil {
 		return err
 	}
@@ -72,7 +138,7 @@ func (s *Source) WriteMessage(m Message) error {
 		Tag:      m.Tag,
 		Target:   bytesOf(m.Target), // read only
 		Origin:   s.c.id,
-		TID:      s.tid.Add(1),
+		TID:      tid,
 		Metadata: md,
 		Payload:  m.Data,
 		Key:      bytesOf(m.Key),
@@ -144,8 +210,14 @@ func (s *Source) SetErrorHandler(fn func(err error)) { s.c.setErrorHandler(fn) }
 func (s *Source) Close() error { return s.c.close() }
 
 func (s *Source) onData(d *frame.Data) {
+	if d.TID&frame.TIDRequest != 0 && s.answer(d) {
+		return
+	}
 	fn := s.receive.Load()
-	if fn == nil {
+	if fn == nil || d.TID&frame.TIDReplyOnly != 0 || !s.c.observes(d.Tag) {
+		if d.TID&frame.TIDRequest != 0 {
+			s.late.Add(1)
+		}
 		return
 	}
 	defer func() {
@@ -154,4 +226,34 @@ func (s *Source) onData(d *frame.Data) {
 		}
 	}()
 	(*fn)(d.Tag, d.Payload)
+}
+
+// answer completes the request d answers, if it still waits.
+func (s *Source) answer(d *frame.Data) bool {
+	tid := d.TID &^ (frame.TIDRequest | frame.TIDReplyOnly)
+	s.reqMu.Lock()
+	ch, ok := s.pending[tid]
+	delete(s.pending, tid)
+	s.reqMu.Unlock()
+	if !ok {
+		return false
+	}
+	var r reply
+	if d.TID&frame.TIDReplyOnly != 0 {
+		r.err = statusError(d)
+	} else {
+		r.data = append([]byte{}, d.Payload...)
+	}
+	ch <- r // buffered, and only the first answer gets here
+	return true
+}
+
+// statusError turns a status reply into Request's error.
+func statusError(d *frame.Data) error {
+	status, _ := d.Metadata.Get(frame.StatusKey)
+	if status == frame.StatusNoResponders {
+		return ErrNoResponders
+	}
+	msg, _ := d.Metadata.Get(frame.ErrorKey)
+	return &HandlerError{Status: status, Message: msg}
 }

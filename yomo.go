@@ -98,7 +98,25 @@ var (
 	ErrFrameTooLarge = frame.ErrFrameTooLarge
 	// ErrNoHandler is returned by Connect of a StreamFunction without a handler.
 	ErrNoHandler = errors.New("yomo: no handler set")
+	// ErrNoResponders is returned by Request, at once, when no function
+	// observes the request's tag, here or anywhere in the mesh.
+	ErrNoResponders = errors.New("yomo: no responders: nothing observes the request's tag")
+	// ErrGoAway is the reason of a state change when the zipper asked the
+	// client to reconnect (it is shutting down).
+	ErrGoAway = errGoAway
+	// ErrNoTokens is returned by NewZipper for WithAuthToken() with no
+	// token: authentication asked for, with nothing to accept.
+	ErrNoTokens = errors.New("yomo: WithAuthToken without any token: authentication would be off")
 )
+
+// HandlerError is returned by Request when a function failed on the
+// request instead of answering it: its handler panicked (Status "panic").
+type HandlerError struct {
+	Status  string // why: "panic"
+	Message string // the function's name and the panic value
+}
+
+func (e *HandlerError) Error() string { return "yomo: request failed: " + e.Message }
 
 type closedError struct{}
 

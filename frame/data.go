@@ -22,7 +22,9 @@ type Data struct {
 	// frame belongs to; 0 when unknown. The zipper sets it on frames
 	// written by Sources; functions carry it over to what they write.
 	Origin uint64
-	// TID is the transaction id the origin Source gave its write.
+	// TID is the transaction id the origin Source gave its write. Its two
+	// top bits are flags (TIDRequest, TIDReplyOnly); the rest numbers the
+	// origin's writes.
 	TID uint64
 	// Metadata is an encoded msgpack map of string to string (nil = none),
 	// as built by MetadataOf or With or filled by Decode. It is written
@@ -49,6 +51,27 @@ type Data struct {
 	// frames with one key reach one instance of each function group.
 	Key []byte
 }
+
+// Flags in a data frame's TID (spec.md, section 5).
+const (
+	// TIDRequest marks a Source's request and everything written while
+	// handling it: every such result goes back to the origin Source,
+	// whatever its tag.
+	TIDRequest uint64 = 1 << 63
+	// TIDReplyOnly marks a frame that goes only back to its origin
+	// Source, never to functions: a status reply (StatusKey metadata).
+	TIDReplyOnly uint64 = 1 << 62
+)
+
+// StatusKey is the metadata key of a status reply to a request (a frame
+// with TIDReplyOnly), and its values.
+const (
+	StatusKey          = "yomo-status"
+	StatusNoResponders = "no-responders" // nothing observes the request's tag
+	StatusPanic        = "panic"         // a handler panicked on the request
+	// ErrorKey carries the explanation of a status reply.
+	ErrorKey = "yomo-error"
+)
 
 // dataFields is the number of array elements every data frame has;
 // fields 6 to 8 are optional (mesh), field 9 is the key. Decoders skip
