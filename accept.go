@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/yomo-dev/yomo/frame"
@@ -177,10 +178,7 @@ func (z *Zipper) register(c *conn, hs *frame.Handshake) *rejection {
 	if m := int(hs.MaxFrameSize); m > 0 && m < z.opts.maxFrame {
 		c.recvMax = m
 	}
-	c.observes = make(map[Tag]*tagCounters, len(hs.ObserveTags))
-	for _, t := range hs.ObserveTags {
-		c.observes[t] = new(tagCounters)
-	}
+	c.sub.Store(newSubscription(hs.ObserveTags, hs.WantedTarget, nil))
 	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
 	z.mu.Lock()
 	z.nextConnID++
@@ -239,20 +237,101 @@ func (z *Zipper) unregister(c *conn) {
 	}
 	c.closeQueue()
 	if c.hs.Kind == frame.KindFunction {
-		t := z.gone[c.hs.Name]
-		if t == nil {
-			t = &functionTotals{tags: make(map[Tag]*TagStats)}
-			z.gone[c.hs.Name] = t
-		}
-		t.add(c)
+		z.totalsOf(c.hs.Name).add(c)
 	}
 }
 
 // meshKeys are the destinations a function instance offers the mesh.
-func (c *conn) meshKeys() []mesh.Key {
-	keys := make([]mesh.Key, 0, len(c.observes))
-	for tag := range c.observes {
-		keys = append(keys, mesh.Key{Kind: frame.RouteFunction, Tag: tag, Name: c.hs.Name, Target: c.hs.WantedTarget})
+func (c *conn) meshKeys() []mesh.Key { return c.sub.Load().meshKeys(c.hs.Name) }
+
+func (s *subscription) meshKeys(name string) []mesh.Key {
+	keys := make([]mesh.Key, 0, len(s.tags))
+	for tag := range s.tags {
+		keys = append(keys, mesh.Key{Kind: frame.RouteFunction, Tag: tag, Name: name, Target: s.target})
 	}
 	return keys
+}
+
+// newSubscription returns a subscription to tags and target, keeping the
+// counters old has for tags it observed already.
+func newSubscription(tags []Tag, target string, old *subscription) *subscription {
+	s := &subscription{tags: make(map[Tag]*tagCounters, len(tags)), target: target}
+	for _, t := range tags {
+		if old != nil && old.tags[t] != nil {
+			s.tags[t] = old.tags[t]
+		} else {
+			s.tags[t] = new(tagCounters)
+		}
+	}
+	return s
+}
+
+// resubscribe applies a Subscribe from client c: checks it like a
+// handshake, swaps the subscription, and updates the routing table and
+// the mesh. It returns why it refused, or "".
+func (z *Zipper) resubscribe(c *conn, sub *frame.Subscribe) string {
+	switch {
+	case len(sub.ObserveTags) > z.opts.maxTags:
+		return fmt.Sprintf("too many observed tags: %d (limit %d)", len(sub.ObserveTags), z.opts.maxTags)
+	case len(sub.WantedTarget) > maxTargetLen:
+		return fmt.Sprintf("target of %d bytes (limit %d)", len(sub.WantedTarget), maxTargetLen)
+	}
+	if acl := c.acl; acl != nil && acl.Observe != nil {
+		for _, t := range sub.ObserveTags {
+			if !slices.Contains(acl.Observe, t) {
+				z.denied.Add(1)
+				return fmt.Sprintf("identity %q may not observe tag %d", c.ident, t)
+			}
+		}
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if _, ok := z.conns[c.id]; !ok {
+		return "connection closing"
+	}
+	old := c.sub.Load()
+	next := newSubscription(sub.ObserveTags, sub.WantedTarget, old)
+	if c.hs.Kind == frame.KindFunction {
+		z.router.Remove(c.id)
+		if len(sub.ObserveTags) > 0 {
+			err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.hs.Name, Tags: sub.ObserveTags, Target: sub.WantedTarget, Dest: c.dst})
+			if err != nil {
+				// Put the old one back: nothing changed.
+				_ = z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.hs.Name, Tags: tagsOf(old), Target: old.target, Dest: c.dst})
+				return err.Error()
+			}
+		}
+		c.sub.Store(next)
+		z.storeTableLocked()
+		oldKeys, newKeys := old.meshKeys(c.hs.Name), next.meshKeys(c.hs.Name)
+		for _, k := range newKeys {
+			if !slices.Contains(oldKeys, k) {
+				z.applyChangesLocked(z.mesh.AddLocal(k))
+			}
+		}
+		for _, k := range oldKeys {
+			if !slices.Contains(newKeys, k) {
+				z.applyChangesLocked(z.mesh.RemoveLocal(k))
+			}
+		}
+		// Counters of the tags it no longer observes go to the function's
+		// totals, as when an instance leaves.
+		for t, tc := range old.tags {
+			if next.tags[t] == nil {
+				z.totalsOf(c.hs.Name).addTag(t, tc)
+			}
+		}
+	} else {
+		c.sub.Store(next)
+		z.signalTableLocked() // backflow held for it may go now
+	}
+	return ""
+}
+
+func tagsOf(s *subscription) []Tag {
+	out := make([]Tag, 0, len(s.tags))
+	for t := range s.tags {
+		out = append(out, t)
+	}
+	return out
 }

@@ -22,7 +22,7 @@ import (
 // dial and handshake, a bounded write queue that survives reconnects, the
 // read loops, and reconnection with backoff and jitter.
 //
-// Its lifecycle is one state machine (clientState), held in st:
+// Its lifecycle is one state machine (State), held in st:
 //
 //	idle ──Connect──▶ connecting ──accepted──▶ connected ◀──▶ reconnecting
 //	  ▲                   │                        │               │
@@ -50,13 +50,21 @@ type client struct {
 	wg     sync.WaitGroup // the connection loop
 
 	mu         sync.Mutex
-	st         atomic.Int32 // clientState; written under mu
+	st         atomic.Int32 // State; written under mu
 	tags       []Tag
 	tagSet     atomic.Pointer[map[Tag]struct{}] // tags, for lock-free reads
 	target     string
 	errHandler func(error)
 	onData     func(d *frame.Data) // called on the read goroutine, in order
 
+	subVer    uint64                  // counts changes of tags and target; guarded by mu
+	hsVer     uint64                  // subVer of the last handshake built; guarded by mu
+	subSeq    uint64                  // numbers Subscribe frames; guarded by mu
+	subWait   map[uint64]chan string  // Subscribes waiting for their answer; guarded by mu
+	sess      atomic.Pointer[session] // the live session, nil between sessions
+	onState   atomic.Pointer[func(StateChange)]
+	events    []StateChange                 // state changes for the handler; guarded by mu
+	notifyMu  sync.Mutex                    // held while the handler is called
 	final     atomic.Pointer[RejectedError] // why the client is rejected
 	connID    atomic.Uint64
 	zipperMax atomic.Int64 // the zipper's data frame limit (HandshakeAck); 0 before the first
@@ -66,16 +74,51 @@ type client struct {
 	reportMu sync.Mutex    // serialises error handler calls
 }
 
-type clientState int32
+// State is where a Source or StreamFunction is in its lifecycle:
+//
+//	Idle ──Connect──▶ Connecting ──accepted──▶ Connected ◀──▶ Reconnecting
+//	  ▲                   │                        │               │
+//	  └──────failed───────┘                        └── Rejected ◀──┘ (final)
+//	every state ──Close──▶ Closed (final)
+type State int32
 
+// States.
 const (
-	stateIdle         clientState = iota // configured, not connected
-	stateConnecting                      // Connect is dialing
-	stateConnected                       // a session is up
-	stateReconnecting                    // the session ended; dialing again
-	stateRejected                        // the zipper refused the client: final
-	stateClosed                          // Close was called: final
+	StateIdle         State = iota // configured, not connected
+	StateConnecting                // Connect is dialing
+	StateConnected                 // connected to a zipper
+	StateReconnecting              // the connection was lost or the zipper sent GOAWAY; dialing again
+	StateRejected                  // the zipper refused the client: final (RejectedError)
+	StateClosed                    // Close was called: final
 )
+
+func (s State) String() string {
+	switch s {
+	case StateIdle:
+		return "idle"
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateRejected:
+		return "rejected"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// StateChange is what a state handler (SetStateHandler) learns: the
+// states before and after, and why. Reason is nil for Connect's success
+// and for Close; ErrGoAway when the zipper asked to reconnect; the
+// *RejectedError for Rejected; otherwise the error that ended the
+// connection or failed the dial.
+type StateChange struct {
+	From, To State
+	Reason   error
+}
 
 func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *client {
 	o := newClientOptions(opts)
@@ -95,22 +138,69 @@ func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *c
 	return c
 }
 
-func (c *client) state() clientState { return clientState(c.st.Load()) }
+func (c *client) state() State { return State(c.st.Load()) }
+
+// setStateHandler sets the function told of every state change.
+func (c *client) setStateHandler(fn func(StateChange)) {
+	if fn == nil {
+		c.onState.Store(nil)
+		return
+	}
+	c.onState.Store(&fn)
+}
+
+// notify hands the queued state changes to the state handler, in order,
+// on one goroutine at a time, never under c.mu (the handler may call the
+// client, even Close).
+func (c *client) notify() {
+	for {
+		if !c.notifyMu.TryLock() {
+			return // the goroutine delivering takes ours too
+		}
+		for {
+			c.mu.Lock()
+			if len(c.events) == 0 {
+				c.mu.Unlock()
+				break
+			}
+			ev := c.events[0]
+			c.events = c.events[1:]
+			c.mu.Unlock()
+			if fn := c.onState.Load(); fn != nil {
+				(*fn)(ev)
+			}
+		}
+		c.notifyMu.Unlock()
+		c.mu.Lock()
+		more := len(c.events) > 0
+		c.mu.Unlock()
+		if !more {
+			return
+		}
+	}
+}
 
 // setState moves to s; c.mu is held. The final states are never left.
-func (c *client) setState(s clientState) bool {
-	if cur := c.state(); cur == stateClosed || cur == stateRejected && s != stateClosed {
+// The state handler learns of the change, with why.
+func (c *client) setState(s State, why error) bool {
+	cur := c.state()
+	if cur == StateClosed || cur == StateRejected && s != StateClosed {
 		return false
 	}
 	c.st.Store(int32(s))
+	if cur != s && c.onState.Load() != nil {
+		c.events = append(c.events, StateChange{From: cur, To: s, Reason: why})
+	}
 	return true
 }
 
-// transition is setState under c.mu.
-func (c *client) transition(s clientState) bool {
+// transition is setState under c.mu, then notify.
+func (c *client) transition(s State, why error) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.setState(s)
+	ok := c.setState(s, why)
+	c.mu.Unlock()
+	c.notify()
+	return ok
 }
 
 // splitAddrs parses "host:port" or a comma-separated list of them.
@@ -138,6 +228,7 @@ func (c *client) setTags(tags []Tag) {
 		set[t] = struct{}{}
 	}
 	c.tagSet.Store(&set)
+	c.subVer++
 	c.mu.Unlock()
 }
 
@@ -174,10 +265,10 @@ func (c *client) report(err error) {
 func (c *client) connect(ctx context.Context) error {
 	c.mu.Lock()
 	switch c.state() {
-	case stateClosed:
+	case StateClosed:
 		c.mu.Unlock()
 		return ErrClosed
-	case stateIdle:
+	case StateIdle:
 	default:
 		c.mu.Unlock()
 		return ErrAlreadyConnected
@@ -190,30 +281,20 @@ func (c *client) connect(ctx context.Context) error {
 		c.mu.Unlock()
 		return errors.New("yomo: client name is empty")
 	}
-	c.setState(stateConnecting)
+	c.setState(StateConnecting, nil)
 	hs := c.handshake()
 	c.mu.Unlock()
+	c.notify()
 
-	// Try each address in turn; a rejection is final.
-	var ss *session
-	var err error
-	for i := range c.addrs {
-		c.cur = i
-		if ss, err = c.dial(ctx, hs); err == nil || ctx.Err() != nil {
-			break
-		}
-		var rej *RejectedError
-		if errors.As(err, &rej) {
-			break
-		}
-	}
+	ss, err := c.dialAll(ctx, hs)
 	c.mu.Lock()
+	defer c.notify()
 	defer c.mu.Unlock()
 	if err != nil {
-		c.setState(stateIdle) // unless Close came meanwhile
+		c.setState(StateIdle, err) // unless Close came meanwhile
 		return err
 	}
-	if !c.setState(stateConnected) {
+	if !c.setState(StateConnected, nil) {
 		ss.tc.CloseWithError(uint64(frame.CloseNormal), "client closed")
 		return ErrClosed
 	}
@@ -222,7 +303,48 @@ func (c *client) connect(ctx context.Context) error {
 	return nil
 }
 
+// dialAll tries each address in turn, once, or with WithConnectRetry again
+// and again (with backoff) until ctx ends. A rejection is final. The
+// error names the last address tried and its error.
+func (c *client) dialAll(ctx context.Context, hs *frame.Handshake) (*session, error) {
+	var last error
+	for attempt := 0; ; attempt++ {
+		for i := range c.addrs {
+			c.cur = i
+			ss, err := c.dial(ctx, hs)
+			if err == nil {
+				return ss, nil
+			}
+			var rej *RejectedError
+			if errors.As(err, &rej) {
+				return nil, err
+			}
+			last = err
+			if ctx.Err() != nil {
+				return nil, last
+			}
+		}
+		if !c.opts.connectRetry {
+			return nil, last
+		}
+		c.log.Debug("connect failed, retrying", "attempt", attempt+1, "err", last)
+		t := time.NewTimer(c.backoff(attempt))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, last
+		case <-c.closing:
+			t.Stop()
+			return nil, ErrClosed
+		}
+	}
+}
+
+// handshake returns the handshake for the next connection, with the
+// subscription as it is now and its version; c.mu is held.
 func (c *client) handshake() *frame.Handshake {
+	c.hsVer = c.subVer
 	return &frame.Handshake{
 		Version:      frame.ProtocolVersion,
 		Name:         c.name,
@@ -261,11 +383,18 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 		tc, err = transport.Dial(ctx, c.addrs[c.cur], c.tlsConfig(), transport.QUICConfig{})
 	}
 	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("yomo: connect %s: no answer from a zipper there (is one serving at that address?): %w", c.addrs[c.cur], err)
+		}
 		return nil, fmt.Errorf("yomo: connect %s: %w", c.addrs[c.cur], err)
 	}
 	st, rd, ack, err := handshakeOn(ctx, tc, hs, DefaultHandshakeTimeout)
 	if err != nil {
-		return nil, err
+		var rej *RejectedError
+		if errors.As(err, &rej) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("yomo: connect %s: %w", c.addrs[c.cur], err)
 	}
 	c.connID.Store(ack.ConnID)
 	c.zipperMax.Store(int64(ack.MaxFrameSize))
@@ -337,18 +466,21 @@ func (c *client) loop(ss *session, hs *frame.Handshake) {
 			c.reject(rej)
 			return
 		}
-		c.transition(stateReconnecting)
+		c.transition(StateReconnecting, err)
 		if errors.Is(err, errGoAway) {
 			c.log.Info("zipper asked to reconnect")
 			c.cur = (c.cur + 1) % len(c.addrs) // to another zipper, if given several
 		} else {
 			c.report(fmt.Errorf("yomo: connection lost: %w", err))
 		}
-		hs.Resumed = true // only this goroutine uses hs from now on
 		for attempt := 0; ; attempt++ {
 			if !c.sleep(c.backoff(attempt)) {
 				return
 			}
+			c.mu.Lock()
+			hs = c.handshake() // what it observes now
+			c.mu.Unlock()
+			hs.Resumed = true
 			ss, err = c.dial(c.ctx, hs)
 			if err == nil {
 				break
@@ -364,7 +496,7 @@ func (c *client) loop(ss *session, hs *frame.Handshake) {
 			}
 			c.log.Debug("reconnect failed", "attempt", attempt+1, "err", err)
 		}
-		if !c.transition(stateConnected) {
+		if !c.transition(StateConnected, nil) {
 			ss.tc.CloseWithError(uint64(frame.CloseNormal), "client closed")
 			return
 		}
@@ -375,7 +507,7 @@ func (c *client) loop(ss *session, hs *frame.Handshake) {
 // the error handler learns of it.
 func (c *client) reject(rej *RejectedError) {
 	c.final.Store(rej)
-	c.transition(stateRejected)
+	c.transition(StateRejected, rej)
 	c.out.close()
 	c.report(rej)
 }
@@ -426,6 +558,13 @@ type session struct {
 	flushDone chan struct{} // closed when the flusher returned
 	ss        transport.SendStream
 	finished  bool // our data stream is finished (serve's own)
+
+	started  chan struct{} // closed when the flusher knows base
+	base     uint64        // the outbox's taken count when this session's flusher started
+	flushMu  sync.Mutex
+	flushedN uint64        // the largest Flushed the zipper sent; guarded by flushMu
+	flushCh  chan struct{} // closed (and replaced) at each Flushed; guarded by flushMu
+	ended    chan struct{} // closed when serve returns
 }
 
 // serve runs the session through its phases and returns why it ended:
@@ -446,10 +585,25 @@ func (s *session) serve() error {
 	s.stopFlush = make(chan struct{})
 	s.drain = make(chan struct{})
 	s.flushDone = make(chan struct{})
+	s.started = make(chan struct{})
+	s.flushCh = make(chan struct{})
+	s.ended = make(chan struct{})
+	defer close(s.ended)
+	c.sess.Store(s)
+	defer c.sess.CompareAndSwap(s, nil)
 	s.wg.Add(3)
 	go s.flush()                                            // owned by serve: ends on stopFlush or a write error
 	go func() { defer s.wg.Done(); s.fail(s.readData()) }() // owned by serve: ends with the zipper's data stream or tc
 	go s.readControl()                                      // owned by serve: ends on GOAWAY or when tc closes
+
+	c.mu.Lock()
+	stale := c.hsVer != c.subVer
+	c.mu.Unlock()
+	if stale {
+		// The subscription changed while this connection was being made:
+		// bring the zipper up to date (the answer needs no waiter).
+		c.sendSubscribe(s, nil)
+	}
 
 	closing, goaway := c.closing, s.goaway
 	sawGoAway := false
@@ -509,6 +663,8 @@ func (s *session) flush() {
 		return
 	}
 	s.ss = ss // read by serve after flushDone
+	s.base = s.c.out.takenCount()
+	close(s.started)
 	if _, err := s.c.out.flush(ss, s.stopFlush, s.drain, nil); err != nil {
 		s.fail(err)
 	}
@@ -550,6 +706,33 @@ func (s *session) readControl() {
 			d := v.(*frame.Dropped)
 			s.c.report(&DroppedError{Count: d.Count, Total: d.Total})
 			return nil
+		case frame.TypeSubscribed:
+			v, err := decodeControl(t, body)
+			if err != nil {
+				return err
+			}
+			a := v.(*frame.Subscribed)
+			s.c.mu.Lock()
+			ch := s.c.subWait[a.Seq]
+			delete(s.c.subWait, a.Seq)
+			s.c.mu.Unlock()
+			if ch != nil {
+				ch <- a.Error
+			} else if a.Error != "" {
+				s.c.report(fmt.Errorf("yomo: the zipper refused the subscription: %s", a.Error))
+			}
+			return nil
+		case frame.TypeFlushed:
+			v, err := decodeControl(t, body)
+			if err != nil {
+				return err
+			}
+			s.flushMu.Lock()
+			s.flushedN = max(s.flushedN, v.(*frame.Flushed).Frames)
+			close(s.flushCh)
+			s.flushCh = make(chan struct{})
+			s.flushMu.Unlock()
+			return nil
 		}
 		return &protocolError{msg: "unexpected " + t.String() + " frame on the control stream"}
 	})
@@ -558,6 +741,122 @@ func (s *session) readControl() {
 		return
 	}
 	s.fail(err)
+}
+
+// resubscribe tells the zipper the tags and target as they are now and
+// waits for its answer, when connected; otherwise the next handshake
+// carries them. A refusal is returned (the previous subscription holds at
+// the zipper).
+func (c *client) resubscribe() error {
+	s := c.sess.Load()
+	if s == nil {
+		return nil
+	}
+	ch := make(chan string, 1)
+	if err := c.sendSubscribe(s, ch); err != nil {
+		return err
+	}
+	t := time.NewTimer(DefaultHandshakeTimeout)
+	defer t.Stop()
+	select {
+	case reason := <-ch:
+		if reason != "" {
+			return fmt.Errorf("yomo: the zipper refused the subscription: %s", reason)
+		}
+		return nil
+	case <-s.ended:
+		return nil // the next connection's handshake carries it
+	case <-t.C:
+		return fmt.Errorf("yomo: no answer to a subscription within %v", DefaultHandshakeTimeout)
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// sendSubscribe writes a Subscribe with the current tags and target on s;
+// ch, when not nil, gets the zipper's answer.
+func (c *client) sendSubscribe(s *session, ch chan string) error {
+	c.mu.Lock()
+	c.subSeq++
+	seq := c.subSeq
+	sub := &frame.Subscribe{Seq: seq, ObserveTags: c.tags, WantedTarget: c.target}
+	if ch != nil {
+		if c.subWait == nil {
+			c.subWait = make(map[uint64]chan string)
+		}
+		c.subWait[seq] = ch
+	}
+	c.hsVer = c.subVer
+	c.mu.Unlock()
+	b, err := frame.AppendControl(nil, sub)
+	if err == nil {
+		err = writeControlOn(&s.ctrlMu, s.ctrl, b, DefaultHandshakeTimeout)
+	}
+	if err != nil {
+		c.mu.Lock()
+		delete(c.subWait, seq)
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// flush returns once the zipper has read every frame queued before the
+// call, or with ctx's error. When the connection is replaced meanwhile it
+// goes on with the next one, where the rest of the queue is sent; frames
+// that were on the wire of the lost connection may have been lost.
+func (c *client) flush(ctx context.Context) error {
+	for {
+		if err := c.checkWritable(); err != nil {
+			return err
+		}
+		s := c.sess.Load()
+		if s == nil {
+			// Between connections: wait for the next one.
+			t := time.NewTimer(10 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+			continue
+		}
+		select {
+		case <-s.started:
+		case <-s.ended:
+			continue
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		want := c.out.mark() - s.base
+		if want == 0 {
+			return nil
+		}
+		b, _ := frame.AppendControl(nil, &frame.Flush{Frames: want})
+		if err := writeControlOn(&s.ctrlMu, s.ctrl, b, DefaultHandshakeTimeout); err != nil {
+			continue // the session is ending; try the next
+		}
+		for {
+			s.flushMu.Lock()
+			done, wake := s.flushedN >= want, s.flushCh
+			s.flushMu.Unlock()
+			if done {
+				return nil
+			}
+			select {
+			case <-wake:
+			case <-s.ended:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case <-s.ended:
+			default:
+				continue
+			}
+			break
+		}
+	}
 }
 
 // write queues a data frame, waiting up to the write timeout for room.
@@ -589,11 +888,11 @@ func (c *client) write(d *frame.Data) error {
 // lock: it runs for every write.
 func (c *client) checkWritable() error {
 	switch c.state() {
-	case stateConnected, stateReconnecting:
+	case StateConnected, StateReconnecting:
 		return nil
-	case stateClosed:
+	case StateClosed:
 		return ErrClosed
-	case stateRejected:
+	case StateRejected:
 		return c.final.Load()
 	}
 	return ErrNotConnected
@@ -602,13 +901,14 @@ func (c *client) checkWritable() error {
 func (c *client) close() error {
 	c.mu.Lock()
 	prev := c.state()
-	if prev == stateClosed {
+	if prev == StateClosed {
 		c.mu.Unlock()
 		return nil
 	}
-	c.setState(stateClosed)
+	c.setState(StateClosed, nil)
 	c.mu.Unlock()
-	if prev == stateConnected || prev == stateReconnecting {
+	c.notify()
+	if prev == StateConnected || prev == StateReconnecting {
 		// Ask the connection loop to send what is queued, finish the data
 		// stream and wait (bounded) for the zipper to finish its own.
 		close(c.closing)

@@ -58,11 +58,13 @@ type conn struct {
 	serving  bool       // goroutines may start
 	writerOn atomic.Bool
 
+	flushWant atomic.Uint64 // a Flush waits for cnt.framesIn to reach it; 0: none
+
 	// Clients only.
-	info     ConnInfo // for hooks, set at registration
-	dst      *dest    // this instance in the routing table (functions)
-	observes map[Tag]*tagCounters
-	reported uint64 // drops already reported; the drop reporter's own
+	info     ConnInfo                     // for hooks, set at registration
+	dst      *dest                        // this instance in the routing table (functions)
+	sub      atomic.Pointer[subscription] // what it observes now
+	reported uint64                       // drops already reported; the drop reporter's own
 	// graceUntil is the nanotime until which this client's frames that
 	// nothing observes yet are held (holdForRoute): set at registration
 	// for a client that is reconnecting (Handshake.Resumed); 0 otherwise.
@@ -74,6 +76,21 @@ type conn struct {
 // connCounters are the counters of a connection.
 type connCounters struct {
 	framesIn, framesOut, bytesIn, bytesOut, dropped atomic.Uint64
+}
+
+// subscription is what a client observes: its handshake's, then each
+// Subscribe's. Replaced whole, read without a lock on every frame.
+type subscription struct {
+	tags   map[Tag]*tagCounters // observed tags and their counters
+	target string
+}
+
+// observes returns the counters of tag when c observes it, else nil.
+func (c *conn) observes(tag Tag) *tagCounters {
+	if s := c.sub.Load(); s != nil {
+		return s.tags[tag]
+	}
+	return nil
 }
 
 type tagCounters struct {
@@ -163,7 +180,13 @@ func (c *conn) startWriter() {
 
 // hasWriter reports whether the peer gets a data writer from the start:
 // links, functions, and sources that observe tags (backflow).
-func (c *conn) hasWriter() bool { return c.isLink() || len(c.observes) > 0 }
+func (c *conn) hasWriter() bool {
+	if c.isLink() {
+		return true
+	}
+	s := c.sub.Load()
+	return s != nil && len(s.tags) > 0
+}
 
 // finish ends the zipper's side of the connection once nothing more will
 // be routed to it: the writer writes what is queued and finishes its
@@ -243,9 +266,44 @@ func (c *conn) readControl() error {
 			if c.isLink() {
 				return errGoAway
 			}
+		case frame.TypeSubscribe:
+			if !c.isLink() {
+				v, err := decodeControl(t, body)
+				if err != nil {
+					return err
+				}
+				sub := v.(*frame.Subscribe)
+				b, _ := frame.AppendControl(nil, &frame.Subscribed{Seq: sub.Seq, Error: c.z.resubscribe(c, sub)})
+				return c.writeControl(b, c.ctrlTimeout())
+			}
+		case frame.TypeFlush:
+			if !c.isLink() {
+				v, err := decodeControl(t, body)
+				if err != nil {
+					return err
+				}
+				c.flushWant.Store(v.(*frame.Flush).Frames)
+				c.checkFlush()
+				return nil
+			}
 		}
 		return &protocolError{msg: "unexpected " + t.String() + " frame on the control stream"}
 	})
+}
+
+// checkFlush answers the pending Flush once the data reader has read (and
+// routed) as many frames as it asked for. Runs on the reader and on the
+// control goroutine; the swap makes one of them answer. (A client's
+// counters are its connection's, so framesIn counts this data stream.)
+func (c *conn) checkFlush() {
+	want := c.flushWant.Load()
+	if want == 0 || c.cnt.framesIn.Load() < want || !c.flushWant.CompareAndSwap(want, 0) {
+		return
+	}
+	b, _ := frame.AppendControl(nil, &frame.Flushed{Frames: want})
+	if err := c.writeControl(b, c.ctrlTimeout()); err != nil {
+		c.fail(err)
+	}
 }
 
 // ctrlTimeout bounds a control write: a link that cannot take one within
@@ -269,6 +327,9 @@ func (c *conn) readData() error {
 			return c.z.denyWrite(c, d.Tag)
 		}
 		c.z.route(c, d, &sc)
+		if c.flushWant.Load() != 0 {
+			c.checkFlush()
+		}
 		return nil
 	})
 	if errors.Is(err, io.EOF) {
@@ -320,7 +381,7 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 	if !c.writerOn.Load() {
 		c.startWriter()
 	}
-	tc := c.observes[d.Tag]
+	tc := c.observes(d.Tag)
 	if (c.recvMax == 0 || frame.DataSize(d) <= c.recvMax) && c.out.put(d, c.policy, wait, 0, c.z.opts.stallTimeout) {
 		if tc != nil {
 			tc.queued.Add(1)

@@ -143,6 +143,7 @@ type clientOptions struct {
 	logger       *slog.Logger
 	credential   string
 	maxFrame     int
+	connectRetry bool
 	inMemory     *Zipper
 	writeBuffer  int
 	writeTimeout time.Duration
@@ -339,6 +340,16 @@ func WithReconnectGrace(d time.Duration) ZipperOption {
 		}
 		o.reconnectGrace = d
 	})
+}
+
+// WithConnectRetry makes Connect keep trying, every address in turn with
+// backoff and jitter (WithReconnectBackoff), until the zipper accepts,
+// refuses (a *RejectedError is final), or Connect's context ends; the error
+// then names the last address and what went wrong there. Without it,
+// Connect tries each address once. Useful when a process may start
+// before its zipper.
+func WithConnectRetry() ClientOption {
+	return clientFunc(func(o *clientOptions) { o.connectRetry = true })
 }
 
 // WithInsecureSkipVerify disables verification of the zipper's

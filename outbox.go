@@ -30,6 +30,7 @@ type outbox struct {
 	spare   []byte // the flusher's buffer, touched only by the flusher
 	small   int    // batches in a row much smaller than spare; guarded by mu
 	writing bool   // the flusher holds a batch it has not finished writing; guarded by mu
+	taken   uint64 // frames taken by flushers, ever; guarded by mu
 	// stalled: DropStalled judged the destination stuck; frames for its
 	// full queue are dropped at once until the flusher finds the queue
 	// empty (the destination caught up). So a slow destination whose
@@ -219,6 +220,7 @@ func (o *outbox) take() ([]byte, int) {
 		}
 	}
 	o.buf, o.frames = next, 0
+	o.taken += uint64(n)
 	o.writing = n > 0
 	if n == 0 {
 		o.stalled = false // caught up
@@ -230,6 +232,21 @@ func (o *outbox) take() ([]byte, int) {
 	o.mu.Unlock()
 	o.spare = b
 	return b, n
+}
+
+// takenCount returns how many frames flushers have taken so far.
+func (o *outbox) takenCount() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.taken
+}
+
+// mark returns the number of frames taken plus those waiting: when a
+// flusher has taken that many, everything queued now has been taken.
+func (o *outbox) mark() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.taken + uint64(o.frames)
 }
 
 // depth returns the frames and bytes waiting.

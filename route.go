@@ -140,7 +140,7 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, wait <-chan struct{}, sc *scratch) bool {
 	oz := d.OriginZipper
 	if len(oz) == 0 || string(oz) == z.name {
-		if v, ok := z.sources.Load(d.Origin); ok && (d.TID&frame.TIDRequest != 0 || v.(*conn).observes[d.Tag] != nil) {
+		if v, ok := z.sources.Load(d.Origin); ok && (d.TID&frame.TIDRequest != 0 || v.(*conn).observes(d.Tag) != nil) {
 			src := v.(*conn)
 			d.Path, d.Names = nil, nil
 			src.deliver(d, wait)

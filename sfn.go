@@ -19,7 +19,8 @@ import (
 // when the connection is lost; Close stops it.
 type StreamFunction struct {
 	c       *client
-	handler Handler
+	hmu     sync.RWMutex // held for reading by every handler call; SetHandler writes
+	handler Handler      // guarded by hmu
 	hctx    fnContext
 	workers *workers // with WithHandlerConcurrency(n > 1)
 }
@@ -35,33 +36,63 @@ func NewStreamFunction(name, zipperAddr string, opts ...ClientOption) *StreamFun
 	return f
 }
 
-// SetObserveDataTags sets the tags the function handles. Call it before
-// Connect; later calls have no effect, even on reconnection.
-func (f *StreamFunction) SetObserveDataTags(tags ...Tag) { f.c.setTags(tags) }
+// SetObserveDataTags sets the tags the function handles. It may be called
+// at any time: after Connect it returns once the zipper routes the new
+// tags to it (and no more the dropped ones) for every frame it routes from
+// then on, and the mesh learns of it; no reconnection, and frames already
+// queued for it are still handled. A refusal (its ACL, the tag limit), or
+// no answer within the handshake timeout, goes to the error handler and
+// the zipper keeps the previous tags. With no tag, the function stays
+// connected and receives nothing.
+func (f *StreamFunction) SetObserveDataTags(tags ...Tag) {
+	f.c.setTags(tags)
+	if err := f.c.resubscribe(); err != nil {
+		f.c.report(err)
+	}
+}
 
 // SetWantedTarget makes the function receive, besides untargeted frames,
-// the frames written with this target (and no other targeted frames).
-// Call it before Connect.
+// the frames written with this target (and no other targeted frames). Like
+// SetObserveDataTags, it may be called at any time.
 func (f *StreamFunction) SetWantedTarget(target string) {
 	f.c.mu.Lock()
 	f.c.target = target
+	f.c.subVer++
 	f.c.mu.Unlock()
+	if err := f.c.resubscribe(); err != nil {
+		f.c.report(err)
+	}
 }
 
-// SetHandler sets the handler. Call it before Connect: it returns
-// ErrAlreadyConnected afterwards, and ErrNoHandler for nil. A handler that
-// panics is recovered; the panic is reported to the error handler as a
-// *PanicError and the function goes on with the next frame.
+// State returns the function's connection state.
+func (f *StreamFunction) State() State { return f.c.state() }
+
+// SetStateHandler sets a function told of every change of the connection
+// state (see Source.SetStateHandler).
+func (f *StreamFunction) SetStateHandler(fn func(StateChange)) { f.c.setStateHandler(fn) }
+
+// Flush returns once the zipper has read every result written before the
+// call (see Source.Flush).
+func (f *StreamFunction) Flush(ctx context.Context) error { return f.c.flush(ctx) }
+
+// SetHandler sets the handler; nil returns ErrNoHandler. It may be called
+// at any time, also to swap the handler of a connected function (a new
+// version, a reloaded WebAssembly module) without reconnecting: it waits
+// for the calls of the previous handler in progress to return, and once
+// it returns every frame not yet handled goes to fn, each frame to
+// exactly one handler, and no call of the previous one starts. So the
+// previous handler's resources may be released when SetHandler returns.
+// Do not call it from a handler: it would wait for itself.
+//
+// A handler that panics is recovered; the panic is reported to the error
+// handler as a *PanicError and the function goes on with the next frame.
 func (f *StreamFunction) SetHandler(fn Handler) error {
 	if fn == nil {
 		return ErrNoHandler
 	}
-	f.c.mu.Lock()
-	defer f.c.mu.Unlock()
-	if f.c.state() != stateIdle {
-		return ErrAlreadyConnected
-	}
+	f.hmu.Lock()
 	f.handler = fn
+	f.hmu.Unlock()
 	return nil
 }
 
@@ -75,16 +106,16 @@ func (f *StreamFunction) SetErrorHandler(fn func(err error)) { f.c.setErrorHandl
 // handshake, or with the error (see Source.Connect). It needs a handler
 // and at least one observed tag.
 func (f *StreamFunction) Connect(ctx context.Context) error {
-	f.c.mu.Lock()
+	f.hmu.RLock()
 	h := f.handler
-	f.c.mu.Unlock()
+	f.hmu.RUnlock()
 	if h == nil {
 		return ErrNoHandler
 	}
 	var started *workers
 	if n := f.c.opts.concurrency; n > 1 {
 		f.c.mu.Lock()
-		if f.c.state() == stateIdle && f.workers == nil {
+		if f.c.state() == StateIdle && f.workers == nil {
 			started = startWorkers(f, n)
 			f.workers = started
 		}
@@ -127,6 +158,8 @@ func (f *StreamFunction) onData(d *frame.Data) {
 
 // call runs the handler for one frame, turning a panic into a report.
 func (f *StreamFunction) call(x *fnContext, d *frame.Data) {
+	f.hmu.RLock() // SetHandler waits for this call
+	defer f.hmu.RUnlock()
 	defer func() {
 		if v := recover(); v != nil {
 			f.c.recovered(v)

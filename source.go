@@ -2,6 +2,7 @@ package yomo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -181,9 +182,45 @@ func encodeMetadata(base frame.Metadata, md map[string]string) (frame.Metadata, 
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // SetObserveDataTags sets the tags this Source wants back from functions
-// (backflow) for its own writes. Call it before Connect; later calls have
-// no effect, even on reconnection.
-func (s *Source) SetObserveDataTags(tags ...Tag) { s.c.setTags(tags) }
+// (backflow) for its own writes. It may be called at any time: after
+// Connect it returns once the zipper applies the new tags to every frame
+// it routes from then on, without reconnecting (a refusal, or no answer
+// within the handshake timeout, goes to the error handler; the zipper
+// then keeps the previous tags, and the next reconnection sends these).
+func (s *Source) SetObserveDataTags(tags ...Tag) {
+	s.c.setTags(tags)
+	if err := s.c.resubscribe(); err != nil {
+		s.c.report(err)
+	}
+}
+
+// State returns the Source's connection state.
+func (s *Source) State() State { return s.c.state() }
+
+// SetStateHandler sets a function told of every change of the connection
+// state, with the reason: connected, lost (Reconnecting, with the error),
+// GOAWAY (Reconnecting, ErrGoAway), rejected, closed. Calls come one at a
+// time, in order, from the Source's goroutines; fn may call the Source.
+func (s *Source) SetStateHandler(fn func(StateChange)) { s.c.setStateHandler(fn) }
+
+// Flush returns once the zipper has read every frame written before the
+// call, or with ctx's error (ErrNotConnected, ErrClosed: see Write). When
+// the connection is replaced meanwhile, Flush waits for the rest on the
+// next one; frames that were on the wire of the lost connection are not
+// covered.
+func (s *Source) Flush(ctx context.Context) error { return s.c.flush(ctx) }
+
+// Shutdown is Close with a drain bounded by ctx rather than Close's 2 s:
+// it flushes what is queued (Flush), then closes. It returns Flush's error
+// (ctx's, when it ended first); the Source is closed either way.
+func (s *Source) Shutdown(ctx context.Context) error {
+	err := s.c.flush(ctx)
+	if errors.Is(err, ErrNotConnected) || errors.Is(err, ErrClosed) {
+		err = nil
+	}
+	s.c.close()
+	return err
+}
 
 // SetReceiveHandler sets the function that receives backflow frames. It
 // is called on one goroutine, in arrival order; data is valid only until it

@@ -115,15 +115,30 @@ func (t *functionTotals) add(c *conn) {
 	t.in += c.cnt.framesIn.Load()
 	t.out += c.cnt.framesOut.Load()
 	t.dropped += c.cnt.dropped.Load()
-	for tag, tc := range c.observes {
-		ts := t.tags[tag]
-		if ts == nil {
-			ts = &TagStats{Tag: tag}
-			t.tags[tag] = ts
-		}
-		ts.Queued += tc.queued.Load()
-		ts.Dropped += tc.dropped.Load()
+	for tag, tc := range c.sub.Load().tags {
+		t.addTag(tag, tc)
 	}
+}
+
+func (t *functionTotals) addTag(tag Tag, tc *tagCounters) {
+	ts := t.tags[tag]
+	if ts == nil {
+		ts = &TagStats{Tag: tag}
+		t.tags[tag] = ts
+	}
+	ts.Queued += tc.queued.Load()
+	ts.Dropped += tc.dropped.Load()
+}
+
+// totalsOf returns the totals of function name's departed instances and
+// unsubscribed tags; z.mu is held.
+func (z *Zipper) totalsOf(name string) *functionTotals {
+	t := z.gone[name]
+	if t == nil {
+		t = &functionTotals{tags: make(map[Tag]*TagStats)}
+		z.gone[name] = t
+	}
+	return t
 }
 
 // Stats returns a snapshot of the zipper's counters.
@@ -200,7 +215,7 @@ func (z *Zipper) Stats() Stats {
 			qf, qb := c.out.depth()
 			f.QueuedFrames += qf
 			f.QueuedBytes += qb
-			for tag, tc := range c.observes {
+			for tag, tc := range c.sub.Load().tags {
 				addTag(c.hs.Name, tag, tc.queued.Load(), tc.dropped.Load())
 			}
 		case frame.KindSource:

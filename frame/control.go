@@ -93,6 +93,34 @@ type Dropped struct {
 	Total uint64 `msgpack:"total"` // frames dropped for this connection so far
 }
 
+// Subscribe replaces, on a connected client, the tags it observes and its
+// wanted target, as its handshake set them. The zipper answers with
+// Subscribed carrying the same Seq.
+type Subscribe struct {
+	Seq          uint64 `msgpack:"seq"`
+	ObserveTags  []Tag  `msgpack:"tags,omitempty"`
+	WantedTarget string `msgpack:"target,omitempty"`
+}
+
+// Subscribed answers a Subscribe: it took effect for every frame the
+// zipper routes from now on, or, when Error is set, it was refused and the
+// previous subscription holds.
+type Subscribed struct {
+	Seq   uint64 `msgpack:"seq"`
+	Error string `msgpack:"error,omitempty"`
+}
+
+// Flush asks the zipper to answer, with a Flushed of the same Frames, once
+// it has read that many data frames from this connection's data stream.
+type Flush struct {
+	Frames uint64 `msgpack:"frames"`
+}
+
+// Flushed answers a Flush.
+type Flushed struct {
+	Frames uint64 `msgpack:"frames"`
+}
+
 // Route kinds of a RouteUpdate entry.
 const (
 	RouteFunction = 1 // a function name observing a tag (with a wanted target)

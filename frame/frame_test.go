@@ -446,7 +446,7 @@ func TestReaderErrors(t *testing.T) {
 		{"header only", valid[:HeaderSize], 0, 0, io.ErrUnexpectedEOF},
 		{"truncated large body", large[:len(large)-1], 0, 0, io.ErrUnexpectedEOF},
 		{"unknown type 0", []byte{0x00, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
-		{"unknown type 10", []byte{0x0a, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
+		{"unknown type 14", []byte{0x0e, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
 		{"unknown type ff", append(append([]byte(nil), valid...), 0xff, 0, 0, 0, 0), 0, 1, ErrUnknownType},
 		{"data over max", AppendData(nil, &Data{Payload: make([]byte, 100)}), 100, 0, ErrFrameTooLarge},
 		{"data over default", AppendHeader(nil, TypeData, DefaultMaxSize+1), 0, 0, ErrFrameTooLarge},
@@ -809,6 +809,10 @@ func TestIntegerFields(t *testing.T) {
 		TypePong:         {"value": math.MaxUint64},
 		TypeDropped:      {"count": math.MaxUint64, "total": math.MaxUint64},
 		TypeRoutes:       {"routes[].kind": math.MaxUint8, "routes[].tag": math.MaxUint32, "routes[].cost": math.MaxUint32},
+		TypeSubscribe:    {"seq": math.MaxUint64, "tags[]": math.MaxUint32},
+		TypeSubscribed:   {"seq": math.MaxUint64},
+		TypeFlush:        {"frames": math.MaxUint64},
+		TypeFlushed:      {"frames": math.MaxUint64},
 	}
 	for _, typ := range controlTypes {
 		if got := ints(describe(typ)); !reflect.DeepEqual(got, want[typ]) {

@@ -79,6 +79,10 @@ var controlCases = []controlCase{
 	}}},
 	{"ping", TypePing, &Ping{Value: 0x0102030405060708}},
 	{"pong", TypePong, &Ping{Value: 0x0102030405060708}},
+	{"subscribe", TypeSubscribe, &Subscribe{Seq: 3, ObserveTags: []Tag{1, 70000}, WantedTarget: "room-1"}},
+	{"subscribed", TypeSubscribed, &Subscribed{Seq: 3, Error: "tag 70000 denied"}},
+	{"flush", TypeFlush, &Flush{Frames: 1 << 20}},
+	{"flushed", TypeFlushed, &Flushed{Frames: 1 << 20}},
 }
 
 // encodeControlCase encodes c (AppendPing for pongs).

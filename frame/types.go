@@ -21,6 +21,10 @@ const (
 	TypePong         Type = 0x07 // answer to a ping, echoing its value
 	TypeDropped      Type = 0x08 // zipper -> function: frames for it were dropped
 	TypeRoutes       Type = 0x09 // zipper <-> zipper: route advertisements
+	TypeSubscribe    Type = 0x0a // client -> zipper: new observed tags and target
+	TypeSubscribed   Type = 0x0b // zipper -> client: a Subscribe took effect (or why not)
+	TypeFlush        Type = 0x0c // client -> zipper: tell me when you have read N data frames
+	TypeFlushed      Type = 0x0d // zipper -> client: I have read N data frames
 )
 
 // streamKind is the kind of stream a frame type travels on.
@@ -77,6 +81,14 @@ var types = [...]descriptor{
 		newValue: func() any { return new(Dropped) }},
 	TypeRoutes: {name: "routes", stream: controlStream, from: "zipper ↔ zipper", maxBody: MaxControlSize,
 		newValue: func() any { return new(RouteUpdate) }},
+	TypeSubscribe: {name: "subscribe", stream: controlStream, from: "client → zipper", maxBody: MaxControlSize,
+		newValue: func() any { return new(Subscribe) }},
+	TypeSubscribed: {name: "subscribed", stream: controlStream, from: "zipper → client", maxBody: MaxControlSize,
+		newValue: func() any { return new(Subscribed) }},
+	TypeFlush: {name: "flush", stream: controlStream, from: "client → zipper", maxBody: MaxControlSize,
+		newValue: func() any { return new(Flush) }},
+	TypeFlushed: {name: "flushed", stream: controlStream, from: "zipper → client", maxBody: MaxControlSize,
+		newValue: func() any { return new(Flushed) }},
 }
 
 // typeOfValue maps the Go type of a control value to the frame type

@@ -1,0 +1,235 @@
+package yomo_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/yomo-dev/yomo"
+)
+
+// TestRuntimeSubscribe: tags added after Connect reach the function at
+// once (after SetObserveDataTags returns), tags dropped stop reaching it,
+// and a source's observed tags change its backflow likewise.
+func TestRuntimeSubscribe(t *testing.T) {
+	z, err := yomo.NewZipper("rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	got := make(chan yomo.Tag, 16)
+	fn := yomo.NewStreamFunction("fn", "", yomo.WithInMemory(z))
+	fn.SetObserveDataTags(1)
+	_ = fn.SetHandler(func(c yomo.Context) {
+		got <- c.Tag()
+		_ = c.Write(c.Tag()+10, c.Data())
+	})
+	if err := fn.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer fn.Close()
+	back := make(chan yomo.Tag, 16)
+	src := yomo.NewSource("src", "", yomo.WithInMemory(z))
+	src.SetReceiveHandler(func(tag yomo.Tag, _ []byte) { back <- tag })
+	if err := src.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	recv := func(ch chan yomo.Tag, want yomo.Tag) {
+		t.Helper()
+		select {
+		case tag := <-ch:
+			if tag != want {
+				t.Fatalf("got tag %d, want %d", tag, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("tag %d did not arrive", want)
+		}
+	}
+
+	if err := src.Write(2, nil); err != nil { // nobody observes 2 yet
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return z.Stats().Unroutable == 1 }, func() string { return fmt.Sprint(z.Stats()) })
+
+	fn.SetObserveDataTags(1, 2)
+	src.SetObserveDataTags(12)
+	_ = src.Write(2, nil)
+	recv(got, 2)
+	recv(back, 12) // the source now observes the result's tag
+
+	fn.SetObserveDataTags(1)
+	_ = src.Write(2, nil) // dropped from the subscription: unroutable
+	_ = src.Write(1, nil)
+	recv(got, 1)
+	waitFor(t, 5*time.Second, func() bool { return z.Stats().Unroutable == 2 }, func() string { return fmt.Sprint(z.Stats()) })
+	select {
+	case tag := <-got:
+		t.Fatalf("got tag %d after unsubscribing", tag)
+	case tag := <-back:
+		t.Fatalf("backflow of tag %d, which the source does not observe", tag)
+	default:
+	}
+	if st := fn.State(); st != yomo.StateConnected {
+		t.Fatalf("state %v: the function reconnected?", st)
+	}
+}
+
+// TestHandlerSwapUnderLoad: swapping the handler while frames flow loses
+// and doubles nothing, and no call of the old handler starts after
+// SetHandler returns.
+func TestHandlerSwapUnderLoad(t *testing.T) {
+	for _, conc := range []int{1, 4} {
+		t.Run(fmt.Sprintf("concurrency %d", conc), func(t *testing.T) {
+			z, err := yomo.NewZipper("swap")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer z.Close()
+			const n = 20000
+			var seen [n]atomic.Int32
+			var oldCalls, newCalls atomic.Int64
+			var swapped atomic.Bool
+			var lateOld atomic.Int64
+			handler := func(calls *atomic.Int64, isOld bool) yomo.Handler {
+				return func(c yomo.Context) {
+					if isOld && swapped.Load() {
+						lateOld.Add(1)
+					}
+					calls.Add(1)
+					seen[binary.BigEndian.Uint32(c.Data())].Add(1)
+				}
+			}
+			fn := yomo.NewStreamFunction("fn", "", yomo.WithInMemory(z), yomo.WithHandlerConcurrency(conc))
+			fn.SetObserveDataTags(1)
+			_ = fn.SetHandler(handler(&oldCalls, true))
+			if err := fn.Connect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer fn.Close()
+			src := yomo.NewSource("src", "", yomo.WithInMemory(z))
+			if err := src.Connect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() { // owned by the test: ends after n writes
+				defer wg.Done()
+				b := make([]byte, 4)
+				for i := range n {
+					binary.BigEndian.PutUint32(b, uint32(i))
+					if err := src.Write(1, b); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+			waitFor(t, 10*time.Second, func() bool { return oldCalls.Load() > n/10 }, func() string { return "no load" })
+			if err := fn.SetHandler(handler(&newCalls, false)); err != nil {
+				t.Fatal(err)
+			}
+			swapped.Store(true)
+			wg.Wait()
+			waitFor(t, 20*time.Second, func() bool { return oldCalls.Load()+newCalls.Load() == n },
+				func() string { return fmt.Sprintf("old %d + new %d of %d", oldCalls.Load(), newCalls.Load(), n) })
+			for i := range seen {
+				if c := seen[i].Load(); c != 1 {
+					t.Fatalf("frame %d handled %d times", i, c)
+				}
+			}
+			if lateOld.Load() != 0 || newCalls.Load() == 0 {
+				t.Fatalf("%d calls of the old handler after SetHandler returned; %d of the new", lateOld.Load(), newCalls.Load())
+			}
+		})
+	}
+}
+
+// TestStateAndFlush: the state handler sees connect, GOAWAY and close;
+// Flush returns once the zipper has read everything written.
+func TestStateAndFlush(t *testing.T) {
+	z, err := yomo.NewZipper("st")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	var mu sync.Mutex
+	var changes []yomo.StateChange
+	src := yomo.NewSource("src", "", yomo.WithInMemory(z))
+	src.SetStateHandler(func(c yomo.StateChange) {
+		mu.Lock()
+		changes = append(changes, c)
+		mu.Unlock()
+	})
+	if src.State() != yomo.StateIdle {
+		t.Fatalf("state before Connect: %v", src.State())
+	}
+	if err := src.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if src.State() != yomo.StateConnected {
+		t.Fatalf("state after Connect: %v", src.State())
+	}
+	for range 5000 {
+		if err := src.Write(7, make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := src.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if in := z.Stats().FramesIn; in != 5000 {
+		t.Fatalf("after Flush the zipper has read %d frames, want 5000", in)
+	}
+	src.Close()
+	if src.State() != yomo.StateClosed {
+		t.Fatalf("state after Close: %v", src.State())
+	}
+	if err := src.Flush(ctx); !errors.Is(err, yomo.ErrClosed) {
+		t.Fatalf("Flush after Close: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []yomo.State{yomo.StateConnecting, yomo.StateConnected, yomo.StateClosed}
+	if len(changes) != len(want) {
+		t.Fatalf("state changes %+v, want to %v", changes, want)
+	}
+	for i, c := range changes {
+		if c.To != want[i] {
+			t.Fatalf("state changes %+v, want to %v", changes, want)
+		}
+	}
+}
+
+// TestConnectErrors: an address nobody serves is named in the error, and
+// WithConnectRetry keeps trying until a zipper appears.
+func TestConnectErrors(t *testing.T) {
+	if _, err := yomo.NewZipper("z", yomo.WithAuthToken()); !errors.Is(err, yomo.ErrNoTokens) {
+		t.Fatalf("WithAuthToken(): %v, want ErrNoTokens", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	src := yomo.NewSource("src", "127.0.0.1:9", yomo.WithInsecureSkipVerify())
+	defer src.Close()
+	err := src.Connect(ctx)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !containsAll(err.Error(), "127.0.0.1:9") {
+		t.Fatalf("Connect to nothing: %v; want the address and the deadline", err)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, x := range subs {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
+}
