@@ -672,7 +672,7 @@ func (s *session) flush() {
 
 func (s *session) readData() error {
 	c := s.c
-	return readDataStream(c.ctx, s.tc, c.opts.maxFrame, func(d *frame.Data, _ int) error {
+	return readDataStream(c.ctx, s.tc, c.opts.maxFrame+frame.MaxEnvelope, func(d *frame.Data, _ int) error {
 		if err := c.ctx.Err(); err != nil {
 			// Closed: frames still buffered here are not handed to the
 			// handler, so Close waits for at most the call in progress
@@ -865,8 +865,12 @@ func (c *client) write(d *frame.Data) error {
 	if zm := int(c.zipperMax.Load()); zm > 0 && zm < limit {
 		limit = zm // the zipper would close the connection over it
 	}
-	if n := frame.DataSize(d); n > limit {
+	if n := len(d.Payload); n > limit {
 		return &frame.SizeError{Type: frame.TypeData, Size: n, Max: limit}
+	}
+	if n := frame.EnvelopeSize(d); n > frame.MaxEnvelope {
+		return fmt.Errorf("yomo: target, key and metadata of %d bytes: %w", n,
+			&frame.SizeError{Type: frame.TypeData, Size: n, Max: frame.MaxEnvelope})
 	}
 	if rej := c.final.Load(); rej != nil {
 		return rej

@@ -37,8 +37,8 @@ type conn struct {
 
 	out    *outbox
 	policy OverflowPolicy // for frames queued to this connection
-	// recvMax is the largest data body the peer accepts, when smaller
-	// than the zipper's own limit (0: no smaller limit). Larger frames are
+	// recvMax is the largest payload the peer accepts, when smaller than
+	// the zipper's own limit (0: no smaller limit). Larger frames are
 	// dropped for it rather than sent to break its connection.
 	recvMax int
 
@@ -319,7 +319,7 @@ func (c *conn) ctrlTimeout() time.Duration {
 // goroutine, in order.
 func (c *conn) readData() error {
 	var sc scratch
-	err := readDataStream(c.z.ctx, c.tc, c.z.opts.maxFrame, func(d *frame.Data, n int) error {
+	err := readDataStream(c.z.ctx, c.tc, c.z.opts.maxFrame+frame.MaxEnvelope, func(d *frame.Data, n int) error {
 		c.cnt.framesIn.Add(1)
 		if c.isLink() {
 			c.cnt.bytesIn.Add(uint64(n))
@@ -382,7 +382,7 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 		c.startWriter()
 	}
 	tc := c.observes(d.Tag)
-	if (c.recvMax == 0 || frame.DataSize(d) <= c.recvMax) && c.out.put(d, c.policy, wait, 0, c.z.opts.stallTimeout) {
+	if (c.recvMax == 0 || len(d.Payload) <= c.recvMax) && c.out.put(d, c.policy, wait, 0, c.z.opts.stallTimeout) {
 		if tc != nil {
 			tc.queued.Add(1)
 		}

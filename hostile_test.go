@@ -330,15 +330,15 @@ func TestHostileDataStream(t *testing.T) {
 		fin     bool
 		want    string
 	}{
-		{"1 GiB data header", false, []byte{byte(frame.TypeData), 0x40, 0, 0, 0}, false, "data frame of 1073741824 bytes exceeds the limit of 4194304"},
-		{"over the frame limit", false, append(frame.AppendHeader(nil, frame.TypeData, 4<<20+1), make([]byte, 1000)...), false, "exceeds the limit of 4194304"},
-		{"unknown type", false, []byte{0x0c, 0, 0, 0, 1, 0x90}, false, "frame: unknown type 0x0c"},
+		{"1 GiB data header", false, []byte{byte(frame.TypeData), 0x40, 0, 0, 0}, false, "data frame of 1073741824 bytes exceeds the limit of 4259840"},
+		{"over the frame limit", false, append(frame.AppendHeader(nil, frame.TypeData, 4<<20+frame.MaxEnvelope+1), make([]byte, 1000)...), false, "exceeds the limit of 4259840"},
+		{"unknown type", false, []byte{0x3c, 0, 0, 0, 1, 0x90}, false, "frame: unknown type 0x3c"},
 		{"garbage", false, []byte("\x00garbage garbage garbage"), false, "frame: unknown type 0x00"},
 		{"control frame on a data stream", false, frame.AppendPing(nil, 1, false), false, "unexpected ping frame on a data stream"},
 		{"malformed data body", false, append(frame.AppendHeader(nil, frame.TypeData, 3), 0x93, 1, 2), false, "malformed"},
 		{"truncated data frame", false, frame.AppendData(nil, &frame.Data{Tag: pipelineTag, Payload: make([]byte, 100)})[:50], true, "truncated frame"},
 		{"second handshake", true, hs, false, "unexpected handshake frame on the control stream"},
-		{"unknown type on control", true, []byte{0x0c, 0, 0, 0, 1, 0x80}, false, "frame: unknown type 0x0c"},
+		{"unknown type on control", true, []byte{0x3c, 0, 0, 0, 1, 0x80}, false, "frame: unknown type 0x3c"},
 		{"1 GiB control header", true, []byte{byte(frame.TypePing), 0x40, 0, 0, 0}, false, "ping frame of 1073741824 bytes exceeds the limit of 65536"},
 	}
 	p.during(t, func() {
@@ -639,7 +639,7 @@ func TestHostileZipper(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, func() bool {
 			return reported.find(func(err error) bool {
-				return errors.Is(err, ErrFrameTooLarge) && strings.Contains(err.Error(), "data frame of 1073741824 bytes exceeds the limit of 4194304")
+				return errors.Is(err, ErrFrameTooLarge) && strings.Contains(err.Error(), "data frame of 1073741824 bytes exceeds the limit of 4259840")
 			})
 		}, func() string { return fmt.Sprintf("client did not refuse the oversized frame: %v", reported.list) })
 	})

@@ -173,9 +173,11 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithMaxFrameSize sets the largest data frame body accepted and sent
-// (default frame.DefaultMaxSize, 4 MiB). A write above it fails with
-// ErrFrameTooLarge before anything is sent.
+// WithMaxFrameSize sets the largest payload of a data frame accepted and
+// sent (default frame.DefaultMaxSize, 4 MiB): a payload of exactly n bytes
+// goes through; target, key and metadata come on top, up to
+// frame.MaxEnvelope. A write above it fails with ErrFrameTooLarge before
+// anything is sent.
 func WithMaxFrameSize(n int) Option {
 	check := func(errs *[]error) {
 		if n <= 0 || n > 1<<30 {

@@ -56,7 +56,8 @@ func TestRuntimeSubscribe(t *testing.T) {
 	if err := src.Write(2, nil); err != nil { // nobody observes 2 yet
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return z.Stats().Unroutable == 1 }, func() string { return fmt.Sprint(z.Stats()) })
+	unroutable2 := func() uint64 { return z.Stats().UnroutableByTag[2] }
+	waitFor(t, 5*time.Second, func() bool { return unroutable2() == 1 }, func() string { return fmt.Sprint(z.Stats()) })
 
 	fn.SetObserveDataTags(1, 2)
 	src.SetObserveDataTags(12)
@@ -68,7 +69,7 @@ func TestRuntimeSubscribe(t *testing.T) {
 	_ = src.Write(2, nil) // dropped from the subscription: unroutable
 	_ = src.Write(1, nil)
 	recv(got, 1)
-	waitFor(t, 5*time.Second, func() bool { return z.Stats().Unroutable == 2 }, func() string { return fmt.Sprint(z.Stats()) })
+	waitFor(t, 5*time.Second, func() bool { return unroutable2() == 2 }, func() string { return fmt.Sprint(z.Stats()) })
 	select {
 	case tag := <-got:
 		t.Fatalf("got tag %d after unsubscribing", tag)
@@ -232,4 +233,40 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestPayloadOfExactlyTheLimit: the frame size limit is a payload limit.
+func TestPayloadOfExactlyTheLimit(t *testing.T) {
+	const limit = 64 << 10
+	z, err := yomo.NewZipper("lim", yomo.WithMaxFrameSize(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	got := make(chan int, 1)
+	fn := yomo.NewStreamFunction("fn", "", yomo.WithInMemory(z), yomo.WithMaxFrameSize(limit))
+	fn.SetObserveDataTags(1)
+	_ = fn.SetHandler(func(c yomo.Context) { got <- len(c.Data()) })
+	if err := fn.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer fn.Close()
+	src := connectedSource(t, yomo.WithInMemory(z), yomo.WithMaxFrameSize(limit))
+	defer src.Close()
+	err = src.WriteMessage(yomo.Message{Tag: 1, Data: make([]byte, limit), Target: "",
+		Metadata: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}})
+	if err != nil {
+		t.Fatalf("a payload of exactly the limit: %v", err)
+	}
+	select {
+	case n := <-got:
+		if n != limit {
+			t.Fatalf("handler got %d bytes", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the frame did not arrive")
+	}
+	if err := src.Write(1, make([]byte, limit+1)); !errors.Is(err, yomo.ErrFrameTooLarge) {
+		t.Fatalf("a payload over the limit: %v", err)
+	}
 }

@@ -52,6 +52,15 @@ type Data struct {
 	Key []byte
 }
 
+// MaxEnvelope bounds what a data frame body holds besides its payload
+// (target, metadata, key, mesh fields and the encoding): a limit on data
+// frames is a limit on payloads, and a reader allows bodies up to the
+// payload limit plus MaxEnvelope.
+const MaxEnvelope = 64 << 10
+
+// EnvelopeSize returns the encoded size of d's body without its payload.
+func EnvelopeSize(d *Data) int { return DataSize(d) - len(d.Payload) }
+
 // Flags in a data frame's TID (spec.md, section 5).
 const (
 	// TIDRequest marks a Source's request and everything written while
