@@ -110,8 +110,10 @@ func uvarintSize(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 func fieldSize(n int) int { return uvarintSize(uint64(n)) + n }
 
 // DataSize returns the encoded size of d's body, without the header.
-func DataSize(d *Data) int {
-	f := d.flags()
+func DataSize(d *Data) int { return d.size(d.flags()) }
+
+// size returns the encoded size of d's body written with the flags f.
+func (d *Data) size(f byte) int {
 	n := 1 + uvarintSize(uint64(d.Tag)) + len(d.Payload)
 	if f&flagOrigin != 0 {
 		n += 8
@@ -140,15 +142,15 @@ func DataSize(d *Data) int {
 // AppendData appends d as a complete frame (header and body) to dst.
 // It allocates only when dst must grow.
 func AppendData(dst []byte, d *Data) []byte {
-	dst = AppendHeader(dst, TypeData, DataSize(d))
 	f := d.flags()
+	dst = AppendHeader(dst, TypeData, d.size(f))
 	dst = append(dst, f)
-	dst = binary.AppendUvarint(dst, uint64(d.Tag))
+	dst = appendUvarint(dst, uint64(d.Tag))
 	if f&flagOrigin != 0 {
 		dst = binary.BigEndian.AppendUint64(dst, d.Origin)
 	}
 	if f&flagTID != 0 {
-		dst = binary.AppendUvarint(dst, d.TID)
+		dst = appendUvarint(dst, d.TID)
 	}
 	if f&flagTarget != 0 {
 		dst = appendField(dst, d.Target)
@@ -171,8 +173,16 @@ func AppendData(dst []byte, d *Data) []byte {
 
 // appendField appends b with its length as a uvarint.
 func appendField(dst, b []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	dst = appendUvarint(dst, uint64(len(b)))
 	return append(dst, b...)
+}
+
+// appendUvarint is binary.AppendUvarint with the one-byte case inlined.
+func appendUvarint(dst []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(dst, byte(v))
+	}
+	return binary.AppendUvarint(dst, v)
 }
 
 // Errors of the compact encoding's primitives, wrapped by malformed.
