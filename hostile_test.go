@@ -278,7 +278,8 @@ func TestHostileControlStream(t *testing.T) {
 		{"empty stream", nil, true, frame.RejectBadHandshake, 0, "control stream ended before a handshake"},
 		{"body not msgpack", append(frame.AppendHeader(nil, frame.TypeHandshake, 4), 0xc1, 0xc1, 0xc1, 0xc1), false, frame.RejectBadHandshake, 0, "malformed handshake frame"},
 		{"array of 4 billion tags", append(frame.AppendHeader(nil, frame.TypeHandshake, 7), 0x81, 0xa4, 't', 'a', 'g', 's', 0xdd), false, frame.RejectBadHandshake, 0, "malformed handshake frame"},
-		{"version 2", valid(func(h *frame.Handshake) { h.Version = 2 }), false, frame.RejectVersion, 0, "unsupported protocol version 2"},
+		{"version 1 (msgpack data bodies)", valid(func(h *frame.Handshake) { h.Version = 1 }), false, frame.RejectVersion, 0, "unsupported protocol version 1 (zipper speaks 2)"},
+		{"version 3", valid(func(h *frame.Handshake) { h.Version = 3 }), false, frame.RejectVersion, 0, "unsupported protocol version 3"},
 		{"empty name", valid(func(h *frame.Handshake) { h.Name = "" }), false, frame.RejectBadHandshake, 0, "empty name"},
 		{"huge name", valid(func(h *frame.Handshake) { h.Name = strings.Repeat("n", 60000) }), false, frame.RejectBadHandshake, 0, "name of 60000 bytes (limit 255)"},
 		{"kind 9", valid(func(h *frame.Handshake) { h.Kind = 9 }), false, frame.RejectBadHandshake, 0, "unsupported client kind kind(9)"},
@@ -313,8 +314,8 @@ func TestHostileControlStream(t *testing.T) {
 		wg.Wait()
 	})
 	st := tz.Stats().Connections
-	if st.Rejected != uint64(len(cases)) || st.RejectedBy["timeout"] != 1 || st.RejectedBy["version"] != 1 || st.RejectedBy["denied"] != 1 {
-		t.Fatalf("stats %+v, want %d rejections (1 timeout, 1 version, 1 denied)", st, len(cases))
+	if st.Rejected != uint64(len(cases)) || st.RejectedBy["timeout"] != 1 || st.RejectedBy["version"] != 2 || st.RejectedBy["denied"] != 1 {
+		t.Fatalf("stats %+v, want %d rejections (1 timeout, 2 version, 1 denied)", st, len(cases))
 	}
 }
 

@@ -2,12 +2,17 @@ package frame
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math"
+	"math/bits"
 	"unsafe"
 )
 
 // Data is a data frame: a tagged payload with its routing and backflow
-// fields. Its body is a msgpack array; see spec.md.
+// fields. Its body is the compact encoding of spec.md, section 5: a flags
+// byte saying which optional fields follow, varints, length-prefixed
+// fields and the payload as the rest of the body.
 //
 // A Data filled by Decode aliases the decoded body: its slices are valid
 // only as long as that body is.
@@ -82,48 +87,86 @@ const (
 	ErrorKey = "yomo-error"
 )
 
-// dataFields is the number of array elements every data frame has;
-// fields 6 to 8 are optional (mesh), field 9 is the key. Decoders skip
-// elements beyond those they know (forward compatibility).
+// The flags byte, the first of a data frame body: which optional fields
+// follow the tag, in this order (spec.md, section 5). Every bit has a
+// meaning; flagExtension announces a length-prefixed area that this
+// version skips, reserved for later revisions.
 const (
-	dataFields    = 6
-	dataFieldsMax = 10
+	flagOrigin       = 0x01 // origin: 8 bytes, big endian
+	flagTID          = 0x02 // tid: uvarint
+	flagTarget       = 0x04 // target: uvarint length, bytes
+	flagMetadata     = 0x08 // metadata: uvarint length, a msgpack map
+	flagKey          = 0x10 // key: uvarint length, bytes
+	flagOriginZipper = 0x20 // origin zipper: uvarint length, bytes
+	flagMesh         = 0x40 // path, then names: each a uvarint length and a msgpack array of str
+	flagExtension    = 0x80 // extension area: uvarint length, bytes; skipped
 )
 
-// fields returns how many array elements d is written with.
-func (d *Data) fields() int {
-	switch {
-	case len(d.Key) > 0:
-		return 10
-	case len(d.Path) > 0 || len(d.Names) > 0:
-		return 9
-	case len(d.OriginZipper) > 0:
-		return 7
-	}
-	return dataFields
+// hasMetadata reports whether m is written: an encoding of one byte can
+// only be an empty map (0x80) or nil (0xc0), which mean none.
+func hasMetadata(m Metadata) bool {
+	return len(m) > 1 || len(m) == 1 && m[0] != 0x80 && m[0] != 0xc0
 }
 
-func listSize(l StrList) int {
-	if len(l) == 0 {
-		return 1
+// flags returns the flags byte d is written with.
+func (d *Data) flags() byte {
+	var f byte
+	if d.Origin != 0 {
+		f |= flagOrigin
 	}
-	return len(l)
+	if d.TID != 0 {
+		f |= flagTID
+	}
+	if len(d.Target) > 0 {
+		f |= flagTarget
+	}
+	if hasMetadata(d.Metadata) {
+		f |= flagMetadata
+	}
+	if len(d.Key) > 0 {
+		f |= flagKey
+	}
+	if len(d.OriginZipper) > 0 {
+		f |= flagOriginZipper
+	}
+	if len(d.Path) > 0 || len(d.Names) > 0 {
+		f |= flagMesh
+	}
+	return f
 }
+
+// uvarintSize returns the size of v's uvarint encoding: 1 to 10 bytes.
+func uvarintSize(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
+
+// fieldSize returns the size of a length-prefixed field of n bytes.
+func fieldSize(n int) int { return uvarintSize(uint64(n)) + n }
 
 // DataSize returns the encoded size of d's body, without the header.
-func DataSize(d *Data) int {
-	m := len(d.Metadata)
-	if m == 0 {
-		m = 1
+func DataSize(d *Data) int { return d.size(d.flags()) }
+
+// size returns the encoded size of d's body written with the flags f.
+func (d *Data) size(f byte) int {
+	n := 1 + uvarintSize(uint64(d.Tag)) + len(d.Payload)
+	if f&flagOrigin != 0 {
+		n += 8
 	}
-	n := 1 + 5 + strSize(len(d.Target)) + 9 + 9 + m + binHeaderSize(len(d.Payload)) + len(d.Payload)
-	switch d.fields() {
-	case 10:
-		n += strSize(len(d.OriginZipper)) + listSize(d.Path) + listSize(d.Names) + strSize(len(d.Key))
-	case 9:
-		n += strSize(len(d.OriginZipper)) + listSize(d.Path) + listSize(d.Names)
-	case 7:
-		n += strSize(len(d.OriginZipper))
+	if f&flagTID != 0 {
+		n += uvarintSize(d.TID)
+	}
+	if f&flagTarget != 0 {
+		n += fieldSize(len(d.Target))
+	}
+	if f&flagMetadata != 0 {
+		n += fieldSize(len(d.Metadata))
+	}
+	if f&flagKey != 0 {
+		n += fieldSize(len(d.Key))
+	}
+	if f&flagOriginZipper != 0 {
+		n += fieldSize(len(d.OriginZipper))
+	}
+	if f&flagMesh != 0 {
+		n += fieldSize(len(d.Path)) + fieldSize(len(d.Names))
 	}
 	return n
 }
@@ -131,107 +174,191 @@ func DataSize(d *Data) int {
 // AppendData appends d as a complete frame (header and body) to dst.
 // It allocates only when dst must grow.
 func AppendData(dst []byte, d *Data) []byte {
-	dst = AppendHeader(dst, TypeData, DataSize(d))
-	nf := d.fields()
-	dst = append(dst, 0x90|byte(nf))
-	dst = appendUint32(dst, d.Tag)
-	dst = appendStr(dst, d.Target)
-	dst = appendUint64(dst, d.Origin)
-	dst = appendUint64(dst, d.TID)
-	if len(d.Metadata) == 0 {
-		dst = append(dst, 0x80)
-	} else {
-		dst = append(dst, d.Metadata...)
+	f := d.flags()
+	dst = AppendHeader(dst, TypeData, d.size(f))
+	dst = append(dst, f)
+	dst = appendUvarint(dst, uint64(d.Tag))
+	if f&flagOrigin != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, d.Origin)
 	}
-	dst = appendBinHeader(dst, len(d.Payload))
-	dst = append(dst, d.Payload...)
-	if nf >= 7 {
-		dst = appendStr(dst, d.OriginZipper)
+	if f&flagTID != 0 {
+		dst = appendUvarint(dst, d.TID)
 	}
-	if nf >= 9 {
-		dst = appendList(dst, d.Path)
-		dst = appendList(dst, d.Names)
+	if f&flagTarget != 0 {
+		dst = appendField(dst, d.Target)
 	}
-	if nf >= 10 {
-		dst = appendStr(dst, d.Key)
+	if f&flagMetadata != 0 {
+		dst = appendField(dst, d.Metadata)
 	}
-	return dst
+	if f&flagKey != 0 {
+		dst = appendField(dst, d.Key)
+	}
+	if f&flagOriginZipper != 0 {
+		dst = appendField(dst, d.OriginZipper)
+	}
+	if f&flagMesh != 0 {
+		dst = appendField(dst, d.Path)
+		dst = appendField(dst, d.Names)
+	}
+	return append(dst, d.Payload...)
 }
 
-func appendList(dst []byte, l StrList) []byte {
-	if len(l) == 0 {
-		return append(dst, 0x90)
-	}
-	return append(dst, l...)
+// appendField appends b with its length as a uvarint.
+func appendField(dst, b []byte) []byte {
+	dst = appendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
 }
+
+// appendUvarint is binary.AppendUvarint with the one-byte case inlined.
+func appendUvarint(dst []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(dst, byte(v))
+	}
+	return binary.AppendUvarint(dst, v)
+}
+
+// Errors of the compact encoding's primitives, wrapped by malformed.
+var (
+	errVarintLong    = errors.New("uvarint longer than 10 bytes or above 2^64-1")
+	errVarintNotLean = errors.New("uvarint not in its shortest form")
+)
+
+// readUvarint reads a uvarint in its shortest form: at most 10 bytes,
+// at most 2^64-1, and no trailing 0x00 group (0x80 0x00 is malformed).
+func readUvarint(b []byte) (uint64, []byte, error) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), b[1:], nil
+	}
+	v, n := binary.Uvarint(b)
+	switch {
+	case n == 0:
+		return 0, nil, errShort
+	case n < 0:
+		return 0, nil, errVarintLong
+	case b[n-1] == 0:
+		return 0, nil, errVarintNotLean
+	}
+	return v, b[n:], nil
+}
+
+// readField reads a length-prefixed field, aliasing b; its length is
+// checked against the bytes left before anything is sliced.
+func readField(b []byte) ([]byte, []byte, error) {
+	n, b, err := readUvarint(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > uint64(len(b)) {
+		return nil, nil, errShort
+	}
+	return b[:n:n], b[n:], nil
+}
+
+// readListField reads a length-prefixed msgpack array of strings (nil
+// when empty) that must fill its field exactly.
+func readListField(b []byte) (StrList, []byte, error) {
+	f, b, err := readField(b)
+	if err != nil || len(f) == 0 {
+		return nil, b, err
+	}
+	l, rest, err := readList(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(rest) != 0 {
+		return nil, nil, errTrailing
+	}
+	return l, b, nil
+}
+
+var errTrailing = errors.New("bytes after the value in its field")
 
 // Decode parses a data frame body into d. d aliases body afterwards.
 // It allocates nothing. An error wraps ErrMalformed; d is then left in an
 // unspecified state.
 func (d *Data) Decode(body []byte) error {
-	n, b, err := readArrayLen(body)
+	if len(body) == 0 {
+		return malformed(TypeData, "empty body")
+	}
+	f := body[0]
+	v, b, err := readUvarint(body[1:])
 	if err != nil {
-		return malformed(TypeData, err.Error())
-	}
-	if n < dataFields {
-		return malformed(TypeData, "too few fields")
-	}
-	var v uint64
-	if v, b, err = readUint(b); err != nil {
 		return malformed(TypeData, "tag: "+err.Error())
 	}
-	if v > 0xffffffff {
+	if v > math.MaxUint32 {
 		return malformed(TypeData, "tag out of range")
 	}
 	d.Tag = Tag(v)
-	if d.Target, b, err = readBytes(b); err != nil {
-		return malformed(TypeData, "target: "+err.Error())
+	d.Origin, d.TID = 0, 0
+	d.Target, d.Metadata, d.Key, d.OriginZipper, d.Path, d.Names = nil, nil, nil, nil, nil, nil
+	if f&flagOrigin != 0 {
+		if len(b) < 8 {
+			return malformed(TypeData, "origin: "+errShort.Error())
+		}
+		d.Origin = binary.BigEndian.Uint64(b)
+		b = b[8:]
 	}
-	if d.Origin, b, err = readUint(b); err != nil {
-		return malformed(TypeData, "origin: "+err.Error())
-	}
-	if d.TID, b, err = readUint(b); err != nil {
-		return malformed(TypeData, "tid: "+err.Error())
-	}
-	rest, err := validMetadata(b)
-	if err != nil {
-		return malformed(TypeData, "metadata: "+err.Error())
-	}
-	d.Metadata = Metadata(b[: len(b)-len(rest) : len(b)-len(rest)])
-	if len(d.Metadata) == 1 && (d.Metadata[0] == 0x80 || d.Metadata[0] == 0xc0) {
-		d.Metadata = nil
-	}
-	if d.Payload, b, err = readBytes(rest); err != nil {
-		return malformed(TypeData, "payload: "+err.Error())
-	}
-	d.OriginZipper, d.Path, d.Names, d.Key = nil, nil, nil, nil
-	if n > 6 {
-		if d.OriginZipper, b, err = readBytes(b); err != nil {
-			return malformed(TypeData, "origin zipper: "+err.Error())
+	if f&flagTID != 0 {
+		if d.TID, b, err = readUvarint(b); err != nil {
+			return malformed(TypeData, "tid: "+err.Error())
 		}
 	}
-	if n > 7 {
-		if d.Path, b, err = readList(b); err != nil {
-			return malformed(TypeData, "path: "+err.Error())
+	if f&flagTarget != 0 {
+		if d.Target, b, err = readField(b); err != nil {
+			return malformed(TypeData, "target: "+err.Error())
 		}
 	}
-	if n > 8 {
-		if d.Names, b, err = readList(b); err != nil {
-			return malformed(TypeData, "names: "+err.Error())
+	if f&flagMetadata != 0 {
+		var m []byte
+		if m, b, err = readField(b); err != nil {
+			return malformed(TypeData, "metadata: "+err.Error())
+		}
+		if len(m) > 0 {
+			n, rest, err := validMetadata(m)
+			if err == nil && len(rest) != 0 {
+				err = errTrailing
+			}
+			if err != nil {
+				return malformed(TypeData, "metadata: "+err.Error())
+			}
+			if n > 0 {
+				d.Metadata = Metadata(m)
+			}
 		}
 	}
-	if n > 9 {
-		if d.Key, b, err = readBytes(b); err != nil {
+	if f&flagKey != 0 {
+		if d.Key, b, err = readField(b); err != nil {
 			return malformed(TypeData, "key: "+err.Error())
 		}
 	}
-	for i := dataFieldsMax; i < n; i++ {
-		if b, err = skipValue(b, 0); err != nil {
-			return malformed(TypeData, "extension field: "+err.Error())
+	if f&flagOriginZipper != 0 {
+		if d.OriginZipper, b, err = readField(b); err != nil {
+			return malformed(TypeData, "origin zipper: "+err.Error())
 		}
 	}
-	if len(b) != 0 {
-		return malformed(TypeData, "trailing bytes")
+	if f&flagMesh != 0 {
+		if d.Path, b, err = readListField(b); err != nil {
+			return malformed(TypeData, "path: "+err.Error())
+		}
+		if d.Names, b, err = readListField(b); err != nil {
+			return malformed(TypeData, "names: "+err.Error())
+		}
+	}
+	if f&flagExtension != 0 {
+		if _, b, err = readField(b); err != nil {
+			return malformed(TypeData, "extension: "+err.Error())
+		}
+	}
+	d.Payload = b[:len(b):len(b)]
+	// Empty fields decode as nil, whether absent or written with length 0.
+	if len(d.Target) == 0 {
+		d.Target = nil
+	}
+	if len(d.Key) == 0 {
+		d.Key = nil
+	}
+	if len(d.OriginZipper) == 0 {
+		d.OriginZipper = nil
 	}
 	return nil
 }
@@ -239,20 +366,22 @@ func (d *Data) Decode(body []byte) error {
 // MaxMetadataEntries bounds the number of metadata entries of one frame.
 const MaxMetadataEntries = 64
 
-func validMetadata(b []byte) ([]byte, error) {
+// validMetadata checks the msgpack map at the start of b and returns its
+// number of entries and the bytes after it.
+func validMetadata(b []byte) (int, []byte, error) {
 	n, b, err := readMapLen(b)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if n > MaxMetadataEntries {
-		return nil, errors.New("too many entries")
+		return 0, nil, errors.New("too many entries")
 	}
 	for i := 0; i < 2*n; i++ {
 		if _, b, err = readStr(b); err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 	}
-	return b, nil
+	return n, b, nil
 }
 
 // Metadata is the encoded form of a frame's metadata: a msgpack map whose

@@ -4,12 +4,13 @@
 // frames.
 //
 // Every frame is a 5-byte header, one type byte and the body length as a
-// 4-byte big-endian integer, followed by a msgpack body. Control frames
+// 4-byte big-endian integer, followed by the body. Control frames
 // ([Handshake], [HandshakeAck], [Rejected], [GoAway], ping and pong,
 // [Dropped], [RouteUpdate]) have a msgpack map as their body and are encoded with the msgpack library;
 // they are rare and small. Data frames ([Data]) carry the application's
-// payloads; their body is a msgpack array written and read by a small
-// hand-written codec that allocates nothing. spec.md, next to this file,
+// payloads; their body is a compact encoding (a flags byte, varints,
+// length-prefixed fields, then the payload up to the end of the body)
+// written and read by a small hand-written codec that allocates nothing. spec.md, next to this file,
 // describes the format completely, for other implementations.
 //
 // [Reader] splits a stream into frames, refusing unknown types and

@@ -21,7 +21,9 @@ const (
 	// independently of the limit on data frames.
 	MaxControlSize = 64 << 10
 	// ProtocolVersion is the version a client announces in its handshake.
-	ProtocolVersion = 1
+	// Version 2 has the compact data frame body (spec.md, section 5); a
+	// zipper refuses a handshake of any other version (RejectVersion).
+	ProtocolVersion = 2
 )
 
 // Errors. Decoding errors wrap one of these; test with errors.Is.

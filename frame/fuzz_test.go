@@ -193,6 +193,21 @@ func FuzzDataRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tag uint32, target []byte, origin, tid uint64, meta string, payload, raw []byte) {
 		// Property 1: what is encoded decodes to the same values.
 		in := Data{Tag: tag, Target: target, Origin: origin, TID: tid, Metadata: metadataFrom(meta), Payload: payload}
+		// The tag's low bits also choose the optional fields, so that every
+		// flag is exercised without changing the corpus format.
+		if tag&1 != 0 {
+			in.Key = payload[:len(payload)/2]
+		}
+		if tag&2 != 0 {
+			in.OriginZipper = target
+		}
+		if tag&4 != 0 {
+			items := strings.Split(meta, "\x00")
+			in.Path = AppendStrList(nil, items[:min(len(items), MaxListEntries)]...)
+		}
+		if tag&8 != 0 {
+			in.Names = AppendStrList(nil, string(target))
+		}
 		frame := AppendData(nil, &in)
 		r := NewReader(bytes.NewReader(frame), len(frame))
 		typ, body, err := r.Next()

@@ -36,10 +36,11 @@ type dataCase struct {
 	d    Data
 }
 
-// dataCases covers every encoding choice of AppendData: target absent,
-// fixstr (≤ 31), str 8 (32..255) and str 16 (256..65535); payload empty,
-// bin 8 (≤ 255), bin 16 (256..65535) and bin 32 (≥ 65536); metadata absent
-// and present.
+// dataCases covers every encoding choice of AppendData: each flag alone
+// and together (origin, tid, target, metadata, key, origin zipper, mesh),
+// the tag as a uvarint of 1, 2, 3 and 5 bytes, the tid as a uvarint of 1
+// and 10 bytes, field lengths as uvarints of 1 and 2 bytes (127, 128,
+// 300), payloads empty, small and above the read buffer.
 var dataCases = []dataCase{
 	{"data-minimal", Data{Tag: 1}},
 	{"data-example", Data{Tag: 33, Target: []byte("sfn-1"), Origin: 7, TID: 42,
@@ -47,13 +48,19 @@ var dataCases = []dataCase{
 	{"data-no-target", Data{Tag: 0x10203, Origin: 1, TID: 2, Payload: []byte("no target")}},
 	{"data-metadata", Data{Tag: 2, Metadata: MetadataOf("k1", "v1", "content-type", "application/json", "empty", "")}},
 	{"data-empty-payload", Data{Tag: 3, Target: []byte("t"), Origin: 1<<64 - 1, TID: 1 << 63}},
-	{"data-target31-bin8max", Data{Tag: 0xffffffff, Target: letters(31), Payload: pattern(255)}},
-	{"data-str8-bin16min", Data{Tag: 4, Target: letters(32), Payload: pattern(256)}},
+	{"data-tagmax-target127", Data{Tag: 0xffffffff, Target: letters(127), Payload: pattern(255)}},
+	{"data-tag128-target128", Data{Tag: 128, Target: letters(128), Payload: pattern(256)}},
 	{"data-300", Data{Tag: 5, Target: letters(255), Origin: 9, TID: 10,
 		Metadata: MetadataOf("a", "b"), Payload: pattern(300)}},
-	{"data-str16-300", Data{Tag: 6, Target: letters(300), Payload: pattern(300)}},
+	{"data-tag16384-target300", Data{Tag: 16384, Target: letters(300), Payload: pattern(300)}},
 	{"data-70000", Data{Tag: 7, Target: letters(256), Origin: 11, TID: 12, Payload: pattern(70000)}},
 	{"data-key", Data{Tag: 8, Origin: 3, TID: 4, Payload: []byte("k"), Key: []byte("device-17")}},
+	{"data-source", Data{Tag: 33, Origin: 0x9e3779b97f4a7c15, TID: 1000, Payload: []byte("16 bytes of data")}},
+	{"data-function-result", Data{Tag: 34, Origin: 0x9e3779b97f4a7c15, TID: 1000, OriginZipper: []byte("zipper-eu"),
+		Payload: []byte("16 bytes of data")}},
+	{"data-mesh", Data{Tag: 9, Origin: 5, TID: 6, Target: []byte("t"), Metadata: MetadataOf("k", "v"), Key: []byte("key"),
+		OriginZipper: []byte("eu"), Path: AppendStrList(nil, "eu", "us"), Names: AppendStrList(nil, "f1"), Payload: []byte("mesh")}},
+	{"data-backflow", Data{Tag: 10, Origin: 5, TID: 6, OriginZipper: []byte("eu"), Path: AppendStrList(nil, "us"), Payload: []byte("back")}},
 }
 
 // controlCase is a control frame pinned by a golden file.

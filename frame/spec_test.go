@@ -64,7 +64,7 @@ func TestSpecFrameTypes(t *testing.T) {
 		}
 		stream, body := "control, ", "map, §6."
 		if d.stream == dataStream {
-			stream, body = "data, ", "array, §5"
+			stream, body = "data, ", "compact, §5"
 		}
 		if want := stream + d.from; row[2] != want {
 			t.Errorf("frame types: %s travels on %q in the spec, %q in the package", row[0], row[2], want)

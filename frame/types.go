@@ -32,7 +32,7 @@ type streamKind uint8
 
 const (
 	controlStream streamKind = iota + 1 // the control stream; the body is a msgpack map
-	dataStream                          // a data stream; the body is a msgpack array
+	dataStream                          // a data stream; the body is the compact data encoding
 )
 
 // descriptor is all the package knows about one frame type. The type's
