@@ -358,10 +358,8 @@ func (c *client) handshake() *frame.Handshake {
 }
 
 func (c *client) tlsConfig() *tls.Config {
-	var t *tls.Config
-	if c.opts.tls != nil {
-		t = c.opts.tls.Clone()
-	} else {
+	t, err := withRoots(c.opts.tls, c.opts.extraRoots)
+	if err != nil { // checked by WithRootCAPEM already
 		t = &tls.Config{}
 	}
 	if c.opts.insecure {

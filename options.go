@@ -120,6 +120,7 @@ type zipperOptions struct {
 	tls              *tls.Config
 	logger           *slog.Logger
 	tokens           []string
+	extraRoots       [][]byte // WithRootCAPEM
 	peers            []mesh.Peer
 	maxFrame         int
 	handshakeTimeout time.Duration
@@ -144,6 +145,7 @@ type clientOptions struct {
 	credential   string
 	maxFrame     int
 	connectRetry bool
+	extraRoots   [][]byte // WithRootCAPEM
 	inMemory     *Zipper
 	writeBuffer  int
 	writeTimeout time.Duration

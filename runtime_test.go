@@ -2,9 +2,12 @@ package yomo_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -269,4 +272,48 @@ func TestPayloadOfExactlyTheLimit(t *testing.T) {
 	if err := src.Write(1, make([]byte, limit+1)); !errors.Is(err, yomo.ErrFrameTooLarge) {
 		t.Fatalf("a payload over the limit: %v", err)
 	}
+}
+
+// TestTrustByPEM: a client trusts a zipper's generated certificate through
+// its PEM alone, as another process would; without it, it cannot connect.
+func TestTrustByPEM(t *testing.T) {
+	z, err := yomo.NewZipper("pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- z.Serve(context.Background(), pc) }() // owned by the test: ends at Close
+	defer func() { z.Close(); <-done }()
+	pem := z.RootCAPEM()
+	if len(pem) == 0 {
+		t.Fatal("no PEM for a generated certificate")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	src := yomo.NewSource("src", pc.LocalAddr().String(), yomo.WithRootCAPEM(pem))
+	defer src.Close()
+	if err := src.Connect(ctx); err != nil {
+		t.Fatalf("with the PEM: %v", err)
+	}
+	other, _, err := yomo.DevCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := yomo.NewSource("src2", pc.LocalAddr().String(), yomo.WithRootCAPEM(pemOf(t, other)))
+	defer stranger.Close()
+	if err := stranger.Connect(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("trusting another certificate: %v, want a certificate error", err)
+	}
+	if err := yomo.NewSource("x", "", yomo.WithRootCAPEM([]byte("junk"))).Connect(ctx); err == nil {
+		t.Fatal("junk PEM accepted")
+	}
+}
+
+func pemOf(t *testing.T, c tls.Certificate) []byte {
+	t.Helper()
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
 }

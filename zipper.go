@@ -135,6 +135,11 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		z.tls.Certificates = []tls.Certificate{cert}
 		z.roots = pool
 	}
+	if len(o.extraRoots) > 0 {
+		if z.tls, err = withRoots(z.tls, o.extraRoots); err != nil {
+			return nil, err
+		}
+	}
 	verifyClientCerts(z.tls)
 	for _, h := range o.hooks {
 		if h.OnFrame != nil {

@@ -8,17 +8,11 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"sort"
@@ -47,13 +41,14 @@ func run(out io.Writer) error {
 	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
 
 	// One certificate for the whole demo: every zipper presents it and
-	// trusts it. In production each region has its own, from one CA.
-	cert, roots, err := devCertificate()
+	// trusts it (its PEM could be a file read by other processes). In
+	// production each region has its own, from one CA.
+	cert, certPEM, err := yomo.DevCertificate("127.0.0.1")
 	if err != nil {
 		return err
 	}
-	zipperTLS := &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots}
-	clientTLS := yomo.WithTLSConfig(&tls.Config{RootCAs: roots})
+	zipperTLS := yomo.WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}})
+	trust := yomo.WithRootCAPEM(certPEM)
 
 	regions := []string{"us-east", "eu-west", "ap-south"}
 	sockets := map[string]net.PacketConn{}
@@ -73,7 +68,7 @@ func run(out io.Writer) error {
 		for _, other := range regions[i+1:] {
 			peers = append(peers, mesh.Peer{Name: other, Addr: addr(other)})
 		}
-		z, err := yomo.NewZipper(r, yomo.WithTLSConfig(zipperTLS), yomo.WithMesh(peers...), quiet)
+		z, err := yomo.NewZipper(r, zipperTLS, trust, yomo.WithMesh(peers...), quiet)
 		if err != nil {
 			return err
 		}
@@ -96,7 +91,7 @@ func run(out io.Writer) error {
 		}
 	}()
 	serve := func(region, name string, answer func(string) string) error {
-		f := yomo.NewStreamFunction(name, addr(region), clientTLS, quiet)
+		f := yomo.NewStreamFunction(name, addr(region), trust, quiet)
 		f.SetObserveDataTags(tagText)
 		err := f.SetHandler(func(c yomo.Context) {
 			msg := fmt.Sprintf("%s@%s: %s", name, region, answer(string(c.Data())))
@@ -140,7 +135,7 @@ func run(out io.Writer) error {
 
 	// A source in the third region.
 	answers := make(chan string, 16)
-	src := yomo.NewSource("sensor", addr("us-east"), clientTLS, quiet)
+	src := yomo.NewSource("sensor", addr("us-east"), trust, quiet)
 	src.SetObserveDataTags(tagAnswer)
 	src.SetReceiveHandler(func(_ yomo.Tag, data []byte) { answers <- string(data) })
 	if err := src.Connect(ctx); err != nil {
@@ -172,35 +167,4 @@ func run(out io.Writer) error {
 		fmt.Fprintf(out, "%s: %d frames in, %d links up\n", r, st.FramesIn, len(st.Links))
 	}
 	return nil
-}
-
-// devCertificate makes a self-signed certificate for 127.0.0.1 and a pool
-// that trusts it. Real deployments use certificates from their own CA.
-func devCertificate() (tls.Certificate, *x509.CertPool, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "yomo mesh demo"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool, nil
 }
