@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/yomo-dev/yomo/frame"
@@ -149,6 +150,8 @@ func (z *Zipper) readHandshake(rd *frame.Reader) (*frame.Handshake, *rejection) 
 		return nil, &rejection{frame.RejectVersion, fmt.Sprintf("unsupported protocol version %d (zipper speaks %d)", hs.Version, frame.ProtocolVersion)}
 	case hs.Name == "":
 		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: empty name"}
+	case strings.IndexByte(hs.Name, broadcastSep) >= 0:
+		return nil, &rejection{frame.RejectBadHandshake, "bad handshake: name contains a NUL byte"}
 	case len(hs.Name) > maxNameLen:
 		return nil, &rejection{frame.RejectBadHandshake, fmt.Sprintf("bad handshake: name of %d bytes (limit %d)", len(hs.Name), maxNameLen)}
 	case len(hs.WantedTarget) > maxTargetLen:
@@ -200,8 +203,14 @@ func (z *Zipper) register(c *conn, hs *frame.Handshake) *rejection {
 			z.wg.Add(1)
 			go z.reportDrops() // owned by z: ends when Close cancels z.ctx
 		}
-		c.dst = &dest{conn: c, name: hs.Name}
-		err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: hs.Name, Tags: hs.ObserveTags, Target: hs.WantedTarget, Dest: c.dst})
+		c.group = hs.Name
+		if hs.Broadcast {
+			// A group of its own, with a name stable across reconnections
+			// and zippers: every instance gets every frame, mesh-wide.
+			c.group = fmt.Sprintf("%s%c%016x", hs.Name, broadcastSep, hs.ID)
+		}
+		c.dst = &dest{conn: c, name: c.group}
+		err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.group, Tags: hs.ObserveTags, Target: hs.WantedTarget, Dest: c.dst})
 		if err != nil {
 			return &rejection{frame.RejectBadHandshake, err.Error()}
 		}
@@ -242,7 +251,19 @@ func (z *Zipper) unregister(c *conn) {
 }
 
 // meshKeys are the destinations a function instance offers the mesh.
-func (c *conn) meshKeys() []mesh.Key { return c.sub.Load().meshKeys(c.hs.Name) }
+func (c *conn) meshKeys() []mesh.Key { return c.sub.Load().meshKeys(c.group) }
+
+// broadcastSep separates a function name from the instance id in the group
+// name of a broadcast instance; names may not contain it.
+const broadcastSep = 0
+
+// functionName is the function name of a group name.
+func functionName(group string) string {
+	if i := strings.IndexByte(group, broadcastSep); i >= 0 {
+		return group[:i]
+	}
+	return group
+}
 
 func (s *subscription) meshKeys(name string) []mesh.Key {
 	keys := make([]mesh.Key, 0, len(s.tags))
@@ -294,16 +315,16 @@ func (z *Zipper) resubscribe(c *conn, sub *frame.Subscribe) string {
 	if c.hs.Kind == frame.KindFunction {
 		z.router.Remove(c.id)
 		if len(sub.ObserveTags) > 0 {
-			err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.hs.Name, Tags: sub.ObserveTags, Target: sub.WantedTarget, Dest: c.dst})
+			err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.group, Tags: sub.ObserveTags, Target: sub.WantedTarget, Dest: c.dst})
 			if err != nil {
 				// Put the old one back: nothing changed.
-				_ = z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.hs.Name, Tags: tagsOf(old), Target: old.target, Dest: c.dst})
+				_ = z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.group, Tags: tagsOf(old), Target: old.target, Dest: c.dst})
 				return err.Error()
 			}
 		}
 		c.sub.Store(next)
 		z.storeTableLocked()
-		oldKeys, newKeys := old.meshKeys(c.hs.Name), next.meshKeys(c.hs.Name)
+		oldKeys, newKeys := old.meshKeys(c.group), next.meshKeys(c.group)
 		for _, k := range newKeys {
 			if !slices.Contains(oldKeys, k) {
 				z.applyChangesLocked(z.mesh.AddLocal(k))

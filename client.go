@@ -354,6 +354,7 @@ func (c *client) handshake() *frame.Handshake {
 		WantedTarget: c.target,
 		Credential:   c.opts.credential,
 		MaxFrameSize: uint32(c.opts.maxFrame),
+		Broadcast:    c.opts.broadcast && c.kind == frame.KindFunction,
 	}
 }
 

@@ -63,6 +63,7 @@ type conn struct {
 	// Clients only.
 	info     ConnInfo                     // for hooks, set at registration
 	dst      *dest                        // this instance in the routing table (functions)
+	group    string                       // its group in the routing table: its name, or its own when it broadcasts
 	sub      atomic.Pointer[subscription] // what it observes now
 	reported uint64                       // drops already reported; the drop reporter's own
 	// graceUntil is the nanotime until which this client's frames that

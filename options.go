@@ -152,6 +152,8 @@ type clientOptions struct {
 	reconnectMin time.Duration
 	reconnectMax time.Duration
 	concurrency  int
+	unordered    bool // WithUnorderedHandlers
+	broadcast    bool // WithBroadcast
 	errs         []error
 }
 
@@ -452,11 +454,33 @@ func newClientOptions(opts []ClientOption) clientOptions {
 	return o
 }
 
+// WithUnorderedHandlers drops the order of handler calls with
+// WithHandlerConcurrency(n): every frame goes to the next free call, so n
+// frames run at once even when they come from one Source with one tag
+// (YoMo ran each call concurrently). For independent frames; frames of
+// one writer and tag may then be handled, and their results written, in
+// any order.
+func WithUnorderedHandlers() ClientOption {
+	return clientFunc(func(o *clientOptions) { o.unordered = true })
+}
+
+// WithBroadcast makes every instance of this StreamFunction's name receive
+// every frame of its tags (YoMo v1.17+'s behaviour, e.g. for cache
+// invalidation), here and across the mesh, rather than the default: the
+// instances sharing a name form a group and each frame goes to one of
+// them. Each broadcast instance is a group of its own: with other
+// instances of the name that do not broadcast, those share the load
+// among themselves.
+func WithBroadcast() ClientOption {
+	return clientFunc(func(o *clientOptions) { o.broadcast = true })
+}
+
 // WithHandlerConcurrency lets a StreamFunction run its handler for up to n
 // frames at once (default 1: one at a time, in arrival order). Frames from
 // one Source with one tag still reach the handler one at a time and in
 // write order; frames of different Sources or tags may be handled
 // concurrently. Each frame is copied once to make this possible.
+// With WithUnorderedHandlers, any n frames run at once.
 func WithHandlerConcurrency(n int) ClientOption {
 	return clientFunc(func(o *clientOptions) {
 		if n < 1 || n > 4096 {

@@ -116,7 +116,7 @@ func (f *StreamFunction) Connect(ctx context.Context) error {
 	if n := f.c.opts.concurrency; n > 1 {
 		f.c.mu.Lock()
 		if f.c.state() == StateIdle && f.workers == nil {
-			started = startWorkers(f, n)
+			started = startWorkers(f, n, f.c.opts.unordered)
 			f.workers = started
 		}
 		f.c.mu.Unlock()
@@ -203,12 +203,18 @@ type job struct {
 // workerQueue is each worker's queue length; the reader waits when full.
 const workerQueue = 64
 
-func startWorkers(f *StreamFunction, n int) *workers {
-	w := &workers{f: f, chans: make([]chan *job, n)}
+func startWorkers(f *StreamFunction, n int, unordered bool) *workers {
+	queues := n
+	if unordered {
+		queues = 1 // one queue for all: any free worker takes the next frame
+	}
+	w := &workers{f: f, chans: make([]chan *job, queues)}
 	w.pool.New = func() any { return new(job) }
 	for i := range w.chans {
-		ch := make(chan *job, workerQueue)
-		w.chans[i] = ch
+		w.chans[i] = make(chan *job, workerQueue)
+	}
+	for i := range n {
+		ch := w.chans[i%queues]
 		w.wg.Add(1)
 		go w.run(ch) // owned by w: ends when stop closes ch
 	}

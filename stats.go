@@ -158,7 +158,7 @@ func (z *Zipper) Stats() Stats {
 			if e.Key.Kind != frame.RouteFunction {
 				continue
 			}
-			s.Routes = append(s.Routes, RouteStats{Tag: e.Key.Tag, Function: e.Key.Name, Target: e.Key.Target,
+			s.Routes = append(s.Routes, RouteStats{Tag: e.Key.Tag, Function: functionName(e.Key.Name), Target: e.Key.Target,
 				Via: e.Best.Via, Path: slices.Clone(e.Best.Path), Cost: time.Duration(e.Best.Cost) * time.Microsecond})
 		}
 	}

@@ -62,6 +62,9 @@ type Handshake struct {
 	// what such a client writes for a moment when nothing observes it yet,
 	// since the functions are probably reconnecting too.
 	Resumed bool `msgpack:"resumed,omitempty"`
+	// Broadcast says this function instance receives every frame of its
+	// tags rather than sharing them with the other instances of its name.
+	Broadcast bool `msgpack:"broadcast,omitempty"`
 }
 
 // HandshakeAck accepts a handshake.
