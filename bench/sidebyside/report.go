@@ -13,6 +13,8 @@ import (
 
 // Report holds the results of a run and derives medians from them.
 type Report struct {
+	// Notes are printed, one per line, above the table (machine, load).
+	Notes   []string
 	results []Result
 	systems []string // present, in table order
 	clients int
@@ -132,13 +134,19 @@ func (r *Report) Markdown() string {
 		rounds = max(rounds, x.Round)
 	}
 	fmt.Fprintf(&b, "Medians of %d interleaved round(s); each cell its own processes on 127.0.0.1.\n\n", rounds)
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\n")
+	}
 	ratio := r.has(sysYomo) && r.has(sysNATSTLS)
 	b.WriteString("| workload | unit |")
 	for _, s := range r.systems {
 		fmt.Fprintf(&b, " %s |", systems[s].name)
 	}
 	if ratio {
-		b.WriteString(" yomo ÷ NATS TLS |")
+		b.WriteString(" yomo ÷ NATS TLS |") // of the values: for µs, ms and MiB above 1 means yomo costs more
 	}
 	b.WriteString("\n|---|---|")
 	for range r.systems {
@@ -247,13 +255,13 @@ func (r *Report) CSV() []byte {
 	w := csv.NewWriter(&buf)
 	_ = w.Write([]string{"round", "system", "workload", "sent", "received", "expected", "lost", "min_received",
 		"msgs_per_s", "mb_per_s", "cpu_us_per_msg", "p50_us", "p99_us", "async_errors",
-		"clients", "connected", "refused", "connect_ms", "router_peak_rss_kib", "router_rss_kib", "first_error", "error"})
+		"clients", "connected", "refused", "connect_ms", "router_peak_rss_kib", "router_rss_kib", "router_rejected", "first_error", "error"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	for _, x := range r.results {
 		_ = w.Write([]string{i(int64(x.Round)), x.System, x.Workload, i(x.Sent), i(x.Received), i(x.Expected), i(x.Lost()), i(x.MinRecv),
 			f(x.MsgsPerS), f(x.MBPerS), f(x.CPUusMsg), f(x.P50us), f(x.P99us), i(int64(x.AsyncErrs)),
-			i(int64(x.Clients)), i(int64(x.Connected)), i(int64(x.Refused)), f(x.ConnectMs), i(x.RouterHWMKB), i(x.RouterRSSKB), x.FirstErr, x.Err})
+			i(int64(x.Clients)), i(int64(x.Connected)), i(int64(x.Refused)), f(x.ConnectMs), i(x.RouterHWMKB), i(x.RouterRSSKB), x.RouterRejected, x.FirstErr, x.Err})
 	}
 	w.Flush()
 	return buf.Bytes()
@@ -303,20 +311,21 @@ func (r *Report) SVG() []byte {
 	)
 	scale := float64(plotW) / maxV
 	groupH := len(r.systems)*barH + gap
-	height := top + len(rows)*groupH + 40
+	height := top + len(rows)*groupH + 56
 	width := left + plotW + 170
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="10" y="20" font-size="15" font-weight="bold">Side by side, separate processes on 127.0.0.1: relative to %s (longer is better)</text>`+"\n", html.EscapeString(systems[ref].name))
+	fmt.Fprintf(&b, `<text x="10" y="%d" fill="#444">Rates: system ÷ %[2]s. Costs and latencies (µs, ms, MiB): %[2]s ÷ system. Medians; raw values in brackets.</text>`+"\n", height-14, html.EscapeString(systems[ref].name))
 	x := 10
 	for _, s := range r.systems {
 		fmt.Fprintf(&b, `<rect x="%d" y="32" width="12" height="12" fill="%s"/><text x="%d" y="43">%s</text>`+"\n", x, colors[s], x+16, html.EscapeString(systems[s].name))
 		x += 120
 	}
 	one := left + int(scale)
-	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#444" stroke-dasharray="4 3"/>`+"\n", one, top-6, one, height-30)
-	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">1× = %s</text>`+"\n", one, height-14, html.EscapeString(systems[ref].name))
+	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#444" stroke-dasharray="4 3"/>`+"\n", one, top-6, one, height-48)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">1× = %s</text>`+"\n", one, height-34, html.EscapeString(systems[ref].name))
 	for i, rw := range rows {
 		y := top + i*groupH
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+len(r.systems)*barH/2+4, html.EscapeString(rw.label))

@@ -87,7 +87,10 @@ type Result struct {
 	ConnectMs   float64
 	RouterHWMKB int64 // router process peak RSS after the clients connected
 	RouterRSSKB int64
-	FirstErr    string `json:",omitempty"`
+	// RouterRejected is what the router counted as refused (yomo:
+	// Stats().Connections.Rejected and its causes), "-" where not counted.
+	RouterRejected string `json:",omitempty"`
+	FirstErr       string `json:",omitempty"`
 }
 
 // Lost is Expected minus Received (never negative).
@@ -192,7 +195,11 @@ func (r Result) summary() string {
 	}
 	switch r.Workload {
 	case "connect":
-		return fmt.Sprintf("%d/%d connected in %.0f ms, refused %d, router peak RSS %.1f MiB", r.Connected, r.Clients, r.ConnectMs, r.Refused, float64(r.RouterHWMKB)/1024)
+		s := fmt.Sprintf("%d/%d connected in %.0f ms, failed %d, router peak RSS %.1f MiB, router rejected %s", r.Connected, r.Clients, r.ConnectMs, r.Refused, float64(r.RouterHWMKB)/1024, r.RouterRejected)
+		if r.FirstErr != "" {
+			s += ", first error: " + r.FirstErr
+		}
+		return s
 	case "rtt":
 		return fmt.Sprintf("%d round trips, p50 %.1f µs, p99 %.1f µs, lost %d", r.Received, r.P50us, r.P99us, r.Lost())
 	}
@@ -276,6 +283,11 @@ func (c *cell) runConnect(res *Result) error {
 	if _, err := fmt.Sscan(line, &res.RouterHWMKB, &res.RouterRSSKB); err != nil {
 		return fmt.Errorf("router answered %q: %w", line, err)
 	}
+	line, err = router.call("rejected", 10*time.Second)
+	if err != nil {
+		return err
+	}
+	res.RouterRejected = strings.TrimPrefix(line, "rejected ")
 	return nil
 }
 

@@ -50,13 +50,23 @@ var systems = map[string]system{
 // routerRole is a router process's role: it only answers the generic
 // commands (cpu, rss).
 type routerRole struct {
-	addrs string
-	stop  func()
+	addrs    string
+	stop     func()
+	rejected func() string // what the router refused, when it counts it; may be nil
 }
 
-func (r *routerRole) info() string                  { return r.addrs }
-func (r *routerRole) handle(string) (string, error) { return "", errNotSupported }
-func (r *routerRole) close()                        { r.stop() }
+func (r *routerRole) info() string { return r.addrs }
+func (r *routerRole) close()       { r.stop() }
+
+func (r *routerRole) handle(cmd string) (string, error) {
+	if cmd != "rejected" {
+		return "", errNotSupported
+	}
+	if r.rejected == nil {
+		return "rejected -", nil
+	}
+	return "rejected " + r.rejected(), nil
+}
 
 type closerFunc func()
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 
 	"github.com/yomo-dev/yomo"
 	"github.com/yomo-dev/yomo/mesh"
@@ -34,10 +36,21 @@ var yomoSystem = system{
 		served := make(chan error, 1)
 		go func() { served <- z.Serve(context.Background(), pc) }() // owned by the role: stop closes z and waits
 		addr := pc.LocalAddr().String()
-		return &routerRole{addrs: addr + " " + addr, stop: func() {
-			_ = z.Close()
-			<-served
-		}}, nil
+		return &routerRole{
+			addrs: addr + " " + addr,
+			stop: func() {
+				_ = z.Close()
+				<-served
+			},
+			rejected: func() string {
+				c := z.Stats().Connections
+				s := fmt.Sprint(c.Rejected)
+				for _, k := range slices.Sorted(maps.Keys(c.RejectedBy)) {
+					s += fmt.Sprintf(",%s=%d", k, c.RejectedBy[k])
+				}
+				return s
+			},
+		}, nil
 	},
 	producer: func(ctx context.Context, a childArgs, certs *tlsFiles, onReply func([]byte)) (producer, error) {
 		src := yomo.NewSource("bench-producer", a.addr, yomo.WithTLSConfig(certs.client), quiet)

@@ -47,6 +47,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
+	machine, loadBefore := sidebyside.Machine(), sidebyside.LoadAverage()
+	fmt.Fprintf(os.Stderr, "sidebyside: %s; load average %s\n", machine, loadBefore)
 	results, err := sidebyside.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sidebyside:", err)
@@ -55,6 +57,11 @@ func main() {
 		}
 	}
 	rep := sidebyside.NewReport(results)
+	rep.Notes = []string{
+		"Machine: " + machine,
+		fmt.Sprintf("Load average (1, 5, 15 min) before: %s, after: %s; %d cells in %v", loadBefore, sidebyside.LoadAverage(), len(results), time.Since(start).Round(time.Second)),
+		"Command: sidebyside " + strings.Join(os.Args[1:], " "),
+	}
 	md := rep.Markdown()
 	fmt.Print(md)
 	fmt.Fprintf(os.Stderr, "sidebyside: %d cells in %v\n", len(results), time.Since(start).Round(time.Second))
