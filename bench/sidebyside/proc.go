@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -135,14 +136,20 @@ func (p *proc) cpu() (int64, error) {
 }
 
 // stop closes the child's stdin (it exits) and kills it if it has not
-// exited within a few seconds.
-func (p *proc) stop() {
+// exited within a few seconds. It returns an error unless the child exited
+// by itself with status 0 (under -race, a race report makes it fail).
+func (p *proc) stop() error {
 	_ = p.stdin.Close()
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
 		p.kill()
+		return p.fail(errors.New("did not exit within 5s of its stdin closing; killed"))
 	}
+	if !p.state.Success() {
+		return p.fail(fmt.Errorf("exited with %v", p.state))
+	}
+	return nil
 }
 
 func (p *proc) kill() {

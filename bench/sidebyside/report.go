@@ -66,6 +66,7 @@ func (r *Report) metrics() []metric {
 		{"fanout", "fan-out ×4, 1 KiB, per consumer", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
 		{"connect", fmt.Sprintf("%d clients at once: all connected", r.clients), "ms", true, func(x Result) float64 { return x.ConnectMs }},
 		{"connect", fmt.Sprintf("%d clients: router peak RSS", r.clients), "MiB", true, func(x Result) float64 { return float64(x.RouterHWMKB) / 1024 }},
+		{"connect", fmt.Sprintf("%d clients: failed to connect", r.clients), "clients", true, func(x Result) float64 { return float64(x.Refused) }},
 	}
 }
 
@@ -284,7 +285,7 @@ func (r *Report) SVG() []byte {
 	var rows []row
 	maxV := 1.0
 	for _, m := range r.metrics() {
-		if !r.hasWorkload(m.workload) {
+		if !r.hasWorkload(m.workload) || m.unit == "clients" {
 			continue
 		}
 		rv, _, _ := r.median(ref, m)

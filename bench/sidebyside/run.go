@@ -232,11 +232,17 @@ func (c *cell) start(name string, args ...string) (*proc, string, error) {
 	return p, info, nil
 }
 
-func (c *cell) close() {
-	for i := len(c.procs) - 1; i >= 0; i-- { // clients before routers
-		c.procs[i].stop()
+// close stops the processes, clients before routers, and returns the
+// first failure to exit cleanly.
+func (c *cell) close() error {
+	var first error
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		if err := c.procs[i].stop(); err != nil && first == nil {
+			first = err
+		}
 	}
 	c.cancel()
+	return first
 }
 
 func runCell(ctx context.Context, cfg Config, dir, sys string, w workload) Result {
@@ -244,12 +250,14 @@ func runCell(ctx context.Context, cfg Config, dir, sys string, w workload) Resul
 	// A cell's hard bound: setup, traffic, drain, teardown.
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+2*cfg.Duration)
 	c := &cell{ctx: ctx, cancel: cancel, cfg: cfg, dir: dir, sys: sys, w: w}
-	defer c.close()
 	var err error
 	if w.connect {
 		err = c.runConnect(&res)
 	} else {
 		err = c.runTraffic(&res)
+	}
+	if cerr := c.close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		res.Err = strings.ReplaceAll(err.Error(), "\n", " ")
