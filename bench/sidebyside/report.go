@@ -95,6 +95,34 @@ func (r *Report) median(sys string, m metric) (float64, int, int) {
 	return median(vs), len(ok), failed
 }
 
+// lossNote describes the median loss of a system in a workload ("" when
+// none): the share of expected deliveries missing, or of clients that
+// failed to connect.
+func (r *Report) lossNote(sys, wl string) string {
+	ok, _ := r.cells(sys, wl)
+	var fr []float64
+	for _, x := range ok {
+		switch {
+		case x.Workload == "connect" && x.Clients > 0:
+			fr = append(fr, float64(x.Refused)/float64(x.Clients))
+		case x.Expected > 0:
+			fr = append(fr, float64(x.Lost())/float64(x.Expected))
+		}
+	}
+	worst := 0.0
+	for _, f := range fr {
+		worst = max(worst, f)
+	}
+	if worst == 0 {
+		return ""
+	}
+	what := "lost"
+	if wl == "connect" {
+		what = "failed"
+	}
+	return fmt.Sprintf("%s: median %.2g%%, worst round %.2g%%", what, 100*median(fr), 100*worst)
+}
+
 func median(vs []float64) float64 {
 	if len(vs) == 0 {
 		return math.NaN()
@@ -112,6 +140,8 @@ func format(v float64, unit string) string {
 	switch {
 	case math.IsNaN(v):
 		return "–"
+	case unit == "clients":
+		return fmt.Sprintf("%.0f", v)
 	case unit == "msgs/s" && v >= 1e6:
 		return fmt.Sprintf("%.2f M", v/1e6)
 	case unit == "msgs/s" && v >= 1e3:
@@ -165,6 +195,9 @@ func (r *Report) Markdown() string {
 		for _, s := range r.systems {
 			v, n, failed := r.median(s, m)
 			cell := format(v, m.unit)
+			if note := r.lossNote(s, m.workload); note != "" && m.unit != "clients" && m.unit != "MiB" {
+				cell += " (" + note + ")"
+			}
 			if failed > 0 {
 				cell += fmt.Sprintf(" (%d of %d rounds failed)", failed, n+failed)
 			}
@@ -303,7 +336,11 @@ func (r *Report) SVG() []byte {
 				maxV = max(maxV, rel)
 			}
 			rw.vals = append(rw.vals, rel)
-			rw.raw = append(rw.raw, format(v, m.unit))
+			raw := format(v, m.unit)
+			if note := r.lossNote(s, m.workload); note != "" && m.unit != "MiB" {
+				raw += "; " + note
+			}
+			rw.raw = append(rw.raw, raw)
 		}
 		rows = append(rows, rw)
 	}
@@ -313,7 +350,7 @@ func (r *Report) SVG() []byte {
 	scale := float64(plotW) / maxV
 	groupH := len(r.systems)*barH + gap
 	height := top + len(rows)*groupH + 56
-	width := left + plotW + 170
+	width := left + plotW + 300
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
@@ -344,4 +381,62 @@ func (r *Report) SVG() []byte {
 	}
 	b.WriteString("</svg>\n")
 	return []byte(b.String())
+}
+
+// ReadCSV reads results written by Report.CSV, to render a saved run again.
+func ReadCSV(data []byte) ([]Result, error) {
+	recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("empty CSV")
+	}
+	col := make(map[string]int)
+	for i, h := range recs[0] {
+		col[h] = i
+	}
+	var rs []Result
+	for n, rec := range recs[1:] {
+		var perr error
+		get := func(k string) string {
+			i, ok := col[k]
+			if !ok || i >= len(rec) {
+				perr = fmt.Errorf("line %d: no column %q", n+2, k)
+				return ""
+			}
+			return rec[i]
+		}
+		i := func(k string) int64 {
+			v, err := strconv.ParseInt(get(k), 10, 64)
+			if err != nil && perr == nil {
+				perr = fmt.Errorf("line %d, %s: %w", n+2, k, err)
+			}
+			return v
+		}
+		f := func(k string) float64 {
+			v, err := strconv.ParseFloat(get(k), 64)
+			if err != nil && perr == nil {
+				perr = fmt.Errorf("line %d, %s: %w", n+2, k, err)
+			}
+			return v
+		}
+		r := Result{
+			Round: int(i("round")), System: get("system"), Workload: get("workload"),
+			Sent: i("sent"), Received: i("received"), Expected: i("expected"), MinRecv: i("min_received"),
+			MsgsPerS: f("msgs_per_s"), MBPerS: f("mb_per_s"), CPUusMsg: f("cpu_us_per_msg"),
+			P50us: f("p50_us"), P99us: f("p99_us"), AsyncErrs: int(i("async_errors")),
+			Clients: int(i("clients")), Connected: int(i("connected")), Refused: int(i("refused")),
+			ConnectMs: f("connect_ms"), RouterHWMKB: i("router_peak_rss_kib"), RouterRSSKB: i("router_rss_kib"),
+			FirstErr: get("first_error"), Err: get("error"),
+		}
+		if _, ok := col["router_rejected"]; ok {
+			r.RouterRejected = get("router_rejected")
+		}
+		if perr != nil {
+			return nil, perr
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
 }

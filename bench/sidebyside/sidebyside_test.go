@@ -56,8 +56,16 @@ func TestQuick(t *testing.T) {
 	if !strings.Contains(string(rep.SVG()), "</svg>") {
 		t.Error("no SVG")
 	}
-	if n := strings.Count(string(rep.CSV()), "\n"); n != len(results)+1 {
+	csv := rep.CSV()
+	if n := strings.Count(string(csv), "\n"); n != len(results)+1 {
 		t.Errorf("CSV has %d lines, want %d", n, len(results)+1)
+	}
+	back, err := ReadCSV(csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := NewReport(back).CSV(); string(again) != string(csv) {
+		t.Errorf("CSV does not survive ReadCSV:\n%s\nbecame\n%s", csv, again)
 	}
 }
 

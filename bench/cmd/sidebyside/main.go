@@ -29,6 +29,8 @@ func main() {
 		csvPath   = flag.String("csv", "", "write every cell of every round to this CSV file")
 		svgPath   = flag.String("svg", "", "write a bar chart (relative to NATS TLS) to this SVG file")
 		systems   = flag.String("systems", "", "comma-separated systems (default all: "+strings.Join(sidebyside.SystemNames(), ",")+")")
+		from      = flag.String("from", "", "render a saved run (a -csv file) instead of running; notes come from -note")
+		notes     = flag.String("note", "", "with -from: notes above the table, separated by '|'")
 		workloads = flag.String("workloads", "", "comma-separated workloads (default all: "+strings.Join(sidebyside.WorkloadNames(), ",")+")")
 	)
 	flag.IntVar(&cfg.Rounds, "rounds", 0, "interleaved rounds (default 3; 1 with -quick)")
@@ -43,6 +45,25 @@ func main() {
 		cfg.Workloads = strings.Split(*workloads, ",")
 	}
 	cfg.Log = os.Stderr
+
+	if *from != "" {
+		data, err := os.ReadFile(*from)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sidebyside:", err)
+			os.Exit(1)
+		}
+		results, err := sidebyside.ReadCSV(data)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sidebyside:", err)
+			os.Exit(1)
+		}
+		rep := sidebyside.NewReport(results)
+		if *notes != "" {
+			rep.Notes = strings.Split(*notes, "|")
+		}
+		output(rep, *out, "", *svgPath)
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -62,9 +83,17 @@ func main() {
 		fmt.Sprintf("Load average (1, 5, 15 min) before: %s, after: %s; %d cells in %v", loadBefore, sidebyside.LoadAverage(), len(results), time.Since(start).Round(time.Second)),
 		"Command: sidebyside " + strings.Join(os.Args[1:], " "),
 	}
+	fmt.Fprintf(os.Stderr, "sidebyside: %d cells in %v\n", len(results), time.Since(start).Round(time.Second))
+	output(rep, *out, *csvPath, *svgPath)
+	if err != nil || rep.Failed() > 0 {
+		os.Exit(1)
+	}
+}
+
+// output prints the table and writes the files asked for.
+func output(rep *sidebyside.Report, mdPath, csvPath, svgPath string) {
 	md := rep.Markdown()
 	fmt.Print(md)
-	fmt.Fprintf(os.Stderr, "sidebyside: %d cells in %v\n", len(results), time.Since(start).Round(time.Second))
 	write := func(path string, data []byte) {
 		if path == "" {
 			return
@@ -74,10 +103,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	write(*out, []byte(md))
-	write(*csvPath, rep.CSV())
-	write(*svgPath, rep.SVG())
-	if err != nil || rep.Failed() > 0 {
-		os.Exit(1)
-	}
+	write(mdPath, []byte(md))
+	write(csvPath, rep.CSV())
+	write(svgPath, rep.SVG())
 }
