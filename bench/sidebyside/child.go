@@ -148,6 +148,13 @@ func runChild(a childArgs) error {
 			reply = strconv.FormatInt(cpuMicros(), 10)
 		case "rss":
 			reply = rssKiB()
+		case "errs":
+			asyncErrs.Lock()
+			reply = fmt.Sprintf("errs %d", asyncErrs.n)
+			if asyncErrs.first != nil {
+				reply += " " + strings.ReplaceAll(asyncErrs.first.Error(), "\n", " ")
+			}
+			asyncErrs.Unlock()
 		default:
 			reply, err = r.handle(cmd)
 			if err != nil {

@@ -60,7 +60,14 @@ func natsSystem(secure bool) system {
 					time.Sleep(5 * time.Millisecond)
 				}
 			}
-			return &routerRole{addrs: s.Addr().String() + " " + s.ClusterAddr().String(), stop: stop}, nil
+			return &routerRole{
+				addrs: s.Addr().String() + " " + s.ClusterAddr().String(),
+				stop:  stop,
+				stats: func() string {
+					return fmt.Sprintf("%s: slow_consumers=%d (clients=%d routes=%d)", a.name,
+						s.NumSlowConsumers(), s.NumSlowConsumersClients(), s.NumSlowConsumersRoutes())
+				},
+			}, nil
 		},
 		producer: func(ctx context.Context, a childArgs, certs *tlsFiles, onReply func([]byte)) (producer, error) {
 			nc, err := natsConnect(a, certs, secure, "bench-producer")
@@ -125,6 +132,16 @@ func natsConnect(a childArgs, certs *tlsFiles, secure bool, name string) (*nats.
 		nats.Timeout(20 * time.Second),
 		nats.NoReconnect(),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { reportAsync(err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: closed by us
+				reportAsync(fmt.Errorf("disconnected: %w", err))
+			}
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if err := nc.LastError(); err != nil { // e.g. the server's "Slow Consumer" before it closed the connection
+				reportAsync(fmt.Errorf("closed: %w", err))
+			}
+		}),
 	}
 	u := "nats://" + a.addr
 	if secure {

@@ -289,13 +289,13 @@ func (r *Report) CSV() []byte {
 	w := csv.NewWriter(&buf)
 	_ = w.Write([]string{"round", "system", "workload", "sent", "received", "expected", "lost", "min_received",
 		"msgs_per_s", "mb_per_s", "cpu_us_per_msg", "p50_us", "p99_us", "async_errors",
-		"clients", "connected", "refused", "connect_ms", "router_peak_rss_kib", "router_rss_kib", "router_rejected", "first_error", "error"})
+		"clients", "connected", "refused", "connect_ms", "router_peak_rss_kib", "router_rss_kib", "router_stats", "first_error", "error"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	for _, x := range r.results {
 		_ = w.Write([]string{i(int64(x.Round)), x.System, x.Workload, i(x.Sent), i(x.Received), i(x.Expected), i(x.Lost()), i(x.MinRecv),
 			f(x.MsgsPerS), f(x.MBPerS), f(x.CPUusMsg), f(x.P50us), f(x.P99us), i(int64(x.AsyncErrs)),
-			i(int64(x.Clients)), i(int64(x.Connected)), i(int64(x.Refused)), f(x.ConnectMs), i(x.RouterHWMKB), i(x.RouterRSSKB), x.RouterRejected, x.FirstErr, x.Err})
+			i(int64(x.Clients)), i(int64(x.Connected)), i(int64(x.Refused)), f(x.ConnectMs), i(x.RouterHWMKB), i(x.RouterRSSKB), x.RouterStats, x.FirstErr, x.Err})
 	}
 	w.Flush()
 	return buf.Bytes()
@@ -430,8 +430,8 @@ func ReadCSV(data []byte) ([]Result, error) {
 			ConnectMs: f("connect_ms"), RouterHWMKB: i("router_peak_rss_kib"), RouterRSSKB: i("router_rss_kib"),
 			FirstErr: get("first_error"), Err: get("error"),
 		}
-		if _, ok := col["router_rejected"]; ok {
-			r.RouterRejected = get("router_rejected")
+		if _, ok := col["router_stats"]; ok {
+			r.RouterStats = get("router_stats")
 		}
 		if perr != nil {
 			return nil, perr

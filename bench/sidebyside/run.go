@@ -87,10 +87,11 @@ type Result struct {
 	ConnectMs   float64
 	RouterHWMKB int64 // router process peak RSS after the clients connected
 	RouterRSSKB int64
-	// RouterRejected is what the router counted as refused (yomo:
-	// Stats().Connections.Rejected and its causes), "-" where not counted.
-	RouterRejected string `json:",omitempty"`
-	FirstErr       string `json:",omitempty"`
+	// RouterStats is what the routers counted at the end of the cell (yomo:
+	// Stats() drops and rejections; NATS: slow consumers), "-" where the
+	// system counts nothing.
+	RouterStats string `json:",omitempty"`
+	FirstErr    string `json:",omitempty"`
 }
 
 // Lost is Expected minus Received (never negative).
@@ -195,16 +196,20 @@ func (r Result) summary() string {
 	}
 	switch r.Workload {
 	case "connect":
-		s := fmt.Sprintf("%d/%d connected in %.0f ms, failed %d, router peak RSS %.1f MiB, router rejected %s", r.Connected, r.Clients, r.ConnectMs, r.Refused, float64(r.RouterHWMKB)/1024, r.RouterRejected)
+		s := fmt.Sprintf("%d/%d connected in %.0f ms, failed %d, router peak RSS %.1f MiB, router: %s", r.Connected, r.Clients, r.ConnectMs, r.Refused, float64(r.RouterHWMKB)/1024, r.RouterStats)
 		if r.FirstErr != "" {
 			s += ", first error: " + r.FirstErr
 		}
 		return s
 	case "rtt":
-		return fmt.Sprintf("%d round trips, p50 %.1f µs, p99 %.1f µs, lost %d", r.Received, r.P50us, r.P99us, r.Lost())
+		return fmt.Sprintf("%d round trips, p50 %.1f µs, p99 %.1f µs, lost %d, router: %s", r.Received, r.P50us, r.P99us, r.Lost(), r.RouterStats)
 	}
-	return fmt.Sprintf("%.0f msgs/s (%.1f MB/s), %.2f µs CPU/msg, sent %d, received %d, lost %d, async errors %d",
-		r.MsgsPerS, r.MBPerS, r.CPUusMsg, r.Sent, r.Received, r.Lost(), r.AsyncErrs)
+	s := fmt.Sprintf("%.0f msgs/s (%.1f MB/s), %.2f µs CPU/msg, sent %d, received %d, lost %d, async errors %d, router: %s",
+		r.MsgsPerS, r.MBPerS, r.CPUusMsg, r.Sent, r.Received, r.Lost(), r.AsyncErrs, r.RouterStats)
+	if r.FirstErr != "" {
+		s += ", first async error: " + r.FirstErr
+	}
+	return s
 }
 
 // cell holds the processes of one cell; close stops them all.
@@ -291,12 +296,21 @@ func (c *cell) runConnect(res *Result) error {
 	if _, err := fmt.Sscan(line, &res.RouterHWMKB, &res.RouterRSSKB); err != nil {
 		return fmt.Errorf("router answered %q: %w", line, err)
 	}
-	line, err = router.call("rejected", 10*time.Second)
-	if err != nil {
-		return err
+	res.RouterStats, err = routerStats([]*proc{router})
+	return err
+}
+
+// routerStats asks every router for what it counted.
+func routerStats(routers []*proc) (string, error) {
+	var ss []string
+	for _, r := range routers {
+		line, err := r.call("stats", 10*time.Second)
+		if err != nil {
+			return "", err
+		}
+		ss = append(ss, strings.TrimPrefix(line, "stats "))
 	}
-	res.RouterRejected = strings.TrimPrefix(line, "rejected ")
-	return nil
+	return strings.Join(ss, "; "), nil
 }
 
 func (c *cell) runTraffic(res *Result) error {
@@ -357,7 +371,12 @@ func (c *cell) runTraffic(res *Result) error {
 			return err
 		}
 		res.AsyncErrs = after.AsyncErrs - before.AsyncErrs
-		return nil
+		res.FirstErr = after.FirstErr
+		if err := c.producerErrs(prod, res); err != nil {
+			return err
+		}
+		res.RouterStats, err = routerStats(routers)
+		return err
 	}
 	if _, err := fmt.Sscanf(line, "sent %d", &res.Sent); err != nil {
 		return fmt.Errorf("producer answered %q: %w", line, err)
@@ -376,6 +395,13 @@ func (c *cell) runTraffic(res *Result) error {
 		cpu += v - p.cpu0
 	}
 	res.AsyncErrs = after.AsyncErrs - before.AsyncErrs
+	res.FirstErr = after.FirstErr
+	if err := c.producerErrs(prod, res); err != nil {
+		return err
+	}
+	if res.RouterStats, err = routerStats(routers); err != nil {
+		return err
+	}
 	res.MinRecv = -1
 	var rate float64
 	for i := range after.Data {
@@ -392,6 +418,24 @@ func (c *cell) runTraffic(res *Result) error {
 	res.MBPerS = res.MsgsPerS * float64(c.w.size) / 1e6
 	if res.Received > 0 {
 		res.CPUusMsg = float64(cpu) / float64(res.Received)
+	}
+	return nil
+}
+
+// producerErrs adds the errors the producer's client reported
+// asynchronously to res.
+func (c *cell) producerErrs(prod *proc, res *Result) error {
+	line, err := prod.call("errs", 10*time.Second)
+	if err != nil {
+		return err
+	}
+	var n int
+	if _, err := fmt.Sscanf(line, "errs %d", &n); err != nil {
+		return fmt.Errorf("producer answered %q: %w", line, err)
+	}
+	res.AsyncErrs += n
+	if _, first, ok := strings.Cut(strings.TrimPrefix(line, "errs "), " "); ok && res.FirstErr == "" {
+		res.FirstErr = "producer: " + first
 	}
 	return nil
 }

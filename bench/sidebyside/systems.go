@@ -50,22 +50,22 @@ var systems = map[string]system{
 // routerRole is a router process's role: it only answers the generic
 // commands (cpu, rss).
 type routerRole struct {
-	addrs    string
-	stop     func()
-	rejected func() string // what the router refused, when it counts it; may be nil
+	addrs string
+	stop  func()
+	stats func() string // what the router counted (drops, refusals); may be nil
 }
 
 func (r *routerRole) info() string { return r.addrs }
 func (r *routerRole) close()       { r.stop() }
 
 func (r *routerRole) handle(cmd string) (string, error) {
-	if cmd != "rejected" {
+	if cmd != "stats" {
 		return "", errNotSupported
 	}
-	if r.rejected == nil {
-		return "rejected -", nil
+	if r.stats == nil {
+		return "stats -", nil
 	}
-	return "rejected " + r.rejected(), nil
+	return "stats " + r.stats(), nil
 }
 
 type closerFunc func()

@@ -42,11 +42,11 @@ var yomoSystem = system{
 				_ = z.Close()
 				<-served
 			},
-			rejected: func() string {
-				c := z.Stats().Connections
-				s := fmt.Sprint(c.Rejected)
-				for _, k := range slices.Sorted(maps.Keys(c.RejectedBy)) {
-					s += fmt.Sprintf(",%s=%d", k, c.RejectedBy[k])
+			stats: func() string {
+				st := z.Stats()
+				s := fmt.Sprintf("%s: dropped=%d unroutable=%d rejected=%d", a.name, st.Dropped, st.Unroutable, st.Connections.Rejected)
+				for _, k := range slices.Sorted(maps.Keys(st.Connections.RejectedBy)) {
+					s += fmt.Sprintf(" rejected_%s=%d", k, st.Connections.RejectedBy[k])
 				}
 				return s
 			},
@@ -54,6 +54,7 @@ var yomoSystem = system{
 	},
 	producer: func(ctx context.Context, a childArgs, certs *tlsFiles, onReply func([]byte)) (producer, error) {
 		src := yomo.NewSource("bench-producer", a.addr, yomo.WithTLSConfig(certs.client), quiet)
+		src.SetErrorHandler(reportAsync)
 		if onReply != nil {
 			src.SetObserveDataTags(tagReply)
 			src.SetReceiveHandler(func(_ yomo.Tag, data []byte) { onReply(data) })
