@@ -22,9 +22,10 @@ import (
 // child's flags as arguments.
 const childEnv = "YOMO_SIDEBYSIDE_CHILD"
 
-// childMaxLife bounds a child's life even if the orchestrator never closes
-// its stdin (it also dies with the orchestrator: Pdeathsig on Linux, and
-// stdin reaching EOF everywhere).
+// childMaxLife bounds a child's life, plus 3 × its traffic duration, even
+// if the orchestrator never closes its stdin (it also dies with the
+// orchestrator: Pdeathsig on Linux, and stdin reaching EOF everywhere). A
+// cell's own bound (runCell) is shorter.
 const childMaxLife = 3 * time.Minute
 
 // IsChild reports whether this process was started by Run as one of the
@@ -89,7 +90,7 @@ func ChildMain() int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
 	}
-	time.AfterFunc(childMaxLife, func() {
+	time.AfterFunc(childMaxLife+3*a.dur, func() {
 		fmt.Fprintln(os.Stderr, "child: lived too long, exiting")
 		os.Exit(3)
 	})

@@ -233,7 +233,7 @@ func (r *Report) hasWorkload(wl string) bool {
 // connections: clients that failed to connect), summed over rounds.
 func (r *Report) lossTable() string {
 	var b strings.Builder
-	b.WriteString("Losses, summed over all rounds: messages expected (sent × consumers) minus delivered; for the round trip, requests without a reply within 1 s; for the connections, clients that failed to connect. In brackets, errors reported asynchronously to the consumers (NATS slow consumer, yomo dropped frames).\n\n")
+	b.WriteString("Losses, summed over all rounds: messages expected (sent × consumers) minus delivered; for the round trip, requests without a reply within 1 s; for the connections, clients that failed to connect. In brackets, errors the clients got asynchronously (NATS: slow consumer, connection closed by the server; yomo: dropped frames, write failures).\n\n")
 	b.WriteString("| workload |")
 	for _, s := range r.systems {
 		fmt.Fprintf(&b, " %s |", systems[s].name)

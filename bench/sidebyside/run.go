@@ -1,9 +1,3 @@
-// Package sidebyside runs yomo, NATS (TCP and TLS 1.3) and a raw quic-go
-// relay side by side, each as separate processes on 127.0.0.1: a router
-// process (zipper, nats-server, relay), a producer process and a consumer
-// process, started by re-executing the running binary (see IsChild and
-// ChildMain). Run drives interleaved rounds of every workload on every
-// system and returns per-cell results; Report turns them into medians.
 package sidebyside
 
 import (
