@@ -210,6 +210,7 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString("\n" + r.rangeTable())
 	b.WriteString("\n" + r.lossTable())
 	if f := r.failures(); f != "" {
 		b.WriteString("\nFailed cells:\n\n" + f)
@@ -226,6 +227,42 @@ func ratioString(a, b float64) string {
 
 func (r *Report) hasWorkload(wl string) bool {
 	return slices.ContainsFunc(r.results, func(x Result) bool { return x.Workload == wl })
+}
+
+// rangeTable shows the lowest and highest value of each row over the
+// rounds: how much the medians can be trusted on this machine.
+func (r *Report) rangeTable() string {
+	var b strings.Builder
+	b.WriteString("Range over the rounds (lowest – highest):\n\n| workload | unit |")
+	for _, s := range r.systems {
+		fmt.Fprintf(&b, " %s |", systems[s].name)
+	}
+	b.WriteString("\n|---|---|")
+	for range r.systems {
+		b.WriteString("---:|")
+	}
+	b.WriteString("\n")
+	for _, m := range r.metrics() {
+		if !r.hasWorkload(m.workload) {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s |", m.label, m.unit)
+		for _, s := range r.systems {
+			ok, _ := r.cells(s, m.workload)
+			if len(ok) == 0 {
+				b.WriteString(" – |")
+				continue
+			}
+			lo, hi := math.Inf(1), math.Inf(-1)
+			for _, x := range ok {
+				v := m.value(x)
+				lo, hi = min(lo, v), max(hi, v)
+			}
+			fmt.Fprintf(&b, " %s – %s |", format(lo, m.unit), format(hi, m.unit))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // lossTable: for each workload and system, deliveries missing of those
