@@ -7,6 +7,7 @@ require (
 	github.com/nats-io/nats.go v1.56.0
 	github.com/quic-go/quic-go v0.65.0
 	github.com/yomo-dev/yomo v0.0.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (

@@ -6,14 +6,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // TestMain: the child processes of a run are this test binary, re-executed.
+// In the orchestrator, every goroutine must be gone at the end (goleak).
 func TestMain(m *testing.M) {
 	if IsChild() {
 		os.Exit(ChildMain())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // TestQuick runs every workload on every system briefly, as separate
