@@ -33,7 +33,14 @@ func TestBroadcastGroup(t *testing.T) {
 	start(b, "cache", &bcast[2], yomo.WithBroadcast()) // across the mesh
 	start(a, "work", &shared)
 	start(a, "work", &shared)
-	waitFor(t, 10*time.Second, func() bool { return len(a.Stats().Routes) > 0 }, func() string { return fmt.Sprint(a.Stats().Routes) })
+	waitFor(t, 10*time.Second, func() bool {
+		for _, r := range a.Stats().Routes {
+			if r.Function == "cache" && r.Via == "b" {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprint(a.Stats().Routes) })
 	src := connectedSource(t, yomo.WithInMemory(a))
 	defer src.Close()
 	for range n {

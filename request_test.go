@@ -153,8 +153,14 @@ func TestRequestAcrossMesh(t *testing.T) {
 	defer fn.Close()
 	src := connectedSource(t, yomo.WithInMemory(a))
 	defer src.Close()
-	waitFor(t, 10*time.Second, func() bool { return len(a.Stats().Routes) > 0 },
-		func() string { return fmt.Sprintf("a has no route: %+v", a.Stats()) })
+	waitFor(t, 10*time.Second, func() bool {
+		for _, r := range a.Stats().Routes {
+			if r.Via == "b" {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("a has no route via b: %+v", a.Stats()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got, err := src.Request(ctx, 1, []byte("far"))

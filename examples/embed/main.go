@@ -72,23 +72,11 @@ func main() {
 	}
 }
 
-// envelope carries a request id through the function and back, so that a
-// reply finds the HTTP handler waiting for it.
-type envelope struct {
-	ID   uint64 `json:"id"`
-	Text string `json:"text"`
-}
-
 // shout is the stream function: it answers a request with its text
-// upper-cased, keeping the request id.
+// upper-cased. What it writes while handling the request is the reply to
+// src.Request: no request id of our own.
 func shout(c yomo.Context) {
-	var e envelope
-	if err := json.Unmarshal(c.Data(), &e); err != nil {
-		return
-	}
-	e.Text = strings.ToUpper(e.Text) + "!"
-	b, _ := json.Marshal(e)
-	c.Write(tagReply, b)
+	c.Write(tagReply, []byte(strings.ToUpper(string(c.Data()))+"!"))
 }
 
 // run serves HTTP on ln and the zipper on pc until ctx ends, then shuts
@@ -125,28 +113,10 @@ func run(ctx context.Context, ln net.Listener, pc net.PacketConn, out io.Writer)
 	}
 	defer fn.Close()
 
-	// One source for all HTTP handlers; replies are matched by request id.
-	var (
-		mu       sync.Mutex
-		pending  = map[uint64]chan string{}
-		nextID   atomic.Uint64
-		answered atomic.Uint64
-	)
+	// One source for all HTTP handlers: each request is a src.Request,
+	// and many may be in flight at once.
+	var answered atomic.Uint64
 	src := yomo.NewSource("http", "in-memory", local, yomo.WithLogger(log))
-	src.SetObserveDataTags(tagReply)
-	src.SetReceiveHandler(func(_ yomo.Tag, data []byte) {
-		var e envelope
-		if json.Unmarshal(data, &e) != nil {
-			return
-		}
-		mu.Lock()
-		ch := pending[e.ID]
-		delete(pending, e.ID)
-		mu.Unlock()
-		if ch != nil {
-			ch <- e.Text // buffered: never blocks the source
-		}
-	})
 	if err := src.Connect(ctx); err != nil {
 		ln.Close()
 		return err
@@ -160,30 +130,20 @@ func run(ctx context.Context, ln net.Listener, pc net.PacketConn, out io.Writer)
 			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 			return
 		}
-		id := nextID.Add(1)
-		reply := make(chan string, 1)
-		mu.Lock()
-		pending[id] = reply
-		mu.Unlock()
-		defer func() {
-			mu.Lock()
-			delete(pending, id)
-			mu.Unlock()
-		}()
-		req, _ := json.Marshal(envelope{ID: id, Text: string(body)})
-		if err := src.Write(tagRequest, req); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
 		wait, cancel := context.WithTimeout(r.Context(), requestTimeout)
 		defer cancel()
-		select {
-		case text := <-reply:
+		text, err := src.Request(wait, tagRequest, body)
+		switch {
+		case errors.Is(err, yomo.ErrNoResponders):
+			http.Error(w, "no shout function is running", http.StatusServiceUnavailable)
+		case errors.Is(err, context.DeadlineExceeded):
+			http.Error(w, "no reply from the shout function", http.StatusGatewayTimeout)
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		default:
 			answered.Add(1)
 			fmt.Fprintf(out, "POST /shout %q -> %q\n", body, text)
-			fmt.Fprintln(w, text)
-		case <-wait.Done():
-			http.Error(w, "no reply from the shout function", http.StatusGatewayTimeout)
+			fmt.Fprintf(w, "%s\n", text)
 		}
 	})
 	mux.HandleFunc("GET /debug/yomo/stats", func(w http.ResponseWriter, r *http.Request) {
