@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -45,9 +46,9 @@ type Faults struct {
 
 func (f Faults) validate() error {
 	switch {
-	case f.Loss < 0 || f.Loss > 1 || f.Loss != f.Loss:
+	case f.Loss < 0 || f.Loss > 1 || math.IsNaN(f.Loss):
 		return fmt.Errorf("chaosnet: loss %v not in [0, 1]", f.Loss)
-	case f.Duplicate < 0 || f.Duplicate > 1 || f.Duplicate != f.Duplicate:
+	case f.Duplicate < 0 || f.Duplicate > 1 || math.IsNaN(f.Duplicate):
 		return fmt.Errorf("chaosnet: duplicate %v not in [0, 1]", f.Duplicate)
 	case f.Delay < 0 || f.Jitter < 0:
 		return fmt.Errorf("chaosnet: negative delay %v or jitter %v", f.Delay, f.Jitter)
@@ -197,7 +198,7 @@ func (p *Proxy) Close() error {
 	}
 	p.closed = true
 	for _, c := range p.clients {
-		c.up.Close()
+		_ = c.up.Close() // ends its reader; nothing to report
 	}
 	p.mu.Unlock()
 	err := p.pc.Close()

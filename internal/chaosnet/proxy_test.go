@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"testing"
@@ -340,7 +341,7 @@ func TestTargetDownAndBack(t *testing.T) {
 func TestSetFaultsValidates(t *testing.T) {
 	s := newSink(t, false)
 	p := listen(t, s.addr(), Config{})
-	for _, f := range []Faults{{Loss: -0.1}, {Loss: 1.5}, {Duplicate: 2}, {Delay: -1}, {Jitter: -1}} {
+	for _, f := range []Faults{{Loss: -0.1}, {Loss: 1.5}, {Loss: math.NaN()}, {Duplicate: 2}, {Delay: -1}, {Jitter: -1}} {
 		if err := p.SetFaults(f); err == nil {
 			t.Errorf("SetFaults(%+v) accepted", f)
 		}
