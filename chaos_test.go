@@ -145,7 +145,7 @@ func chaosScenarios(short bool) []chaosScenario {
 					m.setFaults(name, f)
 				}
 			},
-			tail: scale(5*time.Second, 1500*time.Millisecond),
+			tail: scale(5*time.Second, time.Second),
 			// QUIC retransmits: nothing is lost. But a lost ping or pong
 			// inflates the measured RTT, the best path flaps between a–c
 			// and a–b–c, and frames overtake each other. After custody:
@@ -209,10 +209,12 @@ func chaosScenarios(short bool) []chaosScenario {
 				}
 			},
 			tail: scale(time.Second, 500*time.Millisecond),
-			// No link breaks, but a zipper between two route changes may
-			// have no route for a frame that reached it (counted
-			// unroutable). After custody: noLoss and inOrder.
-			expect: chaosExpect{lossCounted: true},
+			// Usually nothing is lost, but a zipper between two route
+			// changes may have no route for a frame that reached it
+			// (counted unroutable), and on a loaded machine a link that
+			// misses its pongs for linkDeadAfter breaks and loses what was
+			// in flight, uncounted. After custody: noLoss and inOrder.
+			expect: chaosExpect{},
 		},
 	}
 }
