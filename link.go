@@ -101,7 +101,14 @@ func (z *Zipper) dialLoop(p mesh.Peer) {
 			if z.ctx.Err() != nil {
 				return
 			}
-			log.Debug("mesh dial failed", "addr", p.Addr, "err", err)
+			// A misconfigured link (untrusted certificate, wrong name, bad
+			// credential) fails the same way at every attempt: WARN once
+			// per new error, and Stats shows it.
+			if z.notePeerError(p.Name, err) {
+				log.Warn("mesh dial failed", "addr", p.Addr, "err", err)
+			} else {
+				log.Debug("mesh dial failed", "addr", p.Addr, "err", err)
+			}
 			if !sleepCtx(z.ctx, backoff(attempt, DefaultReconnectMin, DefaultReconnectMax)) {
 				return
 			}
@@ -112,6 +119,7 @@ func (z *Zipper) dialLoop(p mesh.Peer) {
 		err = z.runLink(l)
 		close(l.done)
 		if err != nil && z.ctx.Err() == nil {
+			z.notePeerError(p.Name, err)
 			log.Info("mesh link down", "err", err)
 		}
 		if !sleepCtx(z.ctx, backoff(0, DefaultReconnectMin, DefaultReconnectMax)) {
@@ -157,11 +165,7 @@ func (z *Zipper) newLink(peer string, c *conn, ctrl transport.Stream, rd *frame.
 	c.policy = DropStalled // a link is never blocked by one slow peer
 	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
 	z.mu.Lock()
-	c.cnt = z.peerCnt[peer]
-	if c.cnt == nil {
-		c.cnt = new(connCounters)
-		z.peerCnt[peer] = c.cnt
-	}
+	c.cnt = z.peerCountersLocked(peer)
 	z.mu.Unlock()
 	return c
 }
@@ -325,6 +329,8 @@ func (l *linkState) onPong(c *conn, rtt time.Duration) {
 	}
 	if !l.up.Load() {
 		l.up.Store(true)
+		z.everUp[l.peer] = true
+		delete(z.peerErr, l.peer)
 		l.cost = cost
 		z.applyChangesLocked(z.mesh.LinkUp(l.peer, cost))
 		l.advertise(z.mesh.Adverts()...)
@@ -464,8 +470,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // LinkStats are the counters of one mesh link.
 type LinkStats struct {
 	Peer string `json:"peer"`
-	// State is "connecting" (no round trip measured yet), "up", or
-	// "down": the peer had a link and has none now.
+	// State is "connecting" (no link yet, or no round trip measured yet
+	// on it), "up", or "down": the peer had a link that was up and has
+	// none now.
 	State  string `json:"state"`
 	Dialed bool   `json:"dialed"` // this zipper dialed the link
 	Remote string `json:"remote"` // the peer's address
@@ -479,16 +486,45 @@ type LinkStats struct {
 	// stalled or broke with frames queued. The counters of a peer are kept
 	// across its links: they count since the zipper started.
 	Dropped uint64 `json:"dropped"`
+	// LastError is why the last attempt to link, or the last link, failed
+	// ("" when none did): an untrusted certificate, a wrong name, a bad
+	// credential, a lost link. A configured peer is listed from the
+	// start, "connecting" until its first link is up.
+	LastError string `json:"last_error,omitempty"`
 }
 
-// linkStatsLocked lists the links, and the peers that had one and have
-// none now (state "down", with what their links counted); z.mu is held.
+// notePeerError records the last error of the link to peer and reports
+// whether it differs from the one before.
+func (z *Zipper) notePeerError(peer string, err error) bool {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	msg := err.Error()
+	changed := z.peerErr[peer] != msg
+	z.peerErr[peer] = msg
+	return changed
+}
+
+// peerCounters returns the counters of peer's links; z.mu is held.
+func (z *Zipper) peerCountersLocked(peer string) *connCounters {
+	cnt := z.peerCnt[peer]
+	if cnt == nil {
+		cnt = new(connCounters)
+		z.peerCnt[peer] = cnt
+	}
+	return cnt
+}
+
+// linkStatsLocked lists the configured peers and every peer that had a
+// link, with its link's state when there is one; z.mu is held.
 func (z *Zipper) linkStatsLocked() []LinkStats {
 	out := make([]LinkStats, 0, len(z.peerCnt))
 	for peer, cnt := range z.peerCnt {
-		ls := LinkStats{Peer: peer, State: "down",
+		ls := LinkStats{Peer: peer, State: "down", LastError: z.peerErr[peer],
 			FramesIn: cnt.framesIn.Load(), FramesOut: cnt.framesOut.Load(),
 			BytesIn: cnt.bytesIn.Load(), BytesOut: cnt.bytesOut.Load(), Dropped: cnt.dropped.Load()}
+		if !z.everUp[peer] {
+			ls.State = "connecting"
+		}
 		if c := z.links[peer]; c != nil {
 			l := c.link
 			ls.State = "connecting"

@@ -359,8 +359,10 @@ func TestMTLSMesh(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if l := zr.Stats().Links; len(l) != 0 {
-		t.Fatalf("rogue zipper linked: %+v", l)
+	// The configured peer is listed, never up, with the reason.
+	if l := zr.Stats().Links; len(l) != 1 || l[0].Peer != "zipper-b" || l[0].State != "connecting" ||
+		!strings.Contains(l[0].LastError, "certificate required") {
+		t.Fatalf("rogue zipper's links: %+v; want zipper-b, connecting, with the certificate error", l)
 	}
 	if l := zb.Stats().Links; len(l) != 1 || l[0].Peer != "zipper-a" {
 		t.Fatalf("zipper-b links: %+v", l)

@@ -62,6 +62,8 @@ type Zipper struct {
 	mesh         *mesh.Table
 	links        map[string]*conn         // mesh links by peer name
 	peerCnt      map[string]*connCounters // counters of each peer's links, kept across them
+	peerErr      map[string]string        // the last error linking to each peer
+	everUp       map[string]bool          // peers whose link was up at least once
 	remoteIDs    map[mesh.Key]remoteRoute
 	meshStarted  bool
 	nextRemoteID uint64
@@ -114,6 +116,8 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		mesh:       mesh.New(name),
 		links:      make(map[string]*conn),
 		peerCnt:    make(map[string]*connCounters),
+		peerErr:    make(map[string]string),
+		everUp:     make(map[string]bool),
 		remoteIDs:  make(map[mesh.Key]remoteRoute),
 		gone:       make(map[string]*functionTotals),
 		unroutable: make(map[Tag]uint64),
@@ -152,6 +156,11 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 	z.zipperVia.Store(&map[string]*conn{})
 	if len(o.peers) > 0 {
 		z.activateMeshLocked()
+		for _, p := range o.peers {
+			if p.Name != name {
+				z.peerCountersLocked(p.Name) // listed in Stats from the start
+			}
+		}
 	}
 	return z, nil
 }
