@@ -19,10 +19,23 @@ import (
 // Mesh timing.
 const (
 	// pingInterval is how often a link measures its round trip time.
-	pingInterval = 250 * time.Millisecond
-	// linkDeadAfter closes a link that answered no ping for this long, so
-	// a cut link reroutes quickly (QUIC's idle timeout is much longer).
+	pingInterval = 50 * time.Millisecond
+	// minDeadAfter and deadRTTs: a link that answered no ping for
+	// max(minDeadAfter, deadRTTs smoothed round trips) is closed, so a cut
+	// link reroutes within half a second on a LAN (QUIC's idle timeout is
+	// much longer). At least 8 pings go unanswered first: under 3 % loss
+	// that is one false alarm in about 10^12 windows.
+	minDeadAfter = 400 * time.Millisecond
+	deadRTTs     = 8
+	// linkDeadAfter bounds a control write on a link (a link that cannot
+	// take one for this long is dead anyway).
 	linkDeadAfter = 1500 * time.Millisecond
+	// meshRedialMax caps the backoff between attempts to link to a
+	// configured peer, and meshDialTimeout bounds one attempt (at least
+	// deadRTTs round trips of the last link): a link restored after a cut
+	// carries traffic again within about a second.
+	meshRedialMax   = 500 * time.Millisecond
+	meshDialTimeout = time.Second
 	// hopCost (µs) is added to every link's measured latency: crossing a
 	// zipper costs processing time, and when latencies are within noise of
 	// each other (a LAN, loopback) fewer hops win.
@@ -109,7 +122,7 @@ func (z *Zipper) dialLoop(p mesh.Peer) {
 			} else {
 				log.Debug("mesh dial failed", "addr", p.Addr, "err", err)
 			}
-			if !sleepCtx(z.ctx, backoff(attempt, DefaultReconnectMin, DefaultReconnectMax)) {
+			if !sleepCtx(z.ctx, backoff(attempt, DefaultReconnectMin, meshRedialMax)) {
 				return
 			}
 			attempt++
@@ -122,7 +135,7 @@ func (z *Zipper) dialLoop(p mesh.Peer) {
 			z.notePeerError(p.Name, err)
 			log.Info("mesh link down", "err", err)
 		}
-		if !sleepCtx(z.ctx, backoff(0, DefaultReconnectMin, DefaultReconnectMax)) {
+		if !sleepCtx(z.ctx, backoff(0, DefaultReconnectMin, meshRedialMax)) {
 			return
 		}
 	}
@@ -130,7 +143,10 @@ func (z *Zipper) dialLoop(p mesh.Peer) {
 
 // dialPeer connects to a peer zipper and performs the handshake.
 func (z *Zipper) dialPeer(p mesh.Peer) (*conn, error) {
-	ctx, cancel := context.WithTimeout(z.ctx, z.opts.handshakeTimeout)
+	z.mu.Lock()
+	timeout := max(meshDialTimeout, deadRTTs*z.lastRTT[p.Name])
+	z.mu.Unlock()
+	ctx, cancel := context.WithTimeout(z.ctx, min(timeout, z.opts.handshakeTimeout))
 	defer cancel()
 	tlsConf := z.tls.Clone()
 	if z.roots != nil && tlsConf.RootCAs == nil {
@@ -271,8 +287,8 @@ func (l *linkState) runControl(c *conn, stop <-chan struct{}) error {
 	defer tick.Stop()
 	l.lastPong.Store(nanotime())
 	ping := func() error {
-		if time.Duration(nanotime()-l.lastPong.Load()) > linkDeadAfter {
-			return fmt.Errorf("mesh: peer %s answered no ping for %v", l.peer, linkDeadAfter)
+		if silent, dead := time.Duration(nanotime()-l.lastPong.Load()), l.deadAfter(); silent > dead {
+			return fmt.Errorf("mesh: peer %s answered no ping for %v (limit %v)", l.peer, silent.Round(time.Millisecond), dead)
 		}
 		return c.writeControl(frame.AppendPing(nil, uint64(nanotime()), false), linkDeadAfter)
 	}
@@ -307,6 +323,11 @@ func (l *linkState) runControl(c *conn, stop <-chan struct{}) error {
 	}
 }
 
+// deadAfter is how long the link may answer no ping before it is closed.
+func (l *linkState) deadAfter() time.Duration {
+	return max(minDeadAfter, deadRTTs*time.Duration(l.rtt.Load()))
+}
+
 // onPong folds a round trip into the link's cost. The first brings the link
 // up; later ones change the cost when it moved by more than a fifth.
 func (l *linkState) onPong(c *conn, rtt time.Duration) {
@@ -324,6 +345,7 @@ func (l *linkState) onPong(c *conn, rtt time.Duration) {
 	z := c.z
 	z.mu.Lock()
 	defer z.mu.Unlock()
+	z.lastRTT[l.peer] = time.Duration(l.rtt.Load())
 	if z.links[l.peer] != c {
 		return
 	}

@@ -64,6 +64,7 @@ type Zipper struct {
 	peerCnt      map[string]*connCounters // counters of each peer's links, kept across them
 	peerErr      map[string]string        // the last error linking to each peer
 	everUp       map[string]bool          // peers whose link was up at least once
+	lastRTT      map[string]time.Duration // the last smoothed round trip to each peer
 	remoteIDs    map[mesh.Key]remoteRoute
 	meshStarted  bool
 	nextRemoteID uint64
@@ -118,6 +119,7 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		peerCnt:    make(map[string]*connCounters),
 		peerErr:    make(map[string]string),
 		everUp:     make(map[string]bool),
+		lastRTT:    make(map[string]time.Duration),
 		remoteIDs:  make(map[mesh.Key]remoteRoute),
 		gone:       make(map[string]*functionTotals),
 		unroutable: make(map[Tag]uint64),
