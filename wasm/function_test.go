@@ -207,7 +207,15 @@ func TestLoadErrors(t *testing.T) {
 		{name: "badimport", want: "import env.yomo_write has signature (i32, i32) -> i32, want (i32, i32, i32) -> i32"},
 		{name: "unknownimport", want: "imports env.yomo_send_email, which the host does not provide"},
 		{name: "othermodule", want: "imports net.connect"},
-		{name: "command", want: "WASI command (exports _start); build a reactor"},
+		{name: "commandreactor", want: "exports both _start and _initialize: a WASI module is a command or a reactor, not both"},
+		{name: "httpnoalloc", want: "imports env.yomo_http_send but does not export yomo_alloc"},
+		{name: "startexit3", want: "wasm: _start: guest exited with code 3", check: func(t *testing.T, err error) {
+			var ce *wasm.CallError
+			var exit *wasm.ExitError
+			if !errors.As(err, &ce) || ce.Export != "_start" || !errors.As(err, &exit) || exit.Code != 3 {
+				t.Errorf("%v is not a *CallError of _start with an *ExitError of code 3", err)
+			}
+		}},
 		{name: "notags", want: "yomo_observe_datatags registered no tag"},
 		{name: "bigmemory", cfg: wasm.Config{MemoryLimit: 1 << 20}, want: "invalid module: its memory starts at 4096 KiB, over the memory limit of 1024 KiB",
 			check: func(t *testing.T, err error) {
