@@ -70,10 +70,11 @@ type Config struct {
 	// OnError receives the errors of Handle: a *CallError for a failed call
 	// (trap, exit, timeout, memory limit, or a frame after Close), a
 	// *WriteError for a frame the guest wrote that the host could not send,
-	// and the start errors of replacement instances. It is called on the
-	// goroutine that called Handle, after the call, and must be safe for
-	// concurrent use when calls are. Passing the StreamFunction's error
-	// handler gathers both in one place. Nil logs them with slog.Default().
+	// an *HTTPError for a yomo_http_send that got no response, and the
+	// start errors of replacement instances. It is called on the
+	// goroutine that called Handle (or Load), during or after the call,
+	// and must be safe for concurrent use when calls are. Passing the
+	// StreamFunction's error handler gathers both in one place. Nil logs them with slog.Default().
 	OnError func(error)
 	// Stdout and Stderr receive what the guest writes to its standard
 	// output and error (default: discarded). Writes are serialized, so a
