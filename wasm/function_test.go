@@ -209,6 +209,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknownimport", want: "imports env.yomo_send_email, which the host does not provide"},
 		{name: "othermodule", want: "imports net.connect"},
 		{name: "commandreactor", want: "exports both _start and _initialize: a WASI module is a command or a reactor, not both"},
+		{name: "badalloc", want: "export yomo_alloc has signature () -> i32, want i32 -> i32"},
 		{name: "httpnoalloc", want: "imports env.yomo_http_send but does not export yomo_alloc"},
 		{name: "startexit3", want: "wasm: _start: guest exited with code 3", check: func(t *testing.T, err error) {
 			var ce *wasm.CallError
