@@ -79,10 +79,10 @@ func TestContextMetadata(t *testing.T) {
 			key  string
 			want written
 		}{
-			{"traceparent", written{1, tp, ""}}, // longer than the first buffer
-			{"k", written{1, "v", ""}},
-			{"empty", written{1, "", ""}},
-			{"missing", written{2, "absent", ""}},
+			{"traceparent", written{0x11, tp, ""}}, // longer than the first buffer
+			{"k", written{0x11, "v", ""}},
+			{"empty", written{0x11, "", ""}},
+			{"missing", written{0x12, "absent", ""}},
 		} {
 			c := frame(1, tc.key)
 			c.md = map[string]string{"traceparent": tp, "k": "v", "empty": ""}

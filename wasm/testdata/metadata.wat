@@ -1,6 +1,6 @@
 ;; metadata.wat: the frame's payload is a metadata key; the handler writes
-;; its value with tag 1 (asking with room for 4 bytes first, then with the
-;; length the host gave), or "absent" with tag 2.
+;; its value with tag 0x11 (asking with room for 4 bytes first, then with the
+;; length the host gave), or "absent" with tag 0x12.
 (module
   (import "env" "yomo_observe_datatag" (func $observe (param i32)))
   (import "env" "yomo_context_data_size" (func $size (result i32)))
@@ -17,7 +17,7 @@
     (drop (call $data (i32.const 1024) (local.get $k)))
     (local.set $n (call $meta (i32.const 1024) (local.get $k) (i32.const 4096) (i32.const 4)))
     (if (i32.eq (local.get $n) (i32.const -1))
-      (then (drop (call $write (i32.const 2) (i32.const 0) (i32.const 6))) (return)))
+      (then (drop (call $write (i32.const 0x12) (i32.const 0) (i32.const 6))) (return)))
     (if (i32.gt_u (local.get $n) (i32.const 4))
       (then (drop (call $meta (i32.const 1024) (local.get $k) (i32.const 4096) (local.get $n)))))
-    (drop (call $write (i32.const 1) (i32.const 4096) (local.get $n)))))
+    (drop (call $write (i32.const 0x11) (i32.const 4096) (local.get $n)))))
