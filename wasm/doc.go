@@ -86,7 +86,7 @@
 // # The guest ABI
 //
 // A guest is a WebAssembly core module, with WASI preview 1 or without,
-// that exports its "memory" and these functions, all without parameters:
+// that exports its "memory" and these functions:
 //
 //	_start()                 optional; a WASI command's main
 //	_initialize()            optional; a WASI reactor's start
@@ -108,8 +108,8 @@
 //
 // Build a Go guest with the guest SDK (package
 // github.com/yomo-dev/yomo/wasm/guest) as a reactor, GOOS=wasip1
-// GOARCH=wasm go build -buildmode=c-shared: a Go command's _start never
-// returns to its caller. C, Rust and Zig build either kind; GUIDES.md
+// GOARCH=wasm go build -buildmode=c-shared: a Go command's runtime shuts
+// down when main returns. C, Rust and Zig build either kind; GUIDES.md
 // shows a guest in each, built with its own toolchain.
 //
 // The host module "env" provides, all in i32:
