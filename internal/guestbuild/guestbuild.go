@@ -76,7 +76,7 @@ func Build(lang string) (string, error) {
 	case errors.As(err, &exit) && exit.ExitCode() == 3:
 		return "", fmt.Errorf("guestbuild: %w: %s", ErrNoToolchain, b)
 	case err != nil:
-		return "", fmt.Errorf("guestbuild: building the %s guest: %v\n%s", lang, err, b)
+		return "", fmt.Errorf("guestbuild: building the %s guest: %w\n%s", lang, err, b)
 	}
 	if err := os.Rename(tmp.Name(), out); err != nil {
 		return "", err
