@@ -106,7 +106,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// HTTPResponseLimit bounds the body of a response handed to the guest,
 	// in bytes (default DefaultHTTPResponseLimit). A longer body fails the
-	// call with status 5: the guest gets no part of it.
+	// call with status 5: the guest gets no part of it. The headers are
+	// bounded by HTTPClient's Transport (http.Transport's
+	// MaxResponseHeaderBytes).
 	HTTPResponseLimit int
 	// Interpreter runs the module in wazero's interpreter instead of
 	// compiling it to machine code: loading is much faster, calls are much
