@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"reflect"
 	"strings"
 	"sync"
@@ -25,6 +26,12 @@ const (
 	DefaultInitTimeout = 10 * time.Second
 	// MaxMemoryLimit is the most a 32-bit WebAssembly memory can hold: 4 GiB.
 	MaxMemoryLimit = 1 << 32
+	// DefaultHTTPResponseLimit bounds the body of a response to
+	// yomo_http_send: 4 MiB.
+	DefaultHTTPResponseLimit = 4 << 20
+	// DefaultHTTPTimeout bounds a yomo_http_send whose request gives no
+	// Timeout (YoMo's default).
+	DefaultHTTPTimeout = 10 * time.Second
 )
 
 const pageSize = 1 << 16
@@ -56,17 +63,18 @@ type Config struct {
 	// functions (a yomo_write waiting for room) counts.
 	Timeout time.Duration
 	// InitTimeout bounds each step of the start of an instance: the
-	// module's start function, _initialize, yomo_init, and on the first
-	// instance yomo_observe_datatags and yomo_wanted_target (default
+	// module's start function, then each of _start or _initialize,
+	// yomo_observe_datatags, yomo_wanted_target and yomo_init (default
 	// DefaultInitTimeout).
 	InitTimeout time.Duration
 	// OnError receives the errors of Handle: a *CallError for a failed call
 	// (trap, exit, timeout, memory limit, or a frame after Close), a
 	// *WriteError for a frame the guest wrote that the host could not send,
-	// and the start errors of replacement instances. It is called on the
-	// goroutine that called Handle, after the call, and must be safe for
-	// concurrent use when calls are. Passing the StreamFunction's error
-	// handler gathers both in one place. Nil logs them with slog.Default().
+	// an *HTTPError for a yomo_http_send that got no response, and the
+	// start errors of replacement instances. It is called on the
+	// goroutine that called Handle (or Load), during or after the call,
+	// and must be safe for concurrent use when calls are. Passing the
+	// StreamFunction's error handler gathers both in one place. Nil logs them with slog.Default().
 	OnError func(error)
 	// Stdout and Stderr receive what the guest writes to its standard
 	// output and error (default: discarded). Writes are serialized, so a
@@ -86,6 +94,22 @@ type Config struct {
 	// or not, and (NewCacheDir) between processes. Nil compiles for this
 	// Function alone.
 	Cache *Cache
+	// HTTPClient performs the guest's yomo_http_send requests. Nil, the
+	// default, gives the guest no network: the call returns status 8 and
+	// an *HTTPError wrapping ErrNoNetwork is reported; a module importing
+	// yomo_http_send still loads. A request is bounded by the smaller of
+	// its own Timeout (DefaultHTTPTimeout when it gives none) and what is
+	// left of the call's deadline (Timeout, or InitTimeout while an
+	// instance starts). Restrict what a guest may reach with the client:
+	// its Transport (a DialContext that refuses addresses) and
+	// CheckRedirect.
+	HTTPClient *http.Client
+	// HTTPResponseLimit bounds the body of a response handed to the guest,
+	// in bytes (default DefaultHTTPResponseLimit). A longer body fails the
+	// call with status 5: the guest gets no part of it. The headers are
+	// bounded by HTTPClient's Transport (http.Transport's
+	// MaxResponseHeaderBytes).
+	HTTPResponseLimit int
 	// Interpreter runs the module in wazero's interpreter instead of
 	// compiling it to machine code: loading is much faster, calls are much
 	// slower. Platforms without the compiler always interpret.
@@ -125,6 +149,8 @@ type settings struct {
 	timeout     time.Duration
 	initTimeout time.Duration
 	onError     func(error)
+	httpClient  *http.Client
+	httpLimit   int64
 }
 
 func (c *Config) settings() (settings, error) {
@@ -133,6 +159,8 @@ func (c *Config) settings() (settings, error) {
 		timeout:     c.Timeout,
 		initTimeout: c.InitTimeout,
 		onError:     c.OnError,
+		httpClient:  c.HTTPClient,
+		httpLimit:   int64(c.HTTPResponseLimit),
 	}
 	if s.instances < 0 || s.instances > 4096 {
 		return s, fmt.Errorf("wasm: Config.Instances %d out of range (1 .. 4096)", c.Instances)
@@ -158,6 +186,12 @@ func (c *Config) settings() (settings, error) {
 	}
 	if s.initTimeout == 0 {
 		s.initTimeout = DefaultInitTimeout
+	}
+	switch {
+	case s.httpLimit < 0:
+		return s, fmt.Errorf("wasm: negative Config.HTTPResponseLimit %d", c.HTTPResponseLimit)
+	case s.httpLimit == 0:
+		s.httpLimit = DefaultHTTPResponseLimit
 	}
 	for k := range c.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {

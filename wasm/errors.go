@@ -13,7 +13,7 @@ import (
 var (
 	// ErrInvalidModule is wrapped by every Load error that is the module's
 	// fault: not WebAssembly, not valid, a missing export, a wrong
-	// signature, an unknown import, a WASI command instead of a reactor, no
+	// signature, an unknown import, both _start and _initialize, no
 	// observed tag. The message names the culprit.
 	ErrInvalidModule = errors.New("wasm: invalid module")
 	// ErrTimeout means a guest call ran past its deadline (Config.Timeout,
@@ -34,9 +34,9 @@ var (
 // After a CallError the instance is discarded and replaced.
 type CallError struct {
 	// Export is the export that was called: "yomo_handler", or during
-	// the start of an instance "_initialize", "yomo_init",
-	// "yomo_observe_datatags", "yomo_wanted_target", or "start function"
-	// for the module's start section.
+	// the start of an instance "_start", "_initialize",
+	// "yomo_observe_datatags", "yomo_wanted_target", "yomo_init", or
+	// "start function" for the module's start section.
 	Export string
 	// Tag is the tag of the frame being handled (yomo_handler only).
 	Tag yomo.Tag
@@ -71,8 +71,9 @@ type TrapError struct {
 func (e *TrapError) Error() string { return "guest trapped: " + e.Message }
 
 // ExitError is a guest that exited (WASI proc_exit), as C's exit() or Go's
-// os.Exit do. A reactor instance cannot be called after it exited, even
-// with code 0.
+// os.Exit do. An instance cannot be called after it exited, even with
+// code 0; the one exception is a command's _start exiting with code 0,
+// which ends its start normally.
 type ExitError struct {
 	Code uint32 // the guest's exit code
 }

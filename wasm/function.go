@@ -21,28 +21,35 @@ import (
 // Exports of the YoMo ABI.
 const (
 	exportInitialize = "_initialize" // WASI reactor start
-	exportStart      = "_start"      // WASI command entry point: rejected
+	exportStart      = "_start"      // WASI command entry point: main
 	exportInit       = "yomo_init"
 	exportObserve    = "yomo_observe_datatags"
 	exportTarget     = "yomo_wanted_target"
 	exportHandler    = "yomo_handler"
+	exportAlloc      = "yomo_alloc" // for yomo_http_send's response
 	exportMemory     = "memory"
 )
 
 // exportSpec is an export the host calls, with its required signature.
 type exportSpec struct {
-	name     string
-	required bool
-	results  []api.ValueType // all take no parameter
+	name            string
+	required        bool
+	params, results []api.ValueType
 }
 
 var exportSpecs = []exportSpec{
-	{exportInitialize, false, nil},
-	{exportInit, false, []api.ValueType{i32}},
-	{exportObserve, true, nil},
-	{exportTarget, false, nil},
-	{exportHandler, true, nil},
+	{exportStart, false, nil, nil},
+	{exportInitialize, false, nil, nil},
+	{exportInit, false, nil, []api.ValueType{i32}},
+	{exportObserve, true, nil, nil},
+	{exportTarget, false, nil, nil},
+	{exportHandler, true, nil, nil},
+	{exportAlloc, false, []api.ValueType{i32}, []api.ValueType{i32}},
 }
+
+// startSequence is what every instance runs when it starts, in YoMo's
+// order; the exports a module lacks are skipped.
+var startSequence = []string{exportStart, exportInitialize, exportObserve, exportTarget, exportInit}
 
 // Function is a loaded WebAssembly module serving as a stream function
 // handler. Its methods are safe for concurrent use: Handle runs on up to
@@ -75,26 +82,34 @@ type instance struct {
 	f       *Function
 	mod     api.Module
 	handler api.Function
+	alloc   api.Function // yomo_alloc, nil if the module has none
 	mem     *linearMemory
 	cctx    *callContext // of handler calls
 
 	cur   yomo.Context // the frame being handled, nil outside yomo_handler
 	phase string       // the export being called
-	// Collected while the first instance starts.
+	// exited is set when _start called proc_exit(0): the call ended, the
+	// instance stays usable.
+	exited bool
+	// Collected while the instance starts; the first instance's are the
+	// Function's.
 	tags   []yomo.Tag
 	target string
 }
 
 // Load compiles module, checks it against the YoMo ABI and starts
-// cfg.Instances instances of it (each runs _initialize, then yomo_init;
-// the first also yomo_observe_datatags and yomo_wanted_target, whose
-// results ObserveDataTags and WantedTarget return). ctx bounds the
-// compilation and the starts; the Function does not keep it.
+// cfg.Instances instances of it. Each instance runs, in YoMo's order, the
+// exports it has of _start (a WASI command's main) or _initialize (a
+// reactor's), yomo_observe_datatags, yomo_wanted_target and yomo_init;
+// the first instance's registrations are what ObserveDataTags and
+// WantedTarget return. ctx bounds the compilation and the starts; the
+// Function does not keep it.
 //
 // Errors: one wrapping ErrInvalidModule when the module does not fit the
 // ABI (the message names the export, import or signature at fault), an
 // *InitError when yomo_init returns non-zero, a *CallError when a start
-// export traps, exits or times out, or an error from cfg.
+// export traps, times out or exits (except _start with code 0), or an
+// error from cfg.
 func Load(ctx context.Context, module []byte, cfg Config) (*Function, error) {
 	set, err := cfg.settings()
 	if err != nil {
@@ -134,7 +149,7 @@ func Load(ctx context.Context, module []byte, cfg Config) (*Function, error) {
 }
 
 func (f *Function) load(ctx context.Context, module []byte) error {
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, f.rt); err != nil {
+	if err := instantiateWASI(ctx, f.rt); err != nil {
 		return fmt.Errorf("wasm: WASI: %w", err)
 	}
 	if err := instantiateHost(ctx, f.rt); err != nil {
@@ -191,24 +206,23 @@ func checkHeader(b []byte) error {
 // check verifies the compiled module against the ABI.
 func (f *Function) check() error {
 	exports := f.compiled.ExportedFunctions()
-	if _, ok := exports[exportStart]; ok {
-		return invalid("module is a WASI command (exports %s); build a reactor instead: "+
-			"Go: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared; "+
-			"C: clang --target=wasm32-wasi -mexec-model=reactor", exportStart)
-	}
 	for _, spec := range exportSpecs {
 		def, ok := exports[spec.name]
 		if !ok {
 			if spec.required {
-				return invalid("missing required export %s (func %s)", spec.name, signature(nil, spec.results))
+				return invalid("missing required export %s (func %s)", spec.name, signature(spec.params, spec.results))
 			}
 			continue
 		}
-		if !sameTypes(def.ParamTypes(), nil) || !sameTypes(def.ResultTypes(), spec.results) {
+		if !sameTypes(def.ParamTypes(), spec.params) || !sameTypes(def.ResultTypes(), spec.results) {
 			return invalid("export %s has signature %s, want %s", spec.name,
-				signature(def.ParamTypes(), def.ResultTypes()), signature(nil, spec.results))
+				signature(def.ParamTypes(), def.ResultTypes()), signature(spec.params, spec.results))
 		}
 		f.exports[spec.name] = true
+	}
+	if f.exports[exportStart] && f.exports[exportInitialize] {
+		return invalid("module exports both %s and %s: a WASI module is a command or a reactor, not both",
+			exportStart, exportInitialize)
 	}
 	for _, def := range f.compiled.ImportedFunctions() {
 		mod, name, _ := def.Import()
@@ -228,6 +242,10 @@ func (f *Function) check() error {
 			if !sameTypes(def.ParamTypes(), h.params) || !sameTypes(def.ResultTypes(), h.results) {
 				return invalid("import %s.%s has signature %s, want %s", mod, name,
 					signature(def.ParamTypes(), def.ResultTypes()), signature(h.params, h.results))
+			}
+			if h.needs != "" && !f.exports[h.needs] {
+				return invalid("imports %s.%s but does not export %s, through which the host hands it the answer",
+					mod, name, h.needs)
 			}
 		default:
 			return invalid("imports %s.%s: the host provides only modules %s (YoMo) and %s",
@@ -250,8 +268,8 @@ func (f *Function) check() error {
 	return nil
 }
 
-// instantiate starts one instance: _initialize, yomo_init and, for the
-// first one, yomo_observe_datatags and yomo_wanted_target.
+// instantiate starts one instance: the exports of startSequence it has,
+// in order. The first instance's tags and target are the Function's.
 func (f *Function) instantiate(ctx context.Context, first bool) (*instance, error) {
 	in := &instance{f: f}
 	ictx := context.WithValue(ctx, instanceKey{}, in)
@@ -270,13 +288,10 @@ func (f *Function) instantiate(ctx context.Context, first bool) (*instance, erro
 	}
 	in.mod = mod
 	in.handler = mod.ExportedFunction(exportHandler)
+	in.alloc = mod.ExportedFunction(exportAlloc)
 	in.cctx = newCallContext(in, f.base)
-	starts := []string{exportInitialize, exportInit}
-	if first {
-		starts = append(starts, exportObserve, exportTarget)
-	}
 	var stack [1]uint64
-	for _, name := range starts {
+	for _, name := range startSequence {
 		if !f.exports[name] {
 			continue
 		}
@@ -294,6 +309,9 @@ func (f *Function) instantiate(ctx context.Context, first bool) (*instance, erro
 			return nil, err
 		}
 	}
+	if !first {
+		in.tags, in.target = nil, ""
+	}
 	return in, nil
 }
 
@@ -304,7 +322,8 @@ func (in *instance) call(ctx context.Context, name string, fn api.Function, stac
 	in.mem.refused = false
 	err := fn.CallWithStack(ctx, stack)
 	in.phase = ""
-	if err == nil {
+	if err == nil || in.exited {
+		in.exited = false // _start called proc_exit(0): it is done
 		return nil
 	}
 	ce := &CallError{Export: name, Err: in.cause(err, timeout)}

@@ -3,6 +3,7 @@ package wasm_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -207,7 +208,16 @@ func TestLoadErrors(t *testing.T) {
 		{name: "badimport", want: "import env.yomo_write has signature (i32, i32) -> i32, want (i32, i32, i32) -> i32"},
 		{name: "unknownimport", want: "imports env.yomo_send_email, which the host does not provide"},
 		{name: "othermodule", want: "imports net.connect"},
-		{name: "command", want: "WASI command (exports _start); build a reactor"},
+		{name: "commandreactor", want: "exports both _start and _initialize: a WASI module is a command or a reactor, not both"},
+		{name: "badalloc", want: "export yomo_alloc has signature () -> i32, want i32 -> i32"},
+		{name: "httpnoalloc", want: "imports env.yomo_http_send but does not export yomo_alloc"},
+		{name: "startexit3", want: "wasm: _start: guest exited with code 3", check: func(t *testing.T, err error) {
+			var ce *wasm.CallError
+			var exit *wasm.ExitError
+			if !errors.As(err, &ce) || ce.Export != "_start" || !errors.As(err, &exit) || exit.Code != 3 {
+				t.Errorf("%v is not a *CallError of _start with an *ExitError of code 3", err)
+			}
+		}},
 		{name: "notags", want: "yomo_observe_datatags registered no tag"},
 		{name: "bigmemory", cfg: wasm.Config{MemoryLimit: 1 << 20}, want: "invalid module: its memory starts at 4096 KiB, over the memory limit of 1024 KiB",
 			check: func(t *testing.T, err error) {
@@ -450,5 +460,72 @@ func TestCloseInterruptsWhenContextEnds(t *testing.T) {
 	expectWrites(t, c, written{106, "", ""})
 	if st := f.Stats(); st.Replaced != 0 {
 		t.Errorf("Stats = %+v: a closing function must not replace instances", st)
+	}
+}
+
+// Two Functions of one module (the shared compilation cache included)
+// share no state: closing one, even with a call in flight, leaves the
+// other serving, which is what swapping a StreamFunction's handler from
+// one Function to another relies on.
+func TestCloseOneWhileAnotherServes(t *testing.T) {
+	old, oldErrs := load(t, "abi", wasm.Config{})
+	e := new(errs)
+	next, err := wasm.Load(context.Background(), guest(t, "abi"), wasm.Config{Cache: cache, OnError: e.add, Instances: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = next.Close(context.Background()) }()
+
+	stop := make(chan struct{})
+	served := make(chan int, 1)
+	go func() { // owned by this test: ends at stop, reports its count
+		n := 0
+		for {
+			select {
+			case <-stop:
+				served <- n
+				return
+			default:
+			}
+			c := handle(next, 1, "x")
+			if len(c.got()) != 3 {
+				t.Errorf("next wrote %v", c.got())
+			}
+			n++
+		}
+	}()
+
+	// A call of the old Function is in flight when it closes.
+	g := newGate()
+	c := frame(9, "last")
+	c.block = g.block
+	handled := make(chan struct{})
+	go func() { old.Handle(c); close(handled) }() // ends when the gate opens
+	<-g.entered
+	closed := make(chan error, 1)
+	go func() { closed <- old.Close(context.Background()) }() // ends after the call
+	close(g.release)
+	<-handled
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	expectWrites(t, c, written{0x11, "last", ""})
+	old.Handle(frame(1, "after close"))
+	if err := oldErrs.one(t); !errors.Is(err, yomo.ErrClosed) {
+		t.Errorf("old Function after Close reported %v, want yomo.ErrClosed", err)
+	}
+
+	// The other one goes on serving.
+	before := next.Stats().Calls
+	deadline := time.Now().Add(5 * time.Second)
+	for next.Stats().Calls < before+10 && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	close(stop)
+	if n := <-served; n == 0 || next.Stats().Calls < before+10 {
+		t.Errorf("next served %d frames, %d after the close", n, next.Stats().Calls-before)
+	}
+	if l := e.take(); len(l) != 0 {
+		t.Errorf("next reported %v", l)
 	}
 }

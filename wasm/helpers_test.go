@@ -119,6 +119,7 @@ const failTag yomo.Tag = 999
 type fakeContext struct {
 	tag    yomo.Tag
 	data   []byte
+	md     map[string]string
 	block  func()
 	mu     sync.Mutex
 	writes []written
@@ -128,9 +129,12 @@ func frame(tag yomo.Tag, data string) *fakeContext {
 	return &fakeContext{tag: tag, data: []byte(data)}
 }
 
-func (c *fakeContext) Tag() yomo.Tag                  { return c.tag }
-func (c *fakeContext) Data() []byte                   { return c.data }
-func (c *fakeContext) Metadata(string) (string, bool) { return "", false }
+func (c *fakeContext) Tag() yomo.Tag { return c.tag }
+func (c *fakeContext) Data() []byte  { return c.data }
+func (c *fakeContext) Metadata(k string) (string, bool) {
+	v, ok := c.md[k]
+	return v, ok
+}
 func (c *fakeContext) Write(tag yomo.Tag, data []byte) error {
 	return c.WriteWithTarget(tag, data, "")
 }

@@ -92,3 +92,62 @@ func TestStreamFunctionPipeline(t *testing.T) {
 		t.Fatal("the trap was not reported")
 	}
 }
+
+// The trace context a Source writes ("traceparent" metadata) reaches a
+// wasm function through a zipper, with yomo_context_metadata.
+func TestTraceContextReachesGuest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
+	z, err := yomo.NewZipper("wasm-test", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = z.Close() }()
+	f, err := wasm.Load(ctx, guest(t, "metadata"), wasm.Config{Cache: cache, OnError: func(err error) { t.Error(err) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close(context.Background()) }()
+	sfn := yomo.NewStreamFunction("metadata", "mem", yomo.WithInMemory(z), quiet)
+	sfn.SetObserveDataTags(f.ObserveDataTags()...)
+	sfn.SetErrorHandler(func(err error) { t.Error(err) })
+	if err := sfn.SetHandler(f.Handle); err != nil {
+		t.Fatal(err)
+	}
+	if err := sfn.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sfn.Close() }()
+
+	type result struct {
+		tag  yomo.Tag
+		data string
+	}
+	got := make(chan result, 2)
+	src := yomo.NewSource("src", "mem", yomo.WithInMemory(z), quiet)
+	src.SetObserveDataTags(0x11, 0x12)
+	src.SetReceiveHandler(func(tag yomo.Tag, data []byte) { got <- result{tag, string(data)} })
+	if err := src.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = src.Close() }()
+
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if err := src.WriteWithMetadata(1, []byte("traceparent"), map[string]string{"traceparent": tp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Write(1, []byte("traceparent")); err != nil { // no trace context
+		t.Fatal(err)
+	}
+	for _, want := range []result{{0x11, tp}, {0x12, "absent"}} {
+		select {
+		case r := <-got:
+			if r != want {
+				t.Errorf("the guest wrote %+v, want %+v", r, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no result: %v", ctx.Err())
+		}
+	}
+}

@@ -17,7 +17,7 @@ func TestGoGuestSDK(t *testing.T) {
 	var stderr syncBuffer
 	f, e := load(t, "sdk", wasm.Config{Interpreter: true, Stderr: &stderr})
 
-	if got := f.ObserveDataTags(); !slices.Equal(got, []yomo.Tag{1, 2, 3, 4}) {
+	if got := f.ObserveDataTags(); !slices.Equal(got, []yomo.Tag{1, 2, 3, 4, 5, 6}) {
 		t.Errorf("ObserveDataTags = %v", got)
 	}
 	if got := f.WantedTarget(); got != "sdk-target" {
@@ -48,6 +48,29 @@ func TestGoGuestSDK(t *testing.T) {
 	}
 	// The replacement serves the next frame.
 	expectWrites(t, handle(f, 2, "again"), written{0x103, "again", "again"})
+}
+
+func TestGoGuestSDKMetadataAndHTTP(t *testing.T) {
+	s := httpServer(t)
+	f, e := load(t, "sdk", wasm.Config{Interpreter: true, HTTPClient: s.Client()})
+	long := strings.Repeat("m", 100) // past the SDK's first buffer
+	for key, want := range map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "long": long, "missing": "absent"} {
+		c := frame(5, key)
+		c.md = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "long": long}
+		f.Handle(c)
+		expectWrites(t, c, written{0x105, want, ""})
+	}
+	expectWrites(t, handle(f, 6, s.URL+"/echo"), written{0x106, "418 a, b GET sdk ", ""})
+	if l := e.take(); len(l) != 0 {
+		t.Errorf("unexpected errors: %v", l)
+	}
+
+	// Without a client: an error for the guest, a report for the host.
+	f, e = load(t, "sdk", wasm.Config{Interpreter: true})
+	expectWrites(t, handle(f, 6, s.URL+"/echo"), written{0x106, "guest: HTTP request failed with host status 8", ""})
+	if err := e.one(t); !errors.Is(err, wasm.ErrNoNetwork) {
+		t.Errorf("reported %v, want ErrNoNetwork", err)
+	}
 }
 
 func TestGoGuestSDKInitFails(t *testing.T) {

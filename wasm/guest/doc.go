@@ -30,8 +30,10 @@
 // The package implements the guest side of the YoMo ABI: it imports the
 // host functions of module "env" (yomo_observe_datatag, yomo_context_tag,
 // yomo_context_data_size, yomo_context_data, yomo_write,
-// yomo_write_with_target, yomo_get_wanted_target) and exports
-// yomo_init, yomo_observe_datatags, yomo_wanted_target and yomo_handler.
+// yomo_write_with_target, yomo_get_wanted_target; yomo_http_send and
+// yomo_context_metadata only when the program calls HTTPSend or Metadata)
+// and exports yomo_init, yomo_observe_datatags, yomo_wanted_target,
+// yomo_handler and yomo_alloc.
 //
 // A module is single-threaded: the host calls one export at a time on an
 // instance, so handlers need no locking. The host may run several
@@ -47,6 +49,8 @@
 //	func SetInit(fn func() error)           // optional, once per instance
 //	func Write(tag Tag, data []byte) error  // in the handler, any number of times
 //	func WriteWithTarget(tag Tag, data []byte, target string) error
+//	func Metadata(key string) (string, bool) // in the handler: "traceparent"...
+//	func HTTPSend(req *HTTPRequest) (*HTTPResponse, error) // through wasm.Config.HTTPClient
 //	var ErrOutOfRange, ErrWriteFailed, ErrNoContext error
 //
 // Everything but this documentation is built only for GOOS=wasip1, so

@@ -3,7 +3,9 @@
 package guest
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"unsafe"
 )
@@ -86,6 +88,102 @@ func status(s uint32) error {
 		return ErrWriteFailed
 	}
 }
+
+// Metadata returns the value of a metadata key of the frame being
+// handled, such as "traceparent" (the W3C trace context of the frame's
+// trace), and whether the frame has the key. Outside the handler it finds
+// nothing. It needs a host that provides env.yomo_context_metadata, as
+// package github.com/yomo-dev/yomo/wasm does; YoMo's host does not.
+func Metadata(key string) (string, bool) {
+	if !inCall || key == "" {
+		return "", false
+	}
+	var small [64]byte
+	n := hostContextMetadata(key, unsafe.Pointer(&small[0]), uint32(len(small)))
+	switch {
+	case int32(n) < 0:
+		return "", false
+	case n <= uint32(len(small)):
+		return string(small[:n]), true
+	}
+	b := make([]byte, n)
+	// The value cannot change during the call.
+	n = hostContextMetadata(key, unsafe.Pointer(unsafe.SliceData(b)), n)
+	return string(b[:n]), true
+}
+
+// HTTPRequest is a request for HTTPSend, YoMo's. Timeout is in
+// milliseconds (0: the host's default, 10 s); the host also ends it at the
+// call's deadline.
+type HTTPRequest struct {
+	Method  string
+	URL     string
+	Header  map[string][]string
+	Timeout int64
+	Body    []byte
+}
+
+// HTTPResponse is the answer to HTTPSend, YoMo's. A header's values are
+// joined with ", ".
+type HTTPResponse struct {
+	Status     string
+	StatusCode int
+	Header     map[string]string
+	Body       []byte
+}
+
+// HTTPStatusError is an HTTPSend that got no response; Status is the
+// host's code (see package github.com/yomo-dev/yomo/wasm: 4 is a network
+// error or timeout, 8 a host that gives the guest no network).
+type HTTPStatusError struct{ Status uint32 }
+
+func (e *HTTPStatusError) Error() string {
+	return fmt.Sprintf("guest: HTTP request failed with host status %d", e.Status)
+}
+
+// HTTPSend performs an HTTP request through the host (yomo_http_send),
+// in the handler or in the init function. Any HTTP status code is a
+// response; an error means there was none.
+func HTTPSend(req *HTTPRequest) (*HTTPResponse, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var ptr, size uint32
+	st := hostHTTPSend(unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b)), unsafe.Pointer(&ptr), unsafe.Pointer(&size))
+	if st != 0 {
+		return nil, &HTTPStatusError{Status: st}
+	}
+	out := allocated
+	allocated = nil
+	if uint32(len(out)) != size || (size > 0 && uint32(uintptr(unsafe.Pointer(unsafe.SliceData(out)))) != ptr) {
+		return nil, errors.New("guest: the host answered outside the buffer it was given")
+	}
+	resp := new(HTTPResponse)
+	if err := json.Unmarshal(out, resp); err != nil {
+		return nil, fmt.Errorf("guest: HTTP response: %w", err)
+	}
+	return resp, nil
+}
+
+// allocated is the buffer yomo_alloc gave the host last: referenced here
+// until HTTPSend has read it.
+var allocated []byte
+
+//go:wasmexport yomo_alloc
+func exportAlloc(size uint32) uint32 {
+	allocated = make([]byte, size)
+	if size == 0 {
+		return 0
+	}
+	return uint32(uintptr(unsafe.Pointer(unsafe.SliceData(allocated))))
+}
+
+//go:wasmimport env yomo_context_metadata
+func hostContextMetadata(key string, ptr unsafe.Pointer, capacity uint32) uint32
+
+//go:wasmimport env yomo_http_send
+func hostHTTPSend(req unsafe.Pointer, size uint32, respPtr, respSize unsafe.Pointer) uint32
 
 //go:wasmimport env yomo_observe_datatag
 func hostObserveDataTag(tag uint32)
