@@ -62,6 +62,22 @@
 // A guest's yomo_http_send that gets no response is reported as an
 // *HTTPError (the guest sees a non-zero status and goes on).
 //
+// # Live swap
+//
+// A new version of a module replaces a running one without reconnecting
+// the StreamFunction and without losing or doubling a frame: load the new
+// module, hand its Handle to SetHandler (which returns once no call of the
+// old handler runs, and sends every later frame to the new one), then
+// close the old Function:
+//
+//	v2, err := wasm.Load(ctx, newModule, cfg)
+//	if err != nil {
+//		return err // v1 keeps serving
+//	}
+//	sfn.SetObserveDataTags(v2.ObserveDataTags()...) // if they changed
+//	sfn.SetHandler(v2.Handle)
+//	v1.Close(ctx)
+//
 // # Concurrency
 //
 // All methods of a Function are safe for concurrent use. A WebAssembly

@@ -67,3 +67,43 @@ func ExampleLoad() {
 	// guest observes [0x11]
 	// the guest wrote back: MSAW
 }
+
+// Swap a running function to a new module without reconnecting: load the
+// new one, SetHandler (it returns once no call of the old module runs),
+// then close the old one. No frame is lost or handled twice.
+func ExampleFunction_Handle_liveSwap() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	module, err := os.ReadFile("testdata/reverse-c.wasm")
+	if err != nil {
+		panic(err)
+	}
+	v1, err := wasm.Load(ctx, module, wasm.Config{Interpreter: true})
+	if err != nil {
+		panic(err)
+	}
+	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
+	zipper, err := yomo.NewZipper("edge", quiet)
+	if err != nil {
+		panic(err)
+	}
+	defer zipper.Close()
+	sfn := yomo.NewStreamFunction("reverse", "in-process", yomo.WithInMemory(zipper), quiet)
+	sfn.SetObserveDataTags(v1.ObserveDataTags()...)
+	_ = sfn.SetHandler(v1.Handle)
+	if err := sfn.Connect(ctx); err != nil {
+		panic(err)
+	}
+	defer sfn.Close()
+
+	// Later: a new version of the module (here the same bytes).
+	v2, err := wasm.Load(ctx, module, wasm.Config{Interpreter: true})
+	if err != nil {
+		panic(err)
+	}
+	defer v2.Close(context.Background())
+	_ = sfn.SetHandler(v2.Handle)      // from now on every frame goes to v2
+	_ = v1.Close(context.Background()) // safe: v1 serves no call any more
+	fmt.Println("swapped; state:", sfn.State())
+	// Output: swapped; state: connected
+}
