@@ -172,3 +172,37 @@ func TestRequestAcrossMesh(t *testing.T) {
 		t.Fatalf("no responders in the mesh: %v after %v", err, time.Since(start))
 	}
 }
+
+// TestRequestOverQUIC: a Source that observes nothing, over QUIC, gets its
+// replies (its zipper starts writing to it only for them).
+func TestRequestOverQUIC(t *testing.T) {
+	z, err := yomo.NewZipper("req-quic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- z.Serve(context.Background(), pc) }() // owned by the test: ends at Close
+	defer func() { z.Close(); <-served }()
+	fn := upperFn(t, z, "upper", 1)
+	defer fn.Close()
+	src := yomo.NewSource("src", pc.LocalAddr().String(), yomo.WithRootCAPEM(z.RootCAPEM()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := src.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for i := range 20 {
+		got, err := src.Request(ctx, 1, []byte(fmt.Sprint("q", i)))
+		if err != nil || string(got) != fmt.Sprint("Q", i) {
+			t.Fatalf("request %d: %q, %v", i, got, err)
+		}
+	}
+	if _, err := src.Request(ctx, 77, nil); !errors.Is(err, yomo.ErrNoResponders) {
+		t.Fatalf("no responders over QUIC: %v", err)
+	}
+}
