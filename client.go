@@ -299,7 +299,7 @@ func (c *client) connect(ctx context.Context) error {
 		return ErrClosed
 	}
 	c.wg.Add(1)
-	go c.loop(ss, hs) // owned by c: ends when Close cancels c.ctx or on rejection
+	go c.loop(ss) // owned by c: ends when Close cancels c.ctx or on rejection
 	return nil
 }
 
@@ -451,7 +451,7 @@ func handshakeOn(ctx context.Context, tc transport.Conn, hs *frame.Handshake, ti
 }
 
 // loop serves sessions until Close, reconnecting with backoff.
-func (c *client) loop(ss *session, hs *frame.Handshake) {
+func (c *client) loop(ss *session) {
 	defer c.wg.Done()
 	defer close(c.loopDone)
 	for {
@@ -477,7 +477,7 @@ func (c *client) loop(ss *session, hs *frame.Handshake) {
 				return
 			}
 			c.mu.Lock()
-			hs = c.handshake() // what it observes now
+			hs := c.handshake() // what it observes now
 			c.mu.Unlock()
 			hs.Resumed = true
 			ss, err = c.dial(c.ctx, hs)
@@ -601,7 +601,7 @@ func (s *session) serve() error {
 	if stale {
 		// The subscription changed while this connection was being made:
 		// bring the zipper up to date (the answer needs no waiter).
-		c.sendSubscribe(s, nil)
+		_ = c.sendSubscribe(s, nil) // failing, the session ends; the next handshake carries it
 	}
 
 	closing, goaway := c.closing, s.goaway

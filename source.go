@@ -218,7 +218,7 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	if errors.Is(err, ErrNotConnected) || errors.Is(err, ErrClosed) {
 		err = nil
 	}
-	s.c.close()
+	_ = s.c.close() // never fails
 	return err
 }
 

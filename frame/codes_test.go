@@ -43,7 +43,7 @@ func TestRejectCodes(t *testing.T) {
 		}
 	}
 	// The untyped constants still fit the fields they always went into.
-	var code int = RejectDenied
+	code := int(RejectDenied)
 	var wire uint16 = RejectDenied
 	if code != int(wire) || RejectCode(wire) != RejectDenied {
 		t.Fatal("RejectDenied")

@@ -386,7 +386,8 @@ func (e *fieldError) Error() string { return e.path + ": " + e.err.Error() }
 // inField says that err happened in the field named name (or in a field
 // nested in it).
 func inField(name string, err error) error {
-	if fe, ok := err.(*fieldError); ok {
+	var fe *fieldError
+	if errors.As(err, &fe) {
 		return &fieldError{path: name + "." + fe.path, err: fe.err}
 	}
 	return &fieldError{path: name, err: err}

@@ -13,15 +13,6 @@ import (
 
 var errShort = errors.New("truncated")
 
-func appendUint32(dst []byte, v uint32) []byte {
-	return append(dst, 0xce, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-}
-
-func appendUint64(dst []byte, v uint64) []byte {
-	return append(dst, 0xcf, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32),
-		byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-}
-
 func appendStr(dst []byte, s []byte) []byte {
 	n := len(s)
 	switch {
@@ -35,27 +26,6 @@ func appendStr(dst []byte, s []byte) []byte {
 		dst = append(dst, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 	}
 	return append(dst, s...)
-}
-
-func appendBinHeader(dst []byte, n int) []byte {
-	switch {
-	case n <= math.MaxUint8:
-		return append(dst, 0xc4, byte(n))
-	case n <= math.MaxUint16:
-		return append(dst, 0xc5, byte(n>>8), byte(n))
-	default:
-		return append(dst, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-}
-
-func binHeaderSize(n int) int {
-	switch {
-	case n <= math.MaxUint8:
-		return 2
-	case n <= math.MaxUint16:
-		return 3
-	}
-	return 5
 }
 
 func strSize(n int) int {
