@@ -210,7 +210,7 @@ func (z *Zipper) register(c *conn, hs *frame.Handshake) *rejection {
 			c.group = fmt.Sprintf("%s%c%016x", hs.Name, broadcastSep, hs.ID)
 		}
 		c.dst = &dest{conn: c, name: c.group}
-		err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.group, Tags: hs.ObserveTags, Target: hs.WantedTarget, Dest: c.dst})
+		err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.group, Tags: hs.ObserveTags, Target: hs.WantedTarget, Dest: c.dst, Key: hs.ID})
 		if err != nil {
 			return &rejection{frame.RejectBadHandshake, err.Error()}
 		}
@@ -315,10 +315,10 @@ func (z *Zipper) resubscribe(c *conn, sub *frame.Subscribe) string {
 	if c.hs.Kind == frame.KindFunction {
 		z.router.Remove(c.id)
 		if len(sub.ObserveTags) > 0 {
-			err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.group, Tags: sub.ObserveTags, Target: sub.WantedTarget, Dest: c.dst})
+			err := z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.group, Tags: sub.ObserveTags, Target: sub.WantedTarget, Dest: c.dst, Key: c.hs.ID})
 			if err != nil {
 				// Put the old one back: nothing changed.
-				_ = z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.group, Tags: tagsOf(old), Target: old.target, Dest: c.dst})
+				_ = z.router.Add(router.Instance[*dest]{ID: c.id, Name: c.group, Tags: tagsOf(old), Target: old.target, Dest: c.dst, Key: c.hs.ID})
 				return err.Error()
 			}
 		}

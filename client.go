@@ -911,7 +911,9 @@ func (c *client) close() error {
 	c.setState(StateClosed, nil)
 	c.mu.Unlock()
 	c.notify()
-	if prev == StateConnected || prev == StateReconnecting {
+	if prev == StateConnected && c.sess.Load() != nil {
+		// (Reconnecting, there is no connection to flush to: Close does
+		// not wait for one.)
 		// Ask the connection loop to send what is queued, finish the data
 		// stream and wait (bounded) for the zipper to finish its own.
 		close(c.closing)

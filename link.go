@@ -413,7 +413,7 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 			z.nextRemoteID++
 			id := 1<<63 | z.nextRemoteID
 			err := z.router.Add(router.Instance[*dest]{ID: id, Name: c.Key.Name, Tags: []Tag{c.Key.Tag},
-				Target: c.Key.Target, Cost: c.Best.Cost + 1, Dest: &dest{conn: via, name: c.Key.Name}})
+				Target: c.Key.Target, Cost: c.Best.Cost + 1, Dest: &dest{conn: via, name: c.Key.Name}, Key: peerKey(c.Best.Via)})
 			if err == nil {
 				z.remoteIDs[c.Key] = remoteRoute{id: id, via: via}
 				routerChanged = true
@@ -439,6 +439,17 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 			l.link.advertise(routes...)
 		}
 	}
+}
+
+// peerKey is the stable keyed-routing identity of the routes through a
+// peer (FNV-1a of its name).
+func peerKey(peer string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(peer); i++ {
+		h ^= uint64(peer[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // remoteRoute is the routing-table instance standing for a function

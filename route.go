@@ -72,7 +72,7 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 		return d.Origin != 0 && z.routeBackflow(d, nil, wait, sc)
 	}
 	// The target aliases the frame buffer; Route does not retain it.
-	sc.dsts = tbl.Route(d.Tag, unsafeString(d.Target), sc.dsts[:0])
+	sc.dsts = tbl.RouteKey(d.Tag, unsafeString(d.Target), d.Key, sc.dsts[:0])
 	sc.remote = sc.remote[:0]
 	for _, dst := range sc.dsts {
 		if dst.conn.isLink() {
@@ -111,7 +111,7 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 	d.Path, d.Names = nil, nil // local clients see neither
 	tbl := z.table.Load()
 	names.Range(func(name []byte) bool {
-		dst, ok := tbl.RouteName(d.Tag, target, unsafeString(name))
+		dst, ok := tbl.RouteNameKey(d.Tag, target, unsafeString(name), d.Key)
 		switch {
 		case !ok:
 		case !dst.conn.isLink():

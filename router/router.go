@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -47,6 +48,10 @@ type Instance[D any] struct {
 	// Dest is opaque to the router and is what [Table.Route] returns for
 	// the instance.
 	Dest D
+	// Key is the instance's stable identity for keyed routing
+	// ([Table.RouteKey]): it should stay the same across the instance's
+	// reconnections, so that its keys stay with it. 0 means ID.
+	Key uint64
 }
 
 // entry is the Router's private copy of an Instance; tags are sorted and
@@ -58,6 +63,7 @@ type entry[D any] struct {
 	target string
 	cost   uint32
 	dest   D
+	key    uint64
 }
 
 // Router holds the set of connected function instances and derives routing
@@ -112,6 +118,7 @@ func (r *Router[D]) Add(in Instance[D]) error {
 		target: in.Target,
 		cost:   in.Cost,
 		dest:   in.Dest,
+		key:    cmp.Or(in.Key, in.ID),
 	}
 	r.entries[e.id] = e
 	for _, tag := range e.tags {

@@ -45,6 +45,7 @@ type route[D any] struct {
 type group[D any] struct {
 	name  string
 	dests []D
+	keys  []uint64      // the instances' keys, parallel to dests
 	next  atomic.Uint64 // round-robin counter
 }
 
@@ -64,26 +65,12 @@ type group[D any] struct {
 // Destinations are appended in name order. Route does not allocate when dst
 // has enough capacity. It is safe for concurrent use.
 func (t *Table[D]) Route(tag Tag, target string, dst []D) []D {
-	if t == nil {
-		return dst
-	}
-	var rt *route[D]
-	if target == "" {
-		rt = t.untargeted[tag]
-	} else {
-		rt = t.targeted[tagTarget{tag, target}]
-	}
+	rt := t.lookup(tag, target)
 	if rt == nil {
 		return dst
 	}
 	for i := range rt.groups {
-		g := &rt.groups[i]
-		if len(g.dests) == 1 {
-			dst = append(dst, g.dests[0])
-			continue
-		}
-		n := g.next.Add(1) - 1
-		dst = append(dst, g.dests[n%uint64(len(g.dests))])
+		dst = append(dst, rt.groups[i].roundRobin())
 	}
 	return dst
 }
@@ -93,20 +80,76 @@ func (t *Table[D]) Route(tag Tag, target string, dst []D) []D {
 // or false when no instance of name qualifies. It does not allocate and is
 // safe for concurrent use.
 func (t *Table[D]) RouteName(tag Tag, target, name string) (D, bool) {
-	var zero D
-	if t == nil {
+	g := t.lookup(tag, target).group(name)
+	if g == nil {
+		var zero D
 		return zero, false
 	}
-	var rt *route[D]
-	if target == "" {
-		rt = t.untargeted[tag]
-	} else {
-		rt = t.targeted[tagTarget{tag, target}]
+	return g.roundRobin(), true
+}
+
+// roundRobin returns the group's next candidate.
+func (g *group[D]) roundRobin() D {
+	if len(g.dests) == 1 {
+		return g.dests[0]
 	}
+	n := g.next.Add(1) - 1
+	return g.dests[n%uint64(len(g.dests))]
+}
+
+// RouteKey is Route for a frame with an affinity key: in each group the
+// candidate is chosen by rendezvous hashing of key over the candidates'
+// instance keys (Instance.Key) instead of round robin. So while a group's
+// candidates do not change, every frame with one key goes to one
+// instance; when a candidate leaves, only its keys move (each to the
+// candidate with the next highest score); when one joins, it takes about
+// 1/n of the keys, from every other candidate alike. The choice depends on
+// the key and the instance keys only, so any Router with the same
+// candidates chooses the same. An empty key routes like Route. RouteKey
+// does not allocate and is safe for concurrent use.
+func (t *Table[D]) RouteKey(tag Tag, target string, key []byte, dst []D) []D {
+	if len(key) == 0 {
+		return t.Route(tag, target, dst)
+	}
+	rt := t.lookup(tag, target)
 	if rt == nil {
+		return dst
+	}
+	h := hashKey(key)
+	for i := range rt.groups {
+		dst = append(dst, rt.groups[i].pick(h))
+	}
+	return dst
+}
+
+// RouteNameKey is RouteName with an affinity key (see RouteKey).
+func (t *Table[D]) RouteNameKey(tag Tag, target, name string, key []byte) (D, bool) {
+	if len(key) == 0 {
+		return t.RouteName(tag, target, name)
+	}
+	var zero D
+	g := t.lookup(tag, target).group(name)
+	if g == nil {
 		return zero, false
 	}
-	// Groups are sorted by name.
+	return g.pick(hashKey(key)), true
+}
+
+func (t *Table[D]) lookup(tag Tag, target string) *route[D] {
+	if t == nil {
+		return nil
+	}
+	if target == "" {
+		return t.untargeted[tag]
+	}
+	return t.targeted[tagTarget{tag, target}]
+}
+
+// group returns the group of name, or nil.
+func (rt *route[D]) group(name string) *group[D] {
+	if rt == nil {
+		return nil
+	}
 	lo, hi := 0, len(rt.groups)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -117,14 +160,43 @@ func (t *Table[D]) RouteName(tag Tag, target, name string) (D, bool) {
 		}
 	}
 	if lo == len(rt.groups) || rt.groups[lo].name != name {
-		return zero, false
+		return nil
 	}
-	g := &rt.groups[lo]
-	if len(g.dests) == 1 {
-		return g.dests[0], true
+	return &rt.groups[lo]
+}
+
+// pick returns the candidate with the highest rendezvous score for a key
+// hashed to h (ties, in practice impossible, go to the first).
+func (g *group[D]) pick(h uint64) D {
+	best, bestScore := 0, uint64(0)
+	for i, k := range g.keys {
+		if s := mix64(h ^ mix64(k)); i == 0 || s > bestScore {
+			best, bestScore = i, s
+		}
 	}
-	n := g.next.Add(1) - 1
-	return g.dests[n%uint64(len(g.dests))], true
+	return g.dests[best]
+}
+
+// hashKey is FNV-1a (64 bits) of key: stable across processes and
+// versions, which rendezvous hashing needs.
+func hashKey(key []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, b := range key {
+		h ^= uint64(b)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix64 is the finalizer of SplitMix64: a bijection that spreads every
+// input bit over the output.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // Observed reports whether any instance observes tag, whatever its target.
@@ -209,6 +281,7 @@ func newRoute[D any](es []*entry[D]) *route[D] {
 	}
 	rt := &route[D]{groups: make([]group[D], 0, ngroups)}
 	dests := make([]D, 0, ndests)
+	keys := make([]uint64, 0, ndests)
 	for i := 0; i < len(es); {
 		name, cost := es[i].name, es[i].cost
 		lo := len(dests)
@@ -216,12 +289,14 @@ func newRoute[D any](es []*entry[D]) *route[D] {
 		for ; j < len(es) && es[j].name == name; j++ {
 			if es[j].cost == cost {
 				dests = append(dests, es[j].dest)
+				keys = append(keys, es[j].key)
 			}
 		}
 		rt.groups = rt.groups[:len(rt.groups)+1]
 		g := &rt.groups[len(rt.groups)-1]
 		g.name = name
 		g.dests = dests[lo:len(dests):len(dests)]
+		g.keys = keys[lo:len(keys):len(keys)]
 		i = j
 	}
 	return rt

@@ -1,0 +1,127 @@
+package yomo_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/yomo-dev/yomo"
+)
+
+// TestKeyedAffinity scales a keyed function from 2 to 3 instances and
+// back while frames flow: every key reaches one instance per phase, in
+// order; a joiner takes keys only for itself; when it leaves, its keys go
+// back where they were.
+func TestKeyedAffinity(t *testing.T) {
+	z, err := yomo.NewZipper("keyed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	type hit struct {
+		inst int
+		seq  uint32
+	}
+	var mu sync.Mutex
+	seen := map[string][]hit{} // key -> hits, in handling order
+	start := func(inst int) *yomo.StreamFunction {
+		fn := yomo.NewStreamFunction("window", "", yomo.WithInMemory(z))
+		fn.SetObserveDataTags(1)
+		_ = fn.SetHandler(func(c yomo.Context) {
+			k := c.(yomo.MessageContext).Key()
+			mu.Lock()
+			seen[k] = append(seen[k], hit{inst, binary.BigEndian.Uint32(c.Data())})
+			mu.Unlock()
+		})
+		if err := fn.Connect(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return fn
+	}
+	instances := func() int { f, _ := z.Stats().Function("window"); return f.Instances }
+	src := connectedSource(t, yomo.WithInMemory(z))
+	defer src.Close()
+	const keys, perKey = 60, 20
+	seq := uint32(0)
+	phase := func() map[string]int {
+		t.Helper()
+		mu.Lock()
+		clear(seen)
+		mu.Unlock()
+		b := make([]byte, 4)
+		for range perKey {
+			for k := range keys {
+				seq++
+				binary.BigEndian.PutUint32(b, seq)
+				if err := src.WriteMessage(yomo.Message{Tag: 1, Data: b, Key: fmt.Sprint("dev-", k)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		waitFor(t, 10*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, h := range seen {
+				n += len(h)
+			}
+			return n == keys*perKey
+		}, func() string { return "not every frame handled" })
+		mu.Lock()
+		defer mu.Unlock()
+		owner := map[string]int{}
+		for k, hits := range seen {
+			for i, h := range hits {
+				if h.inst != hits[0].inst {
+					t.Fatalf("key %s went to instances %d and %d in one phase", k, hits[0].inst, h.inst)
+				}
+				if i > 0 && h.seq <= hits[i-1].seq {
+					t.Fatalf("key %s out of order: %d after %d", k, h.seq, hits[i-1].seq)
+				}
+			}
+			owner[k] = hits[0].inst
+		}
+		return owner
+	}
+
+	a, b := start(1), start(2)
+	defer a.Close()
+	defer b.Close()
+	waitFor(t, 5*time.Second, func() bool { return instances() == 2 }, func() string { return "2 instances" })
+	two := phase()
+	used := map[int]int{}
+	for _, inst := range two {
+		used[inst]++
+	}
+	if used[1] == 0 || used[2] == 0 {
+		t.Fatalf("keys not spread over both instances: %v", used)
+	}
+
+	c := start(3)
+	waitFor(t, 5*time.Second, func() bool { return instances() == 3 }, func() string { return "3 instances" })
+	three := phase()
+	moved := 0
+	for k, inst := range three {
+		if inst != two[k] {
+			moved++
+			if inst != 3 {
+				t.Fatalf("key %s moved from %d to %d, not to the joiner", k, two[k], inst)
+			}
+		}
+	}
+	if moved < keys/6 || moved > keys/2 {
+		t.Errorf("%d of %d keys moved to the third instance, want about a third", moved, keys)
+	}
+
+	c.Close()
+	waitFor(t, 5*time.Second, func() bool { return instances() == 2 }, func() string { return "back to 2" })
+	back := phase()
+	for k, inst := range back {
+		if inst != two[k] {
+			t.Fatalf("key %s on %d after the joiner left, was on %d", k, inst, two[k])
+		}
+	}
+}
