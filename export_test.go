@@ -1,0 +1,64 @@
+package yomo
+
+// Hooks for the black-box tests (package yomo_test). This file is the only
+// place where tests reach into the package's internals: keep it small, and
+// adapt it, not the tests, when the internals change.
+
+import (
+	"fmt"
+
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/transport"
+)
+
+// RouteForTest registers connections on z as the handshake would, on
+// in-memory transport ends (no goroutines): a source (ID 42, observing
+// tag 2) and fns functions (fn-0 ...) observing tag 1; with backflow, one
+// more function ("fn"), whose results for the source go back to it. It
+// returns route, which routes a decoded data frame from the source (with
+// backflow: from "fn") as a connection's reader does, take, which swaps
+// out the queued frames of the frame's destinations as their flushers do,
+// and done, which unregisters the connections.
+func RouteForTest(z *Zipper, fns int, backflow bool) (route func(*frame.Data), take func(), done func(), err error) {
+	var conns []*zconn
+	done = func() {
+		for _, c := range conns {
+			z.unregister(c)
+		}
+	}
+	add := func(hs *frame.Handshake) *zconn {
+		if err != nil {
+			return nil
+		}
+		_, srv := transport.Pipe("bench")
+		c := &zconn{z: z, tc: srv, done: make(chan struct{})}
+		if rej := z.register(c, hs); rej != nil {
+			err = fmt.Errorf("register %s: %s", hs.Name, rej.reason)
+			return nil
+		}
+		conns = append(conns, c)
+		return c
+	}
+	src := add(&frame.Handshake{Kind: frame.KindSource, Name: "src", ID: 42, ObserveTags: []Tag{2}})
+	var sinks []*zconn
+	for i := range fns {
+		sinks = append(sinks, add(&frame.Handshake{Kind: frame.KindFunction, Name: fmt.Sprintf("fn-%d", i), ObserveTags: []Tag{1}}))
+	}
+	from := src
+	if backflow {
+		from = add(&frame.Handshake{Kind: frame.KindFunction, Name: "fn", ObserveTags: []Tag{1}})
+		sinks = []*zconn{src}
+	}
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	var sc scratch
+	route = func(d *frame.Data) { z.route(from, d, &sc) }
+	take = func() {
+		for _, c := range sinks {
+			c.out.take()
+		}
+	}
+	return route, take, done, nil
+}
