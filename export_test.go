@@ -11,6 +11,34 @@ import (
 	"github.com/yomo-dev/yomo/internal/transport"
 )
 
+// Close codes of the wire protocol (the connection close codes a peer
+// sees) and handshake limits.
+const (
+	CloseNormalForTest     = closeNormal
+	CloseProtocolForTest   = closeProtocol
+	CloseLimitForTest      = closeLimit
+	CloseRejectBaseForTest = closeRejectBase // + a frame.Reject* code
+
+	MaxNameLenForTest   = maxNameLen
+	MaxTargetLenForTest = maxTargetLen
+)
+
+// DialMemForTest connects a raw in-memory peer to z: the zipper serves the
+// server end as any connection; the test speaks (or does not speak) the
+// protocol on the client end.
+func DialMemForTest(z *Zipper, name string) (transport.Conn, error) { return z.dialMem(name) }
+
+// RouteGroupsForTest returns the function groups z's routing table sends
+// frames of tag to.
+func RouteGroupsForTest(z *Zipper, tag Tag) []string { return z.table.Load().Groups(tag) }
+
+// StoppedForTest reports whether f's client was stopped (by Close).
+func StoppedForTest(f *StreamFunction) bool { return f.c.ctx.Err() != nil }
+
+// ConnectAsZipperForTest makes s announce itself as a zipper (a mesh
+// link) in its handshake.
+func ConnectAsZipperForTest(s *Source) { s.c.kind = frame.KindZipper }
+
 // RouteForTest registers connections on z as the handshake would, on
 // in-memory transport ends (no goroutines): a source (ID 42, observing
 // tag 2) and fns functions (fn-0 ...) observing tag 1; with backflow, one
