@@ -89,6 +89,7 @@ func heapGrowth(fn func()) int64 {
 }
 
 func TestHostileUDPGarbage(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	p := startPipeline(t, tz, tz.clients)
 	before := tz.Stats().Connections
@@ -123,6 +124,7 @@ func TestHostileUDPGarbage(t *testing.T) {
 }
 
 func TestHostileWrongALPN(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	p := startPipeline(t, tz, tz.clients)
 	before := tz.Stats().Connections
@@ -145,6 +147,9 @@ func TestHostileWrongALPN(t *testing.T) {
 }
 
 // TestHostileControlStream writes bad handshakes on a real control stream.
+//
+// Not parallel: it measures the process's heap, which parallel tests
+// would grow.
 func TestHostileControlStream(t *testing.T) {
 	tz := startZipper(t, "", yomo.WithHandshakeTimeout(time.Second))
 	p := startPipeline(t, tz, tz.clients)
@@ -215,6 +220,9 @@ func TestHostileControlStream(t *testing.T) {
 }
 
 // TestHostileDataStream sends bad frames after a valid handshake.
+//
+// Not parallel: it measures the process's heap, which parallel tests
+// would grow.
 func TestHostileDataStream(t *testing.T) {
 	tz := startZipper(t, "")
 	p := startPipeline(t, tz, tz.clients)
@@ -287,6 +295,7 @@ func TestHostileDataStream(t *testing.T) {
 // real client still connects at once, and each silent peer is closed
 // after the handshake timeout with the reason.
 func TestHostileSilentPeers(t *testing.T) {
+	t.Parallel()
 	const timeout = 2500 * time.Millisecond
 	tz := startZipper(t, "", yomo.WithHandshakeTimeout(timeout))
 	p := startPipeline(t, tz, tz.clients)
@@ -343,6 +352,7 @@ func TestHostileSilentPeers(t *testing.T) {
 // counts them. Half come over QUIC, half in memory (the same handshake
 // path without the cost of a TLS handshake each).
 func TestHostileWrongTokens(t *testing.T) {
+	t.Parallel()
 	const secret = "the-real-secret-4d1f"
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -407,6 +417,9 @@ func TestHostileWrongTokens(t *testing.T) {
 
 // TestHostileHugeWrite: a 256 MiB write fails with ErrFrameTooLarge
 // before anything is queued or sent, and costs no memory.
+//
+// Not parallel: it measures what the process allocates, which parallel
+// tests would add to.
 func TestHostileHugeWrite(t *testing.T) {
 	tz := startZipper(t, "")
 	p := startPipeline(t, tz, tz.clients)
@@ -443,6 +456,7 @@ func TestHostileHugeWrite(t *testing.T) {
 // handshake, so its Write fails before sending; a raw peer that sends an
 // over-limit frame anyway is closed (TestHostileDataStream).
 func TestHostileOverLimitWriteFromLaxClient(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "", yomo.WithMaxFrameSize(64<<10))
 	p := startPipeline(t, tz, tz.clients)
 	src := connectSource(t, tz, "lax", append(tz.clients, yomo.WithMaxFrameSize(1<<20)))
@@ -462,6 +476,9 @@ func TestHostileOverLimitWriteFromLaxClient(t *testing.T) {
 // receives too. A fake zipper acknowledges the handshake, then declares a
 // 1 GiB data frame: the client drops the connection with the reason and
 // allocates nothing for it.
+//
+// Not parallel: it measures the process's heap, which parallel tests
+// would grow.
 func TestHostileZipper(t *testing.T) {
 	cert, pool, err := transport.SelfSigned()
 	if err != nil {

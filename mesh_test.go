@@ -163,6 +163,7 @@ func (c *counter) dups() []string {
 }
 
 func TestMeshChainTwoHopsWithBackflow(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c")
 	n.start("a", []mesh.Peer{n.peer("b")})
 	n.start("b", []mesh.Peer{n.peer("c")})
@@ -201,6 +202,7 @@ func TestMeshChainTwoHopsWithBackflow(t *testing.T) {
 }
 
 func TestMeshRingDeliversExactlyOnce(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c", "d")
 	n.start("a", []mesh.Peer{n.peer("b"), n.peer("d")})
 	n.start("b", []mesh.Peer{n.peer("c")})
@@ -233,6 +235,7 @@ func TestMeshRingDeliversExactlyOnce(t *testing.T) {
 }
 
 func TestMeshFullMeshBackflowFromEveryZipper(t *testing.T) {
+	t.Parallel()
 	names := []string{"a", "b", "c", "d"}
 	n := newMeshNet(t, names...)
 	for i, name := range names {
@@ -271,6 +274,7 @@ func TestMeshFullMeshBackflowFromEveryZipper(t *testing.T) {
 }
 
 func TestMeshNearestMeansLowestLatency(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c")
 	n.start("b", nil)
 	n.start("c", nil)
@@ -313,6 +317,7 @@ func TestMeshNearestMeansLowestLatency(t *testing.T) {
 }
 
 func TestMeshInstanceFailoverAndLinkCut(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c")
 	n.start("b", nil)
 	n.start("c", nil)
@@ -363,6 +368,7 @@ func TestMeshInstanceFailoverAndLinkCut(t *testing.T) {
 }
 
 func TestMeshTargetsAcrossZippers(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c")
 	n.start("a", []mesh.Peer{n.peer("b"), n.peer("c")})
 	n.start("b", nil)

@@ -147,6 +147,7 @@ func (c *connInfos) identity(name string) (string, bool) {
 }
 
 func TestMTLSVerifiedIdentity(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "test ca")
 	var seen connInfos
 	tz := mtlsZipper(t, ca, tls.RequireAndVerifyClientCert, yomo.WithHooks(seen.hooks()))
@@ -189,12 +190,14 @@ func TestMTLSVerifiedIdentity(t *testing.T) {
 // A TLS configuration that asks for client certificates without verifying
 // them is made to verify them.
 func TestMTLSUnverifiedModesAreUpgraded(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "test ca")
 	other := newTestCA(t, "other ca")
 	self := other.issue(t, "mallory")
 	good := ca.issue(t, "alice")
 	for _, mode := range []tls.ClientAuthType{tls.RequireAnyClientCert, tls.RequestClientCert} {
 		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel()
 			var seen connInfos
 			tz := mtlsZipper(t, ca, mode, yomo.WithHooks(seen.hooks()))
 			s := yomo.NewSource("mallory", tz.addr, clientTLS(ca, &self)...)
@@ -247,6 +250,7 @@ func aclAuth(acls map[string]*yomo.ACL, reqs chan<- *yomo.AuthRequest) yomo.Auth
 }
 
 func TestMTLSAuthenticatorSeesCertificate(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "test ca")
 	reqs := make(chan *yomo.AuthRequest, 16)
 	acls := map[string]*yomo.ACL{"alice": nil, "sensor": {Write: []yomo.Tag{pipelineTag}, Observe: []yomo.Tag{}}}
@@ -277,6 +281,7 @@ func TestMTLSAuthenticatorSeesCertificate(t *testing.T) {
 // it like any client (Kind "zipper"). A zipper with a certificate from
 // another CA cannot link.
 func TestMTLSMesh(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "mesh ca")
 	reqs := make(chan *yomo.AuthRequest, 16)
 	zconf := func(name string, c *testCA) *tls.Config {
@@ -363,6 +368,7 @@ func TestTokenIdentity(t *testing.T) {
 }
 
 func TestAuthenticatorOutcomes(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	auth := yomo.AuthenticatorFunc(func(ctx context.Context, r *yomo.AuthRequest) (*yomo.Identity, error) {
 		calls.Add(1)
@@ -439,6 +445,7 @@ func TestAuthenticatorOutcomes(t *testing.T) {
 }
 
 func TestAuthRequestHidesCredential(t *testing.T) {
+	t.Parallel()
 	r := &yomo.AuthRequest{Kind: "source", Name: "n", Credential: "token:hunter2", RemoteAddr: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}}
 	var b strings.Builder
 	slog.New(slog.NewJSONHandler(&b, nil)).Info("x", "req", r)
@@ -456,6 +463,7 @@ func TestAuthRequestHidesCredential(t *testing.T) {
 // function names it registers. Violations are rejected with a clear
 // reason, counted, final, and affect nobody else.
 func TestACL(t *testing.T) {
+	t.Parallel()
 	acls := map[string]*yomo.ACL{
 		"pipeline": nil,
 		"sensor":   {Write: []yomo.Tag{1, 2}, Observe: []yomo.Tag{}},
@@ -547,6 +555,7 @@ func TestACL(t *testing.T) {
 }
 
 func TestConnectionLimits(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name         string
 		total, perIP int
@@ -556,6 +565,7 @@ func TestConnectionLimits(t *testing.T) {
 		{"total", 3, 0, "too many connections (limit 3)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			tz := startZipper(t, "", yomo.WithConnectionLimits(c.total, c.perIP))
 			p := startPipeline(t, tz, tz.clients) // 2 connections
 			third := connectSource(t, tz, "third", tz.clients)
@@ -582,6 +592,9 @@ func TestConnectionLimits(t *testing.T) {
 	}
 }
 
+// Not parallel: the third peer must be refused well within half the
+// handshake timeout (250 ms), which CPU taken by parallel tests could
+// stretch.
 func TestMaxPendingHandshakes(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	tz := startZipper(t, "", yomo.WithMaxPendingHandshakes(2), yomo.WithHandshakeTimeout(timeout))
@@ -604,6 +617,7 @@ func TestMaxPendingHandshakes(t *testing.T) {
 }
 
 func TestMaxObservedTags(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "", yomo.WithMaxObservedTags(3))
 	f := newFn(t, tz, "many", tz.clients, []yomo.Tag{1, 2, 3, 4}, func(yomo.Context) {})
 	err := f.Connect(ctxT(t))
@@ -614,6 +628,7 @@ func TestMaxObservedTags(t *testing.T) {
 }
 
 func TestSecurityOptionsValidated(t *testing.T) {
+	t.Parallel()
 	for _, opt := range []yomo.ZipperOption{
 		yomo.WithAuthenticator(nil),
 		yomo.WithConnectionLimits(-1, 0),

@@ -14,6 +14,7 @@ import (
 )
 
 func TestPipelineInOrder(t *testing.T) {
+	t.Parallel()
 	run(t, func(t *testing.T, tr transportKind) {
 		tz := newZipper(t, tr)
 		var got recorder
@@ -40,6 +41,7 @@ func TestPipelineInOrder(t *testing.T) {
 }
 
 func TestFanOutAndLoadBalance(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	opts := tz.clients
 	var a, b1, b2 recorder
@@ -72,6 +74,7 @@ func TestFanOutAndLoadBalance(t *testing.T) {
 }
 
 func TestTargets(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	opts := tz.clients
 	var alice, bob, any recorder
@@ -112,6 +115,7 @@ func TestTargets(t *testing.T) {
 }
 
 func TestBackflowChain(t *testing.T) {
+	t.Parallel()
 	run(t, func(t *testing.T, tr transportKind) {
 		tz := newZipper(t, tr)
 		opts := tz.clients
@@ -144,6 +148,7 @@ func TestBackflowChain(t *testing.T) {
 }
 
 func TestUnobservedTagIsCountedNotAnError(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	src := connectSource(t, tz, "src", tz.clients)
 	for i := 0; i < 5; i++ {
@@ -155,6 +160,7 @@ func TestUnobservedTagIsCountedNotAnError(t *testing.T) {
 }
 
 func TestBadCredentialIsFinal(t *testing.T) {
+	t.Parallel()
 	const secret = "s3cret-token"
 	tz := startZipper(t, "", yomo.WithAuthToken(secret))
 	good := newSource(t, tz, "good", append(tz.clients, yomo.WithCredential("token:"+secret)))
@@ -182,6 +188,7 @@ func TestBadCredentialIsFinal(t *testing.T) {
 }
 
 func TestVerificationOnByDefault(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	s := yomo.NewSource("src", tz.addr) // no roots: the self-signed certificate must not verify
 	defer s.Close()
@@ -201,6 +208,7 @@ func TestVerificationOnByDefault(t *testing.T) {
 }
 
 func TestHandlerPanicIsReportedAndServingGoesOn(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	var got recorder
 	var reported errs
@@ -225,6 +233,7 @@ func TestHandlerPanicIsReportedAndServingGoesOn(t *testing.T) {
 }
 
 func TestZipperRestartResumes(t *testing.T) {
+	t.Parallel()
 	cert, trust := sharedCert(t)
 	tz := startZipper(t, "", cert)
 	addr := tz.addr
@@ -256,6 +265,7 @@ func TestZipperRestartResumes(t *testing.T) {
 }
 
 func TestHandshakeTimeoutDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "", yomo.WithHandshakeTimeout(2*time.Second))
 	// A peer that completes the transport handshake but never says hello.
 	silent, err := yomo.DialMemForTest(tz.Zipper, "silent")
@@ -279,6 +289,7 @@ func TestHandshakeTimeoutDoesNotBlockOthers(t *testing.T) {
 }
 
 func TestWriteTooLarge(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	src := connectSource(t, tz, "src", append(tz.clients, yomo.WithMaxFrameSize(1024)))
 	if err := src.Write(1, make([]byte, 2048)); !errors.Is(err, yomo.ErrFrameTooLarge) {
@@ -287,6 +298,7 @@ func TestWriteTooLarge(t *testing.T) {
 }
 
 func TestCloseIsIdempotentAndErrClosed(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	src := connectSource(t, tz, "src", tz.clients)
 	src.Close()
@@ -304,6 +316,7 @@ func TestCloseIsIdempotentAndErrClosed(t *testing.T) {
 }
 
 func TestSourceCloseFlushesQueuedFrames(t *testing.T) {
+	t.Parallel()
 	run(t, func(t *testing.T, tr transportKind) {
 		tz := newZipper(t, tr)
 		var got atomic.Int64
