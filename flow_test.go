@@ -248,9 +248,7 @@ func TestHooksFireInOrderAndTraceparentFlows(t *testing.T) {
 
 func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	t.Parallel()
-	cert, trust := sharedCert(t)
-	tz := startZipper(t, "", cert)
-	addr := tz.addr
+	tz, trust, restart := restartableZipper(t)
 	var got recorder
 	// The function comes back after the source: what the source writes
 	// meanwhile is held by the new zipper's reconnect grace, not lost.
@@ -284,7 +282,7 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	}
 	// A new zipper on the same address: the clients come back and the
 	// rest of the frames, queued at the source meanwhile, arrive.
-	startZipper(t, addr, cert)
+	restart()
 	if err := <-writerDone; err != nil {
 		t.Fatal(err)
 	}
@@ -398,14 +396,13 @@ func TestFrameOverAClientsLimitIsDroppedForItNotSent(t *testing.T) {
 // waits until the source is back. It returns the new zipper and the source.
 func restartWithSource(t *testing.T, opts ...yomo.ZipperOption) (*testZipper, *yomo.Source) {
 	t.Helper()
-	cert, trust := sharedCert(t)
-	tz := startZipper(t, "", cert)
+	tz, trust, restart := restartableZipper(t)
 	copts := []yomo.ClientOption{trust, yomo.WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond)}
 	src := connectSource(t, tz, "src", copts)
 	if err := tz.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	z2 := startZipper(t, tz.addr, append([]yomo.ZipperOption{cert}, opts...)...)
+	z2 := restart(opts...)
 	z2.clients = copts
 	eventually(t, 10*time.Second, func() bool { return z2.Stats().Connections.Sources == 1 },
 		func() string { return fmt.Sprintf("source did not reconnect: %+v", z2.Stats().Connections) })

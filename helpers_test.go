@@ -158,8 +158,7 @@ func (tz *testZipper) stop(t testing.TB) {
 }
 
 // sharedCert returns a self-signed certificate as the option for zippers
-// that present it (several zippers, or one restarted on the same address)
-// and the option for clients that trust it.
+// that present it and the option for clients that trust it.
 func sharedCert(t testing.TB) (server yomo.ZipperOption, client yomo.ClientOption) {
 	t.Helper()
 	cert, pool, err := transport.SelfSigned()
@@ -167,6 +166,22 @@ func sharedCert(t testing.TB) (server yomo.ZipperOption, client yomo.ClientOptio
 		t.Fatal(err)
 	}
 	return yomo.WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}), yomo.WithTLSConfig(&tls.Config{RootCAs: pool})
+}
+
+// restartableZipper serves a zipper on 127.0.0.1 with a certificate of the
+// test's own, which clients trust with the option trust. restart serves a
+// new zipper (with opts) on the same address and certificate, once the
+// test has stopped or shut down the first; clients reconnect to it.
+func restartableZipper(t testing.TB) (tz *testZipper, trust yomo.ClientOption, restart func(opts ...yomo.ZipperOption) *testZipper) {
+	t.Helper()
+	cert, trust := sharedCert(t)
+	tz = startZipper(t, "", cert)
+	return tz, trust, func(opts ...yomo.ZipperOption) *testZipper {
+		t.Helper()
+		z2 := startZipper(t, tz.addr, append([]yomo.ZipperOption{cert}, opts...)...)
+		z2.clients = []yomo.ClientOption{trust}
+		return z2
+	}
 }
 
 func mustPacketConn(t testing.TB) net.PacketConn {
@@ -350,6 +365,14 @@ func startPipeline(t *testing.T, tz *testZipper, opts []yomo.ClientOption) *pipe
 	})
 	eventually(t, 5*time.Second, func() bool { return p.got.Load() > 10 }, func() string { return "pipeline does not deliver" })
 	return p
+}
+
+// pipelineZipper serves a zipper on 127.0.0.1 with a pipeline running
+// over QUIC: what hostile tests attack.
+func pipelineZipper(t *testing.T, opts ...yomo.ZipperOption) (*testZipper, *pipeline) {
+	t.Helper()
+	tz := startZipper(t, "", opts...)
+	return tz, startPipeline(t, tz, tz.clients)
 }
 
 // check asserts the pipeline delivers now and saw no error.

@@ -90,8 +90,7 @@ func heapGrowth(fn func()) int64 {
 
 func TestHostileUDPGarbage(t *testing.T) {
 	t.Parallel()
-	tz := startZipper(t, "")
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t)
 	before := tz.Stats().Connections
 	p.during(t, func() {
 		uc, err := net.Dial("udp", tz.addr)
@@ -125,8 +124,7 @@ func TestHostileUDPGarbage(t *testing.T) {
 
 func TestHostileWrongALPN(t *testing.T) {
 	t.Parallel()
-	tz := startZipper(t, "")
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t)
 	before := tz.Stats().Connections
 	p.during(t, func() {
 		for _, alpn := range []string{"h3", "yomo/0", "yomo/2", "hq-interop"} {
@@ -151,8 +149,7 @@ func TestHostileWrongALPN(t *testing.T) {
 // Not parallel: it measures the process's heap, which parallel tests
 // would grow.
 func TestHostileControlStream(t *testing.T) {
-	tz := startZipper(t, "", yomo.WithHandshakeTimeout(time.Second))
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t, yomo.WithHandshakeTimeout(time.Second))
 	valid := func(mod func(*frame.Handshake)) []byte {
 		hs := &frame.Handshake{Version: frame.ProtocolVersion, Name: "x", Kind: frame.KindSource, ID: 9}
 		mod(hs)
@@ -224,8 +221,7 @@ func TestHostileControlStream(t *testing.T) {
 // Not parallel: it measures the process's heap, which parallel tests
 // would grow.
 func TestHostileDataStream(t *testing.T) {
-	tz := startZipper(t, "")
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t)
 	hs := handshakeBytes(t, &frame.Handshake{Version: frame.ProtocolVersion, Name: "rogue", Kind: frame.KindSource, ID: 77})
 	cases := []struct {
 		name    string
@@ -297,8 +293,7 @@ func TestHostileDataStream(t *testing.T) {
 func TestHostileSilentPeers(t *testing.T) {
 	t.Parallel()
 	const timeout = 2500 * time.Millisecond
-	tz := startZipper(t, "", yomo.WithHandshakeTimeout(timeout))
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t, yomo.WithHandshakeTimeout(timeout))
 	const n = 50
 	silent := make([]transport.Conn, n)
 	p.during(t, func() {
@@ -421,8 +416,7 @@ func TestHostileWrongTokens(t *testing.T) {
 // Not parallel: it measures what the process allocates, which parallel
 // tests would add to.
 func TestHostileHugeWrite(t *testing.T) {
-	tz := startZipper(t, "")
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t)
 	src := connectSource(t, tz, "big", tz.clients)
 	huge := make([]byte, 256<<20) // allocated before measuring, never touched
 	p.during(t, func() {
@@ -457,8 +451,7 @@ func TestHostileHugeWrite(t *testing.T) {
 // over-limit frame anyway is closed (TestHostileDataStream).
 func TestHostileOverLimitWriteFromLaxClient(t *testing.T) {
 	t.Parallel()
-	tz := startZipper(t, "", yomo.WithMaxFrameSize(64<<10))
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t, yomo.WithMaxFrameSize(64<<10))
 	src := connectSource(t, tz, "lax", append(tz.clients, yomo.WithMaxFrameSize(1<<20)))
 	p.during(t, func() {
 		err := src.Write(pipelineTag, make([]byte, 100<<10))

@@ -566,8 +566,7 @@ func TestConnectionLimits(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			tz := startZipper(t, "", yomo.WithConnectionLimits(c.total, c.perIP))
-			p := startPipeline(t, tz, tz.clients) // 2 connections
+			tz, p := pipelineZipper(t, yomo.WithConnectionLimits(c.total, c.perIP)) // 2 connections
 			third := connectSource(t, tz, "third", tz.clients)
 			p.during(t, func() {
 				s := yomo.NewSource("fourth", tz.addr, tz.clients...)
@@ -597,8 +596,7 @@ func TestConnectionLimits(t *testing.T) {
 // stretch.
 func TestMaxPendingHandshakes(t *testing.T) {
 	const timeout = 500 * time.Millisecond
-	tz := startZipper(t, "", yomo.WithMaxPendingHandshakes(2), yomo.WithHandshakeTimeout(timeout))
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t, yomo.WithMaxPendingHandshakes(2), yomo.WithHandshakeTimeout(timeout))
 	p.during(t, func() {
 		a, b := rawConn(t, tz), rawConn(t, tz)
 		eventually(t, 2*time.Second, func() bool { return tz.Stats().Connections.Pending == 2 }, func() string { return fmt.Sprintf("pending %d", tz.Stats().Connections.Pending) })

@@ -234,9 +234,7 @@ func TestHandlerPanicIsReportedAndServingGoesOn(t *testing.T) {
 
 func TestZipperRestartResumes(t *testing.T) {
 	t.Parallel()
-	cert, trust := sharedCert(t)
-	tz := startZipper(t, "", cert)
-	addr := tz.addr
+	tz, trust, restart := restartableZipper(t)
 	var got recorder
 	// The restarted zipper reuses the certificate, so the clients trust it.
 	copts := []yomo.ClientOption{trust, yomo.WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond)}
@@ -247,7 +245,7 @@ func TestZipperRestartResumes(t *testing.T) {
 	tz.stop(t)
 
 	// Restart on the same address with the same certificate.
-	z2 := startZipper(t, addr, cert)
+	z2 := restart()
 	eventually(t, 10*time.Second, func() bool {
 		st := z2.Stats()
 		return st.Connections.Functions == 1 && st.Connections.Sources == 1
