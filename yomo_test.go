@@ -320,7 +320,7 @@ func TestSourceCloseFlushesQueuedFrames(t *testing.T) {
 		var got atomic.Int64
 		connectFn(t, tz, "sink", tz.clients, []yomo.Tag{1}, func(ctx yomo.Context) { got.Add(1) })
 		src := connectSource(t, tz, "src", tz.clients)
-		const n = 20000
+		const n = 10000 // 1 MB: far more than is sent before Close
 		for i := 0; i < n; i++ {
 			if err := src.Write(1, make([]byte, 100)); err != nil {
 				t.Fatal(err)
