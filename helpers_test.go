@@ -293,6 +293,7 @@ func (e *errs) find(match func(error) bool) bool {
 	return false
 }
 
+// String lists the errors, for failure messages.
 func (e *errs) String() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -528,7 +528,7 @@ func TestHostileZipper(t *testing.T) {
 			return reported.find(func(err error) bool {
 				return errors.Is(err, yomo.ErrFrameTooLarge) && strings.Contains(err.Error(), "data frame of 1073741824 bytes exceeds the limit of 4194304")
 			})
-		}, func() string { return fmt.Sprintf("client did not refuse the oversized frame: %v", reported.list) })
+		}, func() string { return fmt.Sprintf("client did not refuse the oversized frame: %v", reported.String()) })
 	})
 	if growth > 64<<20 {
 		t.Fatalf("heap grew by %d MiB", growth>>20)
