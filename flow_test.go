@@ -285,7 +285,7 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	}
 	// A new zipper on the same address: the clients come back and the
 	// rest of the frames, queued at the source meanwhile, arrive.
-	restart()
+	z2 := restart()
 	if err := <-writerDone; err != nil {
 		t.Fatal(err)
 	}
@@ -295,6 +295,12 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 			t.Fatalf("frame %d is %q: lost or reordered across the shutdown", i, r.data)
 		}
 	}
+	// Both clients are back (and, when the test ends, close while
+	// connected rather than in the middle of a reconnect).
+	eventually(t, 10*time.Second, func() bool {
+		c := z2.Stats().Connections
+		return c.Sources == 1 && c.Functions == 1
+	}, func() string { return fmt.Sprintf("clients did not come back: %+v", z2.Stats().Connections) })
 }
 
 func TestShutdownDeadline(t *testing.T) {
