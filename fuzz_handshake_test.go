@@ -1,4 +1,4 @@
-package yomo
+package yomo_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/yomo-dev/yomo"
 	"github.com/yomo-dev/yomo/frame"
-	"github.com/yomo-dev/yomo/internal/transport"
 )
 
 // FuzzHandshake feeds arbitrary bytes, as the control stream of an
@@ -24,17 +24,17 @@ import (
 func FuzzHandshake(f *testing.F) {
 	const token = "fuzz-token-0123456789"
 	const maxTags = 8
-	auth := AuthenticatorFunc(func(ctx context.Context, r *AuthRequest) (*Identity, error) {
+	auth := yomo.AuthenticatorFunc(func(ctx context.Context, r *yomo.AuthRequest) (*yomo.Identity, error) {
 		switch r.Name {
 		case "restricted":
-			return &Identity{Name: "r", ACL: &ACL{Write: []Tag{1}, Observe: []Tag{1, 2}, Functions: []string{"restricted"}}}, nil
+			return &yomo.Identity{Name: "r", ACL: &yomo.ACL{Write: []yomo.Tag{1}, Observe: []yomo.Tag{1, 2}, Functions: []string{"restricted"}}}, nil
 		case "refused":
 			return nil, errors.New("refused by the authenticator")
 		}
-		return &Identity{Name: "any"}, nil
+		return &yomo.Identity{Name: "any"}, nil
 	})
-	z, err := NewZipper("fuzz", WithAuthToken(token), WithAuthenticator(auth), WithMaxObservedTags(maxTags),
-		WithHandshakeTimeout(2*time.Second), WithLogger(slog.New(slog.DiscardHandler)))
+	z, err := yomo.NewZipper("fuzz", yomo.WithAuthToken(token), yomo.WithAuthenticator(auth), yomo.WithMaxObservedTags(maxTags),
+		yomo.WithHandshakeTimeout(2*time.Second), yomo.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -52,13 +52,13 @@ func FuzzHandshake(f *testing.F) {
 	}
 	cred := "token:" + token
 	f.Add(hs(frame.Handshake{Name: "src", Kind: frame.KindSource, ID: 1, Credential: cred}))
-	f.Add(hs(frame.Handshake{Name: "fn", Kind: frame.KindFunction, ID: 2, ObserveTags: []Tag{1, 2}, WantedTarget: "t", Credential: cred}))
-	f.Add(hs(frame.Handshake{Name: "restricted", Kind: frame.KindFunction, ID: 3, ObserveTags: []Tag{1, 3}, Credential: cred}))
-	f.Add(hs(frame.Handshake{Name: "restricted", Kind: frame.KindSource, ID: 3, ObserveTags: []Tag{2}, Credential: cred}))
+	f.Add(hs(frame.Handshake{Name: "fn", Kind: frame.KindFunction, ID: 2, ObserveTags: []yomo.Tag{1, 2}, WantedTarget: "t", Credential: cred}))
+	f.Add(hs(frame.Handshake{Name: "restricted", Kind: frame.KindFunction, ID: 3, ObserveTags: []yomo.Tag{1, 3}, Credential: cred}))
+	f.Add(hs(frame.Handshake{Name: "restricted", Kind: frame.KindSource, ID: 3, ObserveTags: []yomo.Tag{2}, Credential: cred}))
 	f.Add(hs(frame.Handshake{Name: "refused", Kind: frame.KindSource, ID: 4, Credential: cred}))
 	f.Add(hs(frame.Handshake{Name: "zip", Kind: frame.KindZipper, ID: 5, Credential: cred}))
 	f.Add(hs(frame.Handshake{Name: "src", Kind: frame.KindSource, ID: 6, Credential: "token:wrong-token-0123456789"}))
-	f.Add(hs(frame.Handshake{Name: "fn", Kind: frame.KindFunction, ID: 7, ObserveTags: make([]Tag, maxTags+1), Credential: cred}))
+	f.Add(hs(frame.Handshake{Name: "fn", Kind: frame.KindFunction, ID: 7, ObserveTags: make([]yomo.Tag, maxTags+1), Credential: cred}))
 	f.Add(hs(frame.Handshake{Version: 9, Name: "v", Kind: frame.KindSource}))
 	f.Add(append(hs(frame.Handshake{Name: "src", Kind: frame.KindSource, ID: 1, Credential: cred}), frame.AppendPing(nil, 1, false)...))
 	f.Add([]byte{byte(frame.TypeHandshake), 0x40, 0, 0, 0})
@@ -89,7 +89,7 @@ func FuzzHandshake(f *testing.F) {
 			switch {
 			case want == nil:
 				t.Fatalf("accepted %q, which does not start with a valid handshake (decode error: %v)", in, hsErr)
-			case want.Version != frame.ProtocolVersion, want.Name == "", len(want.Name) > maxNameLen, len(want.WantedTarget) > maxTargetLen,
+			case want.Version != frame.ProtocolVersion, want.Name == "", len(want.Name) > yomo.MaxNameLenForTest, len(want.WantedTarget) > yomo.MaxTargetLenForTest,
 				want.Kind < frame.KindSource || want.Kind > frame.KindZipper, len(want.ObserveTags) > maxTags,
 				want.Kind == frame.KindFunction && len(want.ObserveTags) == 0,
 				want.Credential != cred, want.Name == "refused":
@@ -125,10 +125,10 @@ type handshakeAnswer struct {
 
 // runHandshake writes in (then a FIN) as the control stream of a new
 // in-memory connection to z and returns the zipper's answer.
-func runHandshake(t *testing.T, z *Zipper, in []byte) handshakeAnswer {
+func runHandshake(t *testing.T, z *yomo.Zipper, in []byte) handshakeAnswer {
 	t.Helper()
-	rejected := z.rejected.Load() // the zipper counts a refusal before the client learns of it
-	cli, err := z.dialMem("fuzz")
+	rejected := z.Stats().Connections.Rejected // the zipper counts a refusal before the client learns of it
+	cli, err := yomo.DialMemForTest(z, "fuzz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,8 +155,8 @@ func runHandshake(t *testing.T, z *Zipper, in []byte) handshakeAnswer {
 		case *frame.HandshakeAck:
 			return handshakeAnswer{ack: true}
 		case *frame.Rejected:
-			closed := closeErrorWithin(t, cli, 5*time.Second)
-			if closed.Code != uint64(frame.CloseRejectBase)+uint64(v.Code) || closed.Reason != v.Reason {
+			closed := closeErrorOf(t, cli, 5*time.Second)
+			if closed.Code != yomo.CloseRejectBaseForTest+uint64(v.Code) || closed.Reason != v.Reason {
 				t.Fatalf("rejected %+v but closed with %v", v, closed)
 			}
 			return handshakeAnswer{code: v.Code, reason: v.Reason}
@@ -168,29 +168,15 @@ func runHandshake(t *testing.T, z *Zipper, in []byte) handshakeAnswer {
 	// connection because of what followed the handshake in the input (a
 	// FIN, a bad frame). A refusal is counted before the client can see
 	// it.
-	closed := closeErrorWithin(t, cli, 5*time.Second)
-	if z.rejected.Load() == rejected {
-		if closed.Code != uint64(frame.CloseNormal) && (closed.Code != uint64(frame.CloseProtocol) || closed.Reason == "") {
+	closed := closeErrorOf(t, cli, 5*time.Second)
+	if z.Stats().Connections.Rejected == rejected {
+		if closed.Code != yomo.CloseNormalForTest && (closed.Code != yomo.CloseProtocolForTest || closed.Reason == "") {
 			t.Fatalf("accepted, then closed with %v", closed)
 		}
 		return handshakeAnswer{ack: true}
 	}
-	if closed.Code <= uint64(frame.CloseRejectBase) || closed.Reason == "" {
+	if closed.Code <= yomo.CloseRejectBaseForTest || closed.Reason == "" {
 		t.Fatalf("closed with %v (read: %v), want a rejection with a reason", closed, err)
 	}
-	return handshakeAnswer{code: uint16(closed.Code - uint64(frame.CloseRejectBase)), reason: closed.Reason}
-}
-
-func closeErrorWithin(t *testing.T, c transport.Conn, d time.Duration) *transport.CloseError {
-	t.Helper()
-	select {
-	case <-c.Context().Done():
-	case <-time.After(d):
-		t.Fatalf("the zipper did not close the connection within %v", d)
-	}
-	var ce *transport.CloseError
-	if !errors.As(context.Cause(c.Context()), &ce) {
-		t.Fatalf("connection ended with %v", context.Cause(c.Context()))
-	}
-	return ce
+	return handshakeAnswer{code: uint16(closed.Code - yomo.CloseRejectBaseForTest), reason: closed.Reason}
 }

@@ -33,7 +33,7 @@ func TestBroadcastGroup(t *testing.T) {
 	start(b, "cache", &bcast[2], yomo.WithBroadcast()) // across the mesh
 	start(a, "work", &shared)
 	start(a, "work", &shared)
-	waitFor(t, 10*time.Second, func() bool {
+	eventually(t, 10*time.Second, func() bool {
 		for _, r := range a.Stats().Routes {
 			if r.Function == "cache" && r.Via == "b" {
 				return true
@@ -48,7 +48,7 @@ func TestBroadcastGroup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	eventually(t, 10*time.Second, func() bool {
 		return bcast[0].Load() == n && bcast[1].Load() == n && bcast[2].Load() == n && shared.Load() == n
 	}, func() string {
 		return fmt.Sprintf("broadcast %d %d %d, shared %d; want %d each", bcast[0].Load(), bcast[1].Load(), bcast[2].Load(), shared.Load(), n)

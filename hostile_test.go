@@ -1,4 +1,4 @@
-package yomo
+package yomo_test
 
 // Hostile peers next to a working pipeline. Every test starts a zipper
 // with a source→function pipeline that writes continuously, attacks the
@@ -8,7 +8,6 @@ package yomo
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -18,116 +17,13 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/yomo-dev/yomo"
 	"github.com/yomo-dev/yomo/frame"
 	"github.com/yomo-dev/yomo/internal/transport"
 )
-
-const pipelineTag Tag = 0x70
-
-// pipeline is a source writing pipelineTag continuously to a function.
-type pipeline struct {
-	got, wrote atomic.Int64
-	werr       atomic.Pointer[error] // first write error
-	errs       errs                  // errors reported to the pipeline's clients
-	stop       chan struct{}
-	done       chan struct{}
-}
-
-// startPipeline connects the pipeline with opts and starts writing; it
-// stops when the test ends.
-func startPipeline(t *testing.T, tz *testZipper, opts []ClientOption) *pipeline {
-	t.Helper()
-	p := &pipeline{stop: make(chan struct{}), done: make(chan struct{})}
-	f := newFn(t, tz, "pipeline-sink", opts, []Tag{pipelineTag}, func(ctx Context) { p.got.Add(1) })
-	f.SetErrorHandler(p.errs.add)
-	if err := f.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	src := connectSource(t, tz, "pipeline-src", opts)
-	src.SetErrorHandler(p.errs.add)
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	go func() { // owned by the test: ends at cleanup, before the clients close
-		defer close(p.done)
-		payload := []byte("pipeline payload")
-		for {
-			select {
-			case <-p.stop:
-				return
-			default:
-			}
-			if err := src.Write(pipelineTag, payload); err != nil {
-				p.werr.CompareAndSwap(nil, &err)
-			}
-			p.wrote.Add(1)
-			time.Sleep(500 * time.Microsecond)
-		}
-	}()
-	t.Cleanup(func() {
-		close(p.stop)
-		<-p.done
-	})
-	eventually(t, 5*time.Second, func() bool { return p.got.Load() > 10 }, func() string { return "pipeline does not deliver" })
-	return p
-}
-
-// check asserts the pipeline delivers now and saw no error.
-func (p *pipeline) check(t *testing.T) {
-	t.Helper()
-	n := p.got.Load()
-	eventually(t, 5*time.Second, func() bool { return p.got.Load() >= n+50 }, func() string { return fmt.Sprintf("pipeline stopped delivering at %d", n) })
-	if e := p.werr.Load(); e != nil {
-		t.Fatalf("pipeline write failed: %v", *e)
-	}
-	p.errs.mu.Lock()
-	defer p.errs.mu.Unlock()
-	if len(p.errs.list) > 0 {
-		t.Fatalf("pipeline clients reported errors: %v", p.errs.list)
-	}
-}
-
-// during runs attack while checking that the pipeline keeps delivering
-// meanwhile, then checks it afterwards.
-func (p *pipeline) during(t *testing.T, attack func()) {
-	t.Helper()
-	before := p.got.Load()
-	attack()
-	if p.got.Load() == before {
-		// The attack may have been quick; make sure nothing is stuck.
-		eventually(t, 5*time.Second, func() bool { return p.got.Load() > before }, func() string { return "no delivery during the attack" })
-	}
-	p.check(t)
-}
-
-// rawConn opens a QUIC connection to tz that speaks yomo's ALPN but not
-// the protocol: the test writes what it wants.
-func rawConn(t *testing.T, tz *testZipper) transport.Conn {
-	t.Helper()
-	tc, err := transport.Dial(ctxT(t), tz.addr, &tls.Config{RootCAs: tz.RootCAs()}, transport.QUICConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tc.CloseWithError(0, "") })
-	return tc
-}
-
-// closeErrorOf waits until tc is closed and returns how.
-func closeErrorOf(t *testing.T, tc transport.Conn, within time.Duration) *transport.CloseError {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	_, err := tc.AcceptStream(ctx)
-	var ce *transport.CloseError
-	if !errors.As(err, &ce) {
-		t.Fatalf("connection not closed with a reason within %v: %v", within, err)
-	}
-	return ce
-}
 
 // sendControl opens the control stream, writes b (and a FIN when fin),
 // and returns the zipper's answer: the Rejected frame if it arrived, and
@@ -164,8 +60,8 @@ func sendControl(t *testing.T, tc transport.Conn, b []byte, fin bool) (*frame.Re
 // and as the connection's close code and reason.
 func wantRejected(t *testing.T, rej *frame.Rejected, ce *transport.CloseError, code uint16, want string) {
 	t.Helper()
-	if ce.Code != uint64(frame.CloseRejectBase)+uint64(code) || !ce.Remote || !strings.Contains(ce.Reason, want) {
-		t.Fatalf("closed with code %#x reason %q, want code %#x and a reason containing %q", ce.Code, ce.Reason, uint64(frame.CloseRejectBase)+uint64(code), want)
+	if ce.Code != yomo.CloseRejectBaseForTest+uint64(code) || !ce.Remote || !strings.Contains(ce.Reason, want) {
+		t.Fatalf("closed with code %#x reason %q, want code %#x and a reason containing %q", ce.Code, ce.Reason, yomo.CloseRejectBaseForTest+uint64(code), want)
 	}
 	if rej != nil && (rej.Code != code || rej.Reason != ce.Reason) {
 		t.Fatalf("rejected frame %+v disagrees with the close (%#x %q)", rej, ce.Code, ce.Reason)
@@ -193,8 +89,8 @@ func heapGrowth(fn func()) int64 {
 }
 
 func TestHostileUDPGarbage(t *testing.T) {
-	tz := startZipper(t, "")
-	p := startPipeline(t, tz, tz.clients)
+	t.Parallel()
+	tz, p := pipelineZipper(t)
 	before := tz.Stats().Connections
 	p.during(t, func() {
 		uc, err := net.Dial("udp", tz.addr)
@@ -227,8 +123,8 @@ func TestHostileUDPGarbage(t *testing.T) {
 }
 
 func TestHostileWrongALPN(t *testing.T) {
-	tz := startZipper(t, "")
-	p := startPipeline(t, tz, tz.clients)
+	t.Parallel()
+	tz, p := pipelineZipper(t)
 	before := tz.Stats().Connections
 	p.during(t, func() {
 		for _, alpn := range []string{"h3", "yomo/0", "yomo/2", "hq-interop"} {
@@ -249,9 +145,11 @@ func TestHostileWrongALPN(t *testing.T) {
 }
 
 // TestHostileControlStream writes bad handshakes on a real control stream.
+//
+// Not parallel: it measures the process's heap, which parallel tests
+// would grow.
 func TestHostileControlStream(t *testing.T) {
-	tz := startZipper(t, "", WithHandshakeTimeout(time.Second))
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t, yomo.WithHandshakeTimeout(time.Second))
 	valid := func(mod func(*frame.Handshake)) []byte {
 		hs := &frame.Handshake{Version: frame.ProtocolVersion, Name: "x", Kind: frame.KindSource, ID: 9}
 		mod(hs)
@@ -284,8 +182,8 @@ func TestHostileControlStream(t *testing.T) {
 		{"huge name", valid(func(h *frame.Handshake) { h.Name = strings.Repeat("n", 60000) }), false, frame.RejectBadHandshake, 0, "name of 60000 bytes (limit 255)"},
 		{"kind 9", valid(func(h *frame.Handshake) { h.Kind = 9 }), false, frame.RejectBadHandshake, 0, "unsupported client kind kind(9)"},
 		{"function without tags", valid(func(h *frame.Handshake) { h.Kind = frame.KindFunction }), false, frame.RejectBadHandshake, 0, "must observe at least one tag"},
-		{"2000 tags", valid(func(h *frame.Handshake) { h.Kind = frame.KindFunction; h.ObserveTags = make([]Tag, 2000) }), false, frame.RejectDenied, 0, "too many observed tags: 2000 (limit 1024)"},
-		{"partial handshake, then silence", validSrc[:8], false, 0, uint64(frame.CloseProtocol), "no complete handshake within 1s"},
+		{"2000 tags", valid(func(h *frame.Handshake) { h.Kind = frame.KindFunction; h.ObserveTags = make([]yomo.Tag, 2000) }), false, frame.RejectDenied, 0, "too many observed tags: 2000 (limit 1024)"},
+		{"partial handshake, then silence", validSrc[:8], false, 0, yomo.CloseProtocolForTest, "no complete handshake within 1s"},
 	}
 	p.during(t, func() {
 		var wg sync.WaitGroup
@@ -320,9 +218,11 @@ func TestHostileControlStream(t *testing.T) {
 }
 
 // TestHostileDataStream sends bad frames after a valid handshake.
+//
+// Not parallel: it measures the process's heap, which parallel tests
+// would grow.
 func TestHostileDataStream(t *testing.T) {
-	tz := startZipper(t, "")
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t)
 	hs := handshakeBytes(t, &frame.Handshake{Version: frame.ProtocolVersion, Name: "rogue", Kind: frame.KindSource, ID: 77})
 	cases := []struct {
 		name    string
@@ -372,8 +272,8 @@ func TestHostileDataStream(t *testing.T) {
 						w.Close()
 					}
 					ce := closeErrorOf(t, c, 5*time.Second)
-					if ce.Code != uint64(frame.CloseProtocol) || !strings.Contains(ce.Reason, tc.want) {
-						t.Fatalf("closed with %#x %q, want %#x and a reason containing %q", ce.Code, ce.Reason, uint64(frame.CloseProtocol), tc.want)
+					if ce.Code != yomo.CloseProtocolForTest || !strings.Contains(ce.Reason, tc.want) {
+						t.Fatalf("closed with %#x %q, want %#x and a reason containing %q", ce.Code, ce.Reason, yomo.CloseProtocolForTest, tc.want)
 					}
 					t.Logf("closed: code %#x reason %q", ce.Code, ce.Reason)
 				})
@@ -392,9 +292,9 @@ func TestHostileDataStream(t *testing.T) {
 // real client still connects at once, and each silent peer is closed
 // after the handshake timeout with the reason.
 func TestHostileSilentPeers(t *testing.T) {
+	t.Parallel()
 	const timeout = 2500 * time.Millisecond
-	tz := startZipper(t, "", WithHandshakeTimeout(timeout))
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t, yomo.WithHandshakeTimeout(timeout))
 	const n = 50
 	silent := make([]transport.Conn, n)
 	p.during(t, func() {
@@ -420,7 +320,7 @@ func TestHostileSilentPeers(t *testing.T) {
 		}
 		eventually(t, 2*time.Second, func() bool { return tz.Stats().Connections.Pending >= n/2 }, func() string { return fmt.Sprintf("silent peers not pending: %+v", tz.Stats().Connections) })
 		pending := tz.Stats().Connections.Pending
-		src := connectSource(t, tz, "latecomer", tz.clients)
+		src := newSource(t, tz, "latecomer", tz.clients)
 		start := time.Now()
 		if err := src.Connect(ctxT(t)); err != nil {
 			t.Fatal(err)
@@ -432,8 +332,8 @@ func TestHostileSilentPeers(t *testing.T) {
 		t.Logf("real client connected in %v with %d silent peers pending", d, pending)
 		for _, tc := range silent {
 			ce := closeErrorOf(t, tc, 5*time.Second)
-			if want := fmt.Sprintf("no handshake within %v", timeout); ce.Code != uint64(frame.CloseProtocol) || ce.Reason != want {
-				t.Fatalf("silent peer closed with %#x %q, want %#x %q", ce.Code, ce.Reason, uint64(frame.CloseProtocol), want)
+			if want := fmt.Sprintf("no handshake within %v", timeout); ce.Code != yomo.CloseProtocolForTest || ce.Reason != want {
+				t.Fatalf("silent peer closed with %#x %q, want %#x %q", ce.Code, ce.Reason, yomo.CloseProtocolForTest, want)
 			}
 		}
 	})
@@ -448,12 +348,12 @@ func TestHostileSilentPeers(t *testing.T) {
 // counts them. Half come over QUIC, half in memory (the same handshake
 // path without the cost of a TLS handshake each).
 func TestHostileWrongTokens(t *testing.T) {
+	t.Parallel()
 	const secret = "the-real-secret-4d1f"
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	logger := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	tz := startZipper(t, "", WithAuthToken(secret), WithLogger(logger))
-	p := startPipeline(t, tz, append(tz.clients, WithCredential("token:"+secret)))
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tz := startZipper(t, "", yomo.WithAuthToken(secret), yomo.WithLogger(logger))
+	p := startPipeline(t, tz, append(tz.clients, yomo.WithCredential("token:"+secret)))
 	const n = 100
 	tried := make([]string, n)
 	for i := range tried {
@@ -479,12 +379,12 @@ func TestHostileWrongTokens(t *testing.T) {
 				defer func() { <-sem }()
 				opts := tz.clients
 				if (i/4)%2 == 1 {
-					opts = []ClientOption{WithInMemory(tz.Zipper)}
+					opts = []yomo.ClientOption{yomo.WithInMemory(tz.Zipper)}
 				}
-				s := NewSource(fmt.Sprintf("intruder-%d", i), tz.addr, append(opts, WithCredential(cred))...)
+				s := yomo.NewSource(fmt.Sprintf("intruder-%d", i), tz.addr, append(opts, yomo.WithCredential(cred))...)
 				defer s.Close()
 				err := s.Connect(ctxT(t))
-				var rej *RejectedError
+				var rej *yomo.RejectedError
 				if !errors.As(err, &rej) || rej.Code != frame.RejectAuth || rej.Reason != "authentication failed" {
 					t.Errorf("credential %d: %v, want a RejectedError(auth, %q)", i, err, "authentication failed")
 					return
@@ -500,38 +400,25 @@ func TestHostileWrongTokens(t *testing.T) {
 	if st.Rejected != n || st.RejectedBy["auth"] != n {
 		t.Fatalf("stats %+v, want %d auth rejections", st, n)
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
+	logged := logs.String()
 	for _, cred := range append(tried, secret) {
-		if len(cred) > 3 && strings.Contains(logs.String(), strings.TrimPrefix(cred, "token:")) {
+		if len(cred) > 3 && strings.Contains(logged, strings.TrimPrefix(cred, "token:")) {
 			t.Fatalf("the zipper logged a credential (%q)", cred)
 		}
 	}
-	if got := strings.Count(logs.String(), "authentication failed"); got != n {
+	if got := strings.Count(logged, "authentication failed"); got != n {
 		t.Errorf("%d rejections logged, want %d", got, n)
 	}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
-
 // TestHostileHugeWrite: a 256 MiB write fails with ErrFrameTooLarge
 // before anything is queued or sent, and costs no memory.
+//
+// Not parallel: it measures what the process allocates, which parallel
+// tests would add to.
 func TestHostileHugeWrite(t *testing.T) {
-	tz := startZipper(t, "")
-	p := startPipeline(t, tz, tz.clients)
+	tz, p := pipelineZipper(t)
 	src := connectSource(t, tz, "big", tz.clients)
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
 	huge := make([]byte, 256<<20) // allocated before measuring, never touched
 	p.during(t, func() {
 		in := tz.Stats().FramesIn
@@ -541,7 +428,7 @@ func TestHostileHugeWrite(t *testing.T) {
 		err2 := src.WriteWithTarget(1, huge, "t")
 		runtime.ReadMemStats(&m1)
 		var se *frame.SizeError
-		if !errors.Is(err, ErrFrameTooLarge) || !errors.As(err, &se) || se.Max != frame.DefaultMaxSize || !errors.Is(err2, ErrFrameTooLarge) {
+		if !errors.Is(err, yomo.ErrFrameTooLarge) || !errors.As(err, &se) || se.Max != frame.DefaultMaxSize || !errors.Is(err2, yomo.ErrFrameTooLarge) {
 			t.Fatalf("256 MiB write = %v, %v; want ErrFrameTooLarge (*frame.SizeError, limit 4 MiB)", err, err2)
 		}
 		if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 8<<20 {
@@ -564,12 +451,9 @@ func TestHostileHugeWrite(t *testing.T) {
 // handshake, so its Write fails before sending; a raw peer that sends an
 // over-limit frame anyway is closed (TestHostileDataStream).
 func TestHostileOverLimitWriteFromLaxClient(t *testing.T) {
-	tz := startZipper(t, "", WithMaxFrameSize(64<<10))
-	p := startPipeline(t, tz, tz.clients)
-	src := connectSource(t, tz, "lax", append(tz.clients, WithMaxFrameSize(1<<20)))
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
+	t.Parallel()
+	tz, p := pipelineZipper(t, yomo.WithMaxFrameSize(64<<10))
+	src := connectSource(t, tz, "lax", append(tz.clients, yomo.WithMaxFrameSize(1<<20)))
 	p.during(t, func() {
 		err := src.Write(pipelineTag, make([]byte, 100<<10))
 		var se *frame.SizeError
@@ -586,6 +470,9 @@ func TestHostileOverLimitWriteFromLaxClient(t *testing.T) {
 // receives too. A fake zipper acknowledges the handshake, then declares a
 // 1 GiB data frame: the client drops the connection with the reason and
 // allocates nothing for it.
+//
+// Not parallel: it measures the process's heap, which parallel tests
+// would grow.
 func TestHostileZipper(t *testing.T) {
 	cert, pool, err := transport.SelfSigned()
 	if err != nil {
@@ -629,8 +516,8 @@ func TestHostileZipper(t *testing.T) {
 		}()
 	}()
 	var reported errs
-	src := NewSource("victim", pc.LocalAddr().String(), WithTLSConfig(&tls.Config{RootCAs: pool}),
-		WithReconnectBackoff(time.Second, 2*time.Second))
+	src := yomo.NewSource("victim", pc.LocalAddr().String(), yomo.WithTLSConfig(&tls.Config{RootCAs: pool}),
+		yomo.WithReconnectBackoff(time.Second, 2*time.Second))
 	src.SetObserveDataTags(1)
 	src.SetErrorHandler(reported.add)
 	defer src.Close()
@@ -640,9 +527,9 @@ func TestHostileZipper(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, func() bool {
 			return reported.find(func(err error) bool {
-				return errors.Is(err, ErrFrameTooLarge) && strings.Contains(err.Error(), "data frame of 1073741824 bytes exceeds the limit of 4259840")
+				return errors.Is(err, yomo.ErrFrameTooLarge) && strings.Contains(err.Error(), "data frame of 1073741824 bytes exceeds the limit of 4259840")
 			})
-		}, func() string { return fmt.Sprintf("client did not refuse the oversized frame: %v", reported.list) })
+		}, func() string { return fmt.Sprintf("client did not refuse the oversized frame: %v", reported.String()) })
 	})
 	if growth > 64<<20 {
 		t.Fatalf("heap grew by %d MiB", growth>>20)

@@ -61,7 +61,7 @@ func TestKeyedAffinity(t *testing.T) {
 				}
 			}
 		}
-		waitFor(t, 10*time.Second, func() bool {
+		eventually(t, 10*time.Second, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			n := 0
@@ -90,7 +90,7 @@ func TestKeyedAffinity(t *testing.T) {
 	a, b := start(1), start(2)
 	defer a.Close()
 	defer b.Close()
-	waitFor(t, 5*time.Second, func() bool { return instances() == 2 }, func() string { return "2 instances" })
+	eventually(t, 5*time.Second, func() bool { return instances() == 2 }, func() string { return "2 instances" })
 	two := phase()
 	used := map[int]int{}
 	for _, inst := range two {
@@ -101,7 +101,7 @@ func TestKeyedAffinity(t *testing.T) {
 	}
 
 	c := start(3)
-	waitFor(t, 5*time.Second, func() bool { return instances() == 3 }, func() string { return "3 instances" })
+	eventually(t, 5*time.Second, func() bool { return instances() == 3 }, func() string { return "3 instances" })
 	three := phase()
 	moved := 0
 	for k, inst := range three {
@@ -117,7 +117,7 @@ func TestKeyedAffinity(t *testing.T) {
 	}
 
 	c.Close()
-	waitFor(t, 5*time.Second, func() bool { return instances() == 2 }, func() string { return "back to 2" })
+	eventually(t, 5*time.Second, func() bool { return instances() == 2 }, func() string { return "back to 2" })
 	back := phase()
 	for k, inst := range back {
 		if inst != two[k] {

@@ -64,7 +64,7 @@ func TestBrokenLinkQueueIsCounted(t *testing.T) {
 	}
 	defer src.Close()
 
-	waitFor(t, 10*time.Second, func() bool {
+	eventually(t, 10*time.Second, func() bool {
 		for _, r := range z.Stats().Routes {
 			if r.Function == "sink" && r.Via == "fake" {
 				return true
@@ -83,12 +83,12 @@ func TestBrokenLinkQueueIsCounted(t *testing.T) {
 	// Every frame reached the zipper and went to the link: some onto the
 	// wire (until the peer's flow-control window, which it never opens
 	// further, is full), the rest in a blocked write or queued.
-	waitFor(t, 10*time.Second, func() bool { return z.Stats().FramesIn == n }, func() string { return fmt.Sprintf("%+v", z.Stats()) })
+	eventually(t, 10*time.Second, func() bool { return z.Stats().FramesIn == n }, func() string { return fmt.Sprintf("%+v", z.Stats()) })
 	close(disconnect)
 	if err := <-peerDone; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool { return linkTo(z, "fake").State == "down" },
+	eventually(t, 10*time.Second, func() bool { return linkTo(z, "fake").State == "down" },
 		func() string { return fmt.Sprintf("link %+v", linkTo(z, "fake")) })
 	l, st := linkTo(z, "fake"), z.Stats()
 	if l.FramesOut+l.Dropped != n || l.Dropped == 0 {
@@ -106,18 +106,6 @@ func linkTo(z *yomo.Zipper, peer string) yomo.LinkStats {
 		}
 	}
 	return yomo.LinkStats{}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, cond func() bool, why func() string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %s", d, why())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // fakeSilentPeer accepts one mesh link, acknowledges its handshake,

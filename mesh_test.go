@@ -1,4 +1,4 @@
-package yomo
+package yomo_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/yomo-dev/yomo"
 	"github.com/yomo-dev/yomo/internal/transport"
 	"github.com/yomo-dev/yomo/mesh"
 )
@@ -18,10 +19,10 @@ import (
 type meshNet struct {
 	t       testing.TB
 	tls     *tls.Config // shared by every zipper: presents and verifies one certificate
-	client  []ClientOption
+	client  []yomo.ClientOption
 	addrs   map[string]string
 	pcs     map[string]net.PacketConn
-	zippers map[string]*Zipper
+	zippers map[string]*yomo.Zipper
 	served  map[string]chan error
 }
 
@@ -36,10 +37,10 @@ func newMeshNet(t testing.TB, names ...string) *meshNet {
 		tls:     &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool},
 		addrs:   map[string]string{},
 		pcs:     map[string]net.PacketConn{},
-		zippers: map[string]*Zipper{},
+		zippers: map[string]*yomo.Zipper{},
 		served:  map[string]chan error{},
 	}
-	n.client = []ClientOption{WithTLSConfig(&tls.Config{RootCAs: pool}), WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond)}
+	n.client = []yomo.ClientOption{yomo.WithTLSConfig(&tls.Config{RootCAs: pool}), yomo.WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond)}
 	for _, name := range names {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
@@ -54,9 +55,9 @@ func newMeshNet(t testing.TB, names ...string) *meshNet {
 
 // start creates and serves zipper name, linking to peers (by name or by
 // an explicit address through addrOf).
-func (n *meshNet) start(name string, peers []mesh.Peer, opts ...ZipperOption) *Zipper {
+func (n *meshNet) start(name string, peers []mesh.Peer, opts ...yomo.ZipperOption) *yomo.Zipper {
 	n.t.Helper()
-	z, err := NewZipper(name, append([]ZipperOption{WithTLSConfig(n.tls), WithMesh(peers...)}, opts...)...)
+	z, err := yomo.NewZipper(name, append([]yomo.ZipperOption{yomo.WithTLSConfig(n.tls), yomo.WithMesh(peers...)}, opts...)...)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -97,11 +98,11 @@ func (n *meshNet) closeAll() {
 }
 
 // converged waits until zipper at routes tag to a function named fn.
-func (n *meshNet) waitRoute(at string, tag Tag, fn string) {
+func (n *meshNet) waitRoute(at string, tag yomo.Tag, fn string) {
 	n.t.Helper()
 	z := n.zippers[at]
 	eventually(n.t, 5*time.Second, func() bool {
-		for _, g := range z.table.Load().Groups(tag) {
+		for _, g := range yomo.RouteGroupsForTest(z, tag) {
 			if g == fn {
 				return true
 			}
@@ -110,17 +111,17 @@ func (n *meshNet) waitRoute(at string, tag Tag, fn string) {
 	}, func() string { return fmt.Sprintf("zipper %s has no route for tag %d to %s", at, tag, fn) })
 }
 
-func (n *meshNet) source(at, name string, observe ...Tag) *Source {
+func (n *meshNet) source(at, name string, observe ...yomo.Tag) *yomo.Source {
 	n.t.Helper()
-	s := NewSource(name, n.addrs[at], n.client...)
+	s := yomo.NewSource(name, n.addrs[at], n.client...)
 	s.SetObserveDataTags(observe...)
 	n.t.Cleanup(func() { s.Close() })
 	return s
 }
 
-func (n *meshNet) function(at, name string, tags []Tag, h Handler) *StreamFunction {
+func (n *meshNet) function(at, name string, tags []yomo.Tag, h yomo.Handler) *yomo.StreamFunction {
 	n.t.Helper()
-	f := NewStreamFunction(name, n.addrs[at], n.client...)
+	f := yomo.NewStreamFunction(name, n.addrs[at], n.client...)
 	f.SetObserveDataTags(tags...)
 	if err := f.SetHandler(h); err != nil {
 		n.t.Fatal(err)
@@ -162,11 +163,12 @@ func (c *counter) dups() []string {
 }
 
 func TestMeshChainTwoHopsWithBackflow(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c")
 	n.start("a", []mesh.Peer{n.peer("b")})
 	n.start("b", []mesh.Peer{n.peer("c")})
 	n.start("c", nil)
-	n.function("c", "upper", []Tag{1}, func(ctx Context) {
+	n.function("c", "upper", []yomo.Tag{1}, func(ctx yomo.Context) {
 		ctx.Write(2, append([]byte("C:"), ctx.Data()...))
 	})
 	n.waitRoute("a", 1, "upper")
@@ -200,16 +202,17 @@ func TestMeshChainTwoHopsWithBackflow(t *testing.T) {
 }
 
 func TestMeshRingDeliversExactlyOnce(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c", "d")
 	n.start("a", []mesh.Peer{n.peer("b"), n.peer("d")})
 	n.start("b", []mesh.Peer{n.peer("c")})
 	n.start("c", []mesh.Peer{n.peer("d")})
 	n.start("d", nil)
 	var f, g counter
-	n.function("b", "f", []Tag{1}, func(ctx Context) { f.add(ctx.Data()) })
-	n.function("c", "f", []Tag{1}, func(ctx Context) { f.add(ctx.Data()) })
-	n.function("c", "g", []Tag{1}, func(ctx Context) { g.add(ctx.Data()) })
-	n.function("d", "g", []Tag{1}, func(ctx Context) { g.add(ctx.Data()) })
+	n.function("b", "f", []yomo.Tag{1}, func(ctx yomo.Context) { f.add(ctx.Data()) })
+	n.function("c", "f", []yomo.Tag{1}, func(ctx yomo.Context) { f.add(ctx.Data()) })
+	n.function("c", "g", []yomo.Tag{1}, func(ctx yomo.Context) { g.add(ctx.Data()) })
+	n.function("d", "g", []yomo.Tag{1}, func(ctx yomo.Context) { g.add(ctx.Data()) })
 	n.waitRoute("a", 1, "f")
 	n.waitRoute("a", 1, "g")
 	src := n.source("a", "src")
@@ -232,6 +235,7 @@ func TestMeshRingDeliversExactlyOnce(t *testing.T) {
 }
 
 func TestMeshFullMeshBackflowFromEveryZipper(t *testing.T) {
+	t.Parallel()
 	names := []string{"a", "b", "c", "d"}
 	n := newMeshNet(t, names...)
 	for i, name := range names {
@@ -244,8 +248,8 @@ func TestMeshFullMeshBackflowFromEveryZipper(t *testing.T) {
 	// One function per zipper, each its own name; each answers back.
 	for i, name := range names {
 		fn := "fn-" + name
-		tag := Tag(10 + i)
-		n.function(name, fn, []Tag{tag}, func(ctx Context) { ctx.Write(99, append([]byte(fn+":"), ctx.Data()...)) })
+		tag := yomo.Tag(10 + i)
+		n.function(name, fn, []yomo.Tag{tag}, func(ctx yomo.Context) { ctx.Write(99, append([]byte(fn+":"), ctx.Data()...)) })
 		for _, at := range names {
 			n.waitRoute(at, tag, fn)
 		}
@@ -253,12 +257,12 @@ func TestMeshFullMeshBackflowFromEveryZipper(t *testing.T) {
 	for _, at := range names {
 		var got counter
 		src := n.source(at, "src-"+at, 99)
-		src.SetReceiveHandler(func(tag Tag, data []byte) { got.add(data) })
+		src.SetReceiveHandler(func(tag yomo.Tag, data []byte) { got.add(data) })
 		if err := src.Connect(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
 		for i := range names {
-			src.Write(Tag(10+i), []byte(at))
+			src.Write(yomo.Tag(10+i), []byte(at))
 		}
 		eventually(t, 5*time.Second, func() bool { return got.n.Load() == int64(len(names)) }, func() string { return fmt.Sprintf("source at %s got %d answers", at, got.n.Load()) })
 		for _, fnZ := range names {
@@ -270,6 +274,7 @@ func TestMeshFullMeshBackflowFromEveryZipper(t *testing.T) {
 }
 
 func TestMeshNearestMeansLowestLatency(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c")
 	n.start("b", nil)
 	n.start("c", nil)
@@ -277,8 +282,8 @@ func TestMeshNearestMeansLowestLatency(t *testing.T) {
 	slow := newUDPRelay(t, n.addrs["b"], 20*time.Millisecond)
 	n.start("a", []mesh.Peer{{Name: "b", Addr: slow.addr()}, n.peer("c")})
 	var atB, atC atomic.Int64
-	n.function("b", "f", []Tag{1}, func(ctx Context) { atB.Add(1) })
-	n.function("c", "f", []Tag{1}, func(ctx Context) { atC.Add(1) })
+	n.function("b", "f", []yomo.Tag{1}, func(ctx yomo.Context) { atB.Add(1) })
+	n.function("c", "f", []yomo.Tag{1}, func(ctx yomo.Context) { atC.Add(1) })
 	za := n.zippers["a"]
 	eventually(t, 5*time.Second, func() bool {
 		st := za.Stats()
@@ -312,15 +317,16 @@ func TestMeshNearestMeansLowestLatency(t *testing.T) {
 }
 
 func TestMeshInstanceFailoverAndLinkCut(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c")
 	n.start("b", nil)
 	n.start("c", nil)
 	viaC := newUDPRelay(t, n.addrs["c"], time.Millisecond)
 	n.start("a", []mesh.Peer{n.peer("b"), {Name: "c", Addr: viaC.addr()}})
 	var atA, atB, atC atomic.Int64
-	fa := n.function("a", "f", []Tag{1}, func(ctx Context) { atA.Add(1) })
-	n.function("b", "f", []Tag{1}, func(ctx Context) { atB.Add(1) })
-	n.function("c", "g", []Tag{1}, func(ctx Context) { atC.Add(1) })
+	fa := n.function("a", "f", []yomo.Tag{1}, func(ctx yomo.Context) { atA.Add(1) })
+	n.function("b", "f", []yomo.Tag{1}, func(ctx yomo.Context) { atB.Add(1) })
+	n.function("c", "g", []yomo.Tag{1}, func(ctx yomo.Context) { atC.Add(1) })
 	n.waitRoute("a", 1, "g")
 	src := n.source("a", "src")
 	if err := src.Connect(ctxT(t)); err != nil {
@@ -344,7 +350,7 @@ func TestMeshInstanceFailoverAndLinkCut(t *testing.T) {
 	za := n.zippers["a"]
 	start = time.Now()
 	eventually(t, 5*time.Second, func() bool {
-		for _, g := range za.table.Load().Groups(1) {
+		for _, g := range yomo.RouteGroupsForTest(za, 1) {
 			if g == "g" {
 				return false
 			}
@@ -362,6 +368,7 @@ func TestMeshInstanceFailoverAndLinkCut(t *testing.T) {
 }
 
 func TestMeshTargetsAcrossZippers(t *testing.T) {
+	t.Parallel()
 	n := newMeshNet(t, "a", "b", "c")
 	n.start("a", []mesh.Peer{n.peer("b"), n.peer("c")})
 	n.start("b", nil)
@@ -372,10 +379,10 @@ func TestMeshTargetsAcrossZippers(t *testing.T) {
 		n          *atomic.Int64
 	}{{"b", "alice", &alice}, {"c", "bob", &bob}} {
 		cnt := w.n
-		f := NewStreamFunction("user", n.addrs[w.at], n.client...)
+		f := yomo.NewStreamFunction("user", n.addrs[w.at], n.client...)
 		f.SetObserveDataTags(5)
 		f.SetWantedTarget(w.target)
-		f.SetHandler(func(ctx Context) { cnt.Add(1) })
+		f.SetHandler(func(ctx yomo.Context) { cnt.Add(1) })
 		if err := f.Connect(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}

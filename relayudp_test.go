@@ -1,4 +1,4 @@
-package yomo
+package yomo_test
 
 import (
 	"net"

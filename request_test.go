@@ -153,7 +153,7 @@ func TestRequestAcrossMesh(t *testing.T) {
 	defer fn.Close()
 	src := connectedSource(t, yomo.WithInMemory(a))
 	defer src.Close()
-	waitFor(t, 10*time.Second, func() bool {
+	eventually(t, 10*time.Second, func() bool {
 		for _, r := range a.Stats().Routes {
 			if r.Via == "b" {
 				return true

@@ -60,7 +60,7 @@ func TestRuntimeSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	unroutable2 := func() uint64 { return z.Stats().UnroutableByTag[2] }
-	waitFor(t, 5*time.Second, func() bool { return unroutable2() == 1 }, func() string { return fmt.Sprint(z.Stats()) })
+	eventually(t, 5*time.Second, func() bool { return unroutable2() == 1 }, func() string { return fmt.Sprint(z.Stats()) })
 
 	fn.SetObserveDataTags(1, 2)
 	src.SetObserveDataTags(12)
@@ -72,7 +72,7 @@ func TestRuntimeSubscribe(t *testing.T) {
 	_ = src.Write(2, nil) // dropped from the subscription: unroutable
 	_ = src.Write(1, nil)
 	recv(got, 1)
-	waitFor(t, 5*time.Second, func() bool { return unroutable2() == 2 }, func() string { return fmt.Sprint(z.Stats()) })
+	eventually(t, 5*time.Second, func() bool { return unroutable2() == 2 }, func() string { return fmt.Sprint(z.Stats()) })
 	select {
 	case tag := <-got:
 		t.Fatalf("got tag %d after unsubscribing", tag)
@@ -135,13 +135,13 @@ func TestHandlerSwapUnderLoad(t *testing.T) {
 					}
 				}
 			}()
-			waitFor(t, 10*time.Second, func() bool { return oldCalls.Load() > n/10 }, func() string { return "no load" })
+			eventually(t, 10*time.Second, func() bool { return oldCalls.Load() > n/10 }, func() string { return "no load" })
 			if err := fn.SetHandler(handler(&newCalls, false)); err != nil {
 				t.Fatal(err)
 			}
 			swapped.Store(true)
 			wg.Wait()
-			waitFor(t, 20*time.Second, func() bool { return oldCalls.Load()+newCalls.Load() == n },
+			eventually(t, 20*time.Second, func() bool { return oldCalls.Load()+newCalls.Load() == n },
 				func() string { return fmt.Sprintf("old %d + new %d of %d", oldCalls.Load(), newCalls.Load(), n) })
 			for i := range seen {
 				if c := seen[i].Load(); c != 1 {

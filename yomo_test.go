@@ -1,8 +1,7 @@
-package yomo
+package yomo_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -10,67 +9,46 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/yomo-dev/yomo"
 )
 
-func connectFn(t testing.TB, tz *testZipper, name string, opts []ClientOption, tags []Tag, h Handler) *StreamFunction {
-	t.Helper()
-	f := newFn(t, tz, name, opts, tags, h)
-	if err := f.Connect(ctxT(t)); err != nil {
-		t.Fatalf("connect %s: %v", name, err)
-	}
-	return f
-}
-
-func connectSource(t testing.TB, tz *testZipper, name string, opts []ClientOption, observe ...Tag) *Source {
-	t.Helper()
-	s := NewSource(name, tz.addr, opts...)
-	s.SetObserveDataTags(observe...)
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 func TestPipelineInOrder(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			tz := startZipper(t, "")
-			var got recorder
-			connectFn(t, tz, "sink", tr.opts(tz), []Tag{1}, func(ctx Context) { got.add(ctx.Tag(), ctx.Data()) })
-			src := connectSource(t, tz, "src", tr.opts(tz))
-			if err := src.Connect(ctxT(t)); err != nil {
+	t.Parallel()
+	run(t, func(t *testing.T, tr transportKind) {
+		tz := newZipper(t, tr)
+		var got recorder
+		connectFn(t, tz, "sink", tz.clients, []yomo.Tag{1}, func(ctx yomo.Context) { got.add(ctx.Tag(), ctx.Data()) })
+		src := connectSource(t, tz, "src", tz.clients)
+		const n = 5000
+		for i := 0; i < n; i++ {
+			if err := src.Write(1, []byte(fmt.Sprint(i))); err != nil {
 				t.Fatal(err)
 			}
-			const n = 5000
-			for i := 0; i < n; i++ {
-				if err := src.Write(1, []byte(fmt.Sprint(i))); err != nil {
-					t.Fatal(err)
-				}
+		}
+		eventually(t, 10*time.Second, func() bool { return got.len() >= n }, func() string { return fmt.Sprintf("received %d of %d", got.len(), n) })
+		for i, f := range got.snapshot() {
+			if f.tag != 1 || f.data != fmt.Sprint(i) {
+				t.Fatalf("frame %d = %v, want tag 1 data %d (order broken)", i, f, i)
 			}
-			eventually(t, 10*time.Second, func() bool { return got.len() >= n }, func() string { return fmt.Sprintf("received %d of %d", got.len(), n) })
-			for i, f := range got.snapshot() {
-				if f.tag != 1 || f.data != fmt.Sprint(i) {
-					t.Fatalf("frame %d = %v, want tag 1 data %d (order broken)", i, f, i)
-				}
-			}
-			st := tz.Stats()
-			fs, ok := st.Function("sink")
-			if !ok || fs.FramesOut != n || fs.Dropped != 0 {
-				t.Fatalf("stats for sink = %+v (found %v), want %d out, 0 dropped", fs, ok, n)
-			}
-		})
-	}
+		}
+		st := tz.Stats()
+		fs, ok := st.Function("sink")
+		if !ok || fs.FramesOut != n || fs.Dropped != 0 {
+			t.Fatalf("stats for sink = %+v (found %v), want %d out, 0 dropped", fs, ok, n)
+		}
+	})
 }
 
 func TestFanOutAndLoadBalance(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	opts := tz.clients
 	var a, b1, b2 recorder
-	connectFn(t, tz, "a", opts, []Tag{7}, func(ctx Context) { a.add(ctx.Tag(), ctx.Data()) })
-	connectFn(t, tz, "b", opts, []Tag{7}, func(ctx Context) { b1.add(ctx.Tag(), ctx.Data()) })
-	connectFn(t, tz, "b", opts, []Tag{7}, func(ctx Context) { b2.add(ctx.Tag(), ctx.Data()) })
+	connectFn(t, tz, "a", opts, []yomo.Tag{7}, func(ctx yomo.Context) { a.add(ctx.Tag(), ctx.Data()) })
+	connectFn(t, tz, "b", opts, []yomo.Tag{7}, func(ctx yomo.Context) { b1.add(ctx.Tag(), ctx.Data()) })
+	connectFn(t, tz, "b", opts, []yomo.Tag{7}, func(ctx yomo.Context) { b2.add(ctx.Tag(), ctx.Data()) })
 	src := connectSource(t, tz, "src", opts)
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
 	const n = 1000
 	for i := 0; i < n; i++ {
 		if err := src.Write(7, []byte(fmt.Sprint(i))); err != nil {
@@ -96,23 +74,21 @@ func TestFanOutAndLoadBalance(t *testing.T) {
 }
 
 func TestTargets(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	opts := tz.clients
 	var alice, bob, any recorder
-	fa := newFn(t, tz, "user", opts, []Tag{3}, func(ctx Context) { alice.add(ctx.Tag(), ctx.Data()) })
+	fa := newFn(t, tz, "user", opts, []yomo.Tag{3}, func(ctx yomo.Context) { alice.add(ctx.Tag(), ctx.Data()) })
 	fa.SetWantedTarget("alice")
-	fb := newFn(t, tz, "user", opts, []Tag{3}, func(ctx Context) { bob.add(ctx.Tag(), ctx.Data()) })
+	fb := newFn(t, tz, "user", opts, []yomo.Tag{3}, func(ctx yomo.Context) { bob.add(ctx.Tag(), ctx.Data()) })
 	fb.SetWantedTarget("bob")
-	for _, f := range []*StreamFunction{fa, fb} {
+	for _, f := range []*yomo.StreamFunction{fa, fb} {
 		if err := f.Connect(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	connectFn(t, tz, "audit", opts, []Tag{3}, func(ctx Context) { any.add(ctx.Tag(), ctx.Data()) })
+	connectFn(t, tz, "audit", opts, []yomo.Tag{3}, func(ctx yomo.Context) { any.add(ctx.Tag(), ctx.Data()) })
 	src := connectSource(t, tz, "src", opts)
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
 	for i := 0; i < 10; i++ {
 		src.WriteWithTarget(3, []byte("a"), "alice")
 		src.WriteWithTarget(3, []byte("b"), "bob")
@@ -139,45 +115,42 @@ func TestTargets(t *testing.T) {
 }
 
 func TestBackflowChain(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			tz := startZipper(t, "")
-			opts := tr.opts(tz)
-			connectFn(t, tz, "upper", opts, []Tag{1}, func(ctx Context) {
-				ctx.Write(2, []byte(strings.ToUpper(string(ctx.Data()))))
-			})
-			connectFn(t, tz, "exclaim", opts, []Tag{2}, func(ctx Context) {
-				ctx.Write(3, append(ctx.Data(), '!'))
-			})
-			var got1, got2 recorder
-			s1 := connectSource(t, tz, "s1", opts, 3)
-			s1.SetReceiveHandler(got1.add)
-			s2 := connectSource(t, tz, "s2", opts, 3)
-			s2.SetReceiveHandler(got2.add)
-			for _, s := range []*Source{s1, s2} {
-				if err := s.Connect(ctxT(t)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			s1.Write(1, []byte("hello"))
-			s2.Write(1, []byte("world"))
-			eventually(t, 5*time.Second, func() bool { return got1.len() == 1 && got2.len() == 1 }, func() string { return fmt.Sprintf("s1=%d s2=%d", got1.len(), got2.len()) })
-			if r := got1.snapshot()[0]; r.tag != 3 || r.data != "HELLO!" {
-				t.Errorf("s1 got %+v, want tag 3 HELLO!", r)
-			}
-			if r := got2.snapshot()[0]; r.tag != 3 || r.data != "WORLD!" {
-				t.Errorf("s2 got %+v, want tag 3 WORLD!", r)
-			}
+	t.Parallel()
+	run(t, func(t *testing.T, tr transportKind) {
+		tz := newZipper(t, tr)
+		opts := tz.clients
+		connectFn(t, tz, "upper", opts, []yomo.Tag{1}, func(ctx yomo.Context) {
+			ctx.Write(2, []byte(strings.ToUpper(string(ctx.Data()))))
 		})
-	}
+		connectFn(t, tz, "exclaim", opts, []yomo.Tag{2}, func(ctx yomo.Context) {
+			ctx.Write(3, append(ctx.Data(), '!'))
+		})
+		var got1, got2 recorder
+		s1 := newSource(t, tz, "s1", opts, 3)
+		s1.SetReceiveHandler(got1.add)
+		s2 := newSource(t, tz, "s2", opts, 3)
+		s2.SetReceiveHandler(got2.add)
+		for _, s := range []*yomo.Source{s1, s2} {
+			if err := s.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s1.Write(1, []byte("hello"))
+		s2.Write(1, []byte("world"))
+		eventually(t, 5*time.Second, func() bool { return got1.len() == 1 && got2.len() == 1 }, func() string { return fmt.Sprintf("s1=%d s2=%d", got1.len(), got2.len()) })
+		if r := got1.snapshot()[0]; r.tag != 3 || r.data != "HELLO!" {
+			t.Errorf("s1 got %+v, want tag 3 HELLO!", r)
+		}
+		if r := got2.snapshot()[0]; r.tag != 3 || r.data != "WORLD!" {
+			t.Errorf("s2 got %+v, want tag 3 WORLD!", r)
+		}
+	})
 }
 
 func TestUnobservedTagIsCountedNotAnError(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	src := connectSource(t, tz, "src", tz.clients)
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
 	for i := 0; i < 5; i++ {
 		if err := src.Write(99, []byte("nobody")); err != nil {
 			t.Fatalf("write to an unobserved tag: %v", err)
@@ -187,23 +160,24 @@ func TestUnobservedTagIsCountedNotAnError(t *testing.T) {
 }
 
 func TestBadCredentialIsFinal(t *testing.T) {
+	t.Parallel()
 	const secret = "s3cret-token"
-	tz := startZipper(t, "", WithAuthToken(secret))
-	good := connectSource(t, tz, "good", append(tz.clients, WithCredential("token:"+secret)))
+	tz := startZipper(t, "", yomo.WithAuthToken(secret))
+	good := newSource(t, tz, "good", append(tz.clients, yomo.WithCredential("token:"+secret)))
 	if err := good.Connect(ctxT(t)); err != nil {
 		t.Fatalf("good credential: %v", err)
 	}
 	for _, cred := range []string{"token:wrong", "", secret, "token:" + secret + "x"} {
-		bad := NewSource("bad", tz.addr, append(tz.clients, WithCredential(cred))...)
+		bad := yomo.NewSource("bad", tz.addr, append(tz.clients, yomo.WithCredential(cred))...)
 		err := bad.Connect(ctxT(t))
-		var rej *RejectedError
+		var rej *yomo.RejectedError
 		if !errors.As(err, &rej) {
 			t.Fatalf("credential %q: err = %v, want *RejectedError", cred, err)
 		}
 		if !strings.Contains(rej.Reason, "authentication") || strings.Contains(err.Error(), secret) || (cred != "" && strings.Contains(err.Error(), cred)) {
 			t.Errorf("rejection %q should explain and must not echo secrets", err)
 		}
-		if werr := bad.Write(1, nil); !errors.Is(werr, ErrNotConnected) {
+		if werr := bad.Write(1, nil); !errors.Is(werr, yomo.ErrNotConnected) {
 			t.Errorf("write after a rejected connect = %v, want ErrNotConnected", werr)
 		}
 		bad.Close()
@@ -214,18 +188,19 @@ func TestBadCredentialIsFinal(t *testing.T) {
 }
 
 func TestVerificationOnByDefault(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
-	s := NewSource("src", tz.addr) // no roots: the self-signed certificate must not verify
+	s := yomo.NewSource("src", tz.addr) // no roots: the self-signed certificate must not verify
 	defer s.Close()
 	err := s.Connect(ctxT(t))
 	if err == nil {
 		t.Fatal("connected to a zipper with an unverifiable certificate")
 	}
-	var rej *RejectedError
+	var rej *yomo.RejectedError
 	if errors.As(err, &rej) {
 		t.Fatalf("got a rejection %v, want a TLS failure", err)
 	}
-	ok := NewSource("src", tz.addr, WithInsecureSkipVerify())
+	ok := yomo.NewSource("src", tz.addr, yomo.WithInsecureSkipVerify())
 	defer ok.Close()
 	if err := ok.Connect(ctxT(t)); err != nil {
 		t.Fatalf("insecure option: %v", err)
@@ -233,10 +208,11 @@ func TestVerificationOnByDefault(t *testing.T) {
 }
 
 func TestHandlerPanicIsReportedAndServingGoesOn(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	var got recorder
 	var reported errs
-	f := newFn(t, tz, "fragile", tz.clients, []Tag{1}, func(ctx Context) {
+	f := newFn(t, tz, "fragile", tz.clients, []yomo.Tag{1}, func(ctx yomo.Context) {
 		if string(ctx.Data()) == "boom" {
 			panic("boom")
 		}
@@ -247,37 +223,29 @@ func TestHandlerPanicIsReportedAndServingGoesOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := connectSource(t, tz, "src", tz.clients)
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
 	src.Write(1, []byte("boom"))
 	src.Write(1, []byte("after"))
 	eventually(t, 5*time.Second, func() bool { return got.len() == 1 }, func() string { return fmt.Sprintf("got %d", got.len()) })
-	var pe *PanicError
+	var pe *yomo.PanicError
 	if !reported.find(func(err error) bool { return errors.As(err, &pe) }) {
 		t.Fatal("panic not reported to the error handler")
 	}
 }
 
 func TestZipperRestartResumes(t *testing.T) {
-	tz := startZipper(t, "")
-	addr := tz.addr
-	roots := tz.RootCAs()
+	t.Parallel()
+	tz, trust, restart := restartableZipper(t)
 	var got recorder
 	// The restarted zipper reuses the certificate, so the clients trust it.
-	pool := roots.Clone()
-	copts := []ClientOption{WithTLSConfig(&tls.Config{RootCAs: pool}), WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond)}
-	connectFn(t, tz, "sink", copts, []Tag{1}, func(ctx Context) { got.add(ctx.Tag(), ctx.Data()) })
+	copts := []yomo.ClientOption{trust, yomo.WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond)}
+	connectFn(t, tz, "sink", copts, []yomo.Tag{1}, func(ctx yomo.Context) { got.add(ctx.Tag(), ctx.Data()) })
 	src := connectSource(t, tz, "src", copts)
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
 	src.Write(1, []byte("before"))
 	eventually(t, 5*time.Second, func() bool { return got.len() == 1 }, func() string { return "before restart" })
 	tz.stop(t)
 
 	// Restart on the same address with the same certificate.
-	z2 := startZipper(t, addr, WithTLSConfig(tz.tls))
+	z2 := restart()
 	eventually(t, 10*time.Second, func() bool {
 		st := z2.Stats()
 		return st.Connections.Functions == 1 && st.Connections.Sources == 1
@@ -295,14 +263,15 @@ func TestZipperRestartResumes(t *testing.T) {
 }
 
 func TestHandshakeTimeoutDoesNotBlockOthers(t *testing.T) {
-	tz := startZipper(t, "", WithHandshakeTimeout(2*time.Second))
+	t.Parallel()
+	tz := startZipper(t, "", yomo.WithHandshakeTimeout(2*time.Second))
 	// A peer that completes the transport handshake but never says hello.
-	silent, err := tz.dialMem("silent")
+	silent, err := yomo.DialMemForTest(tz.Zipper, "silent")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer silent.CloseWithError(0, "")
-	src := connectSource(t, tz, "src", tz.clients)
+	src := newSource(t, tz, "src", tz.clients)
 	start := time.Now()
 	if err := src.Connect(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -318,22 +287,18 @@ func TestHandshakeTimeoutDoesNotBlockOthers(t *testing.T) {
 }
 
 func TestWriteTooLarge(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
-	src := connectSource(t, tz, "src", append(tz.clients, WithMaxFrameSize(1024)))
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Write(1, make([]byte, 2048)); !errors.Is(err, ErrFrameTooLarge) {
+	src := connectSource(t, tz, "src", append(tz.clients, yomo.WithMaxFrameSize(1024)))
+	if err := src.Write(1, make([]byte, 2048)); !errors.Is(err, yomo.ErrFrameTooLarge) {
 		t.Fatalf("write of 2 KiB with a 1 KiB limit = %v, want ErrFrameTooLarge", err)
 	}
 }
 
 func TestCloseIsIdempotentAndErrClosed(t *testing.T) {
+	t.Parallel()
 	tz := startZipper(t, "")
 	src := connectSource(t, tz, "src", tz.clients)
-	if err := src.Connect(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
 	src.Close()
 	src.Close()
 	if err := src.Write(1, nil); !errors.Is(err, net.ErrClosed) {
@@ -343,37 +308,25 @@ func TestCloseIsIdempotentAndErrClosed(t *testing.T) {
 	if err := tz.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := tz.Serve(context.Background(), mustPacketConn(t)); !errors.Is(err, ErrClosed) {
+	if err := tz.Serve(context.Background(), mustPacketConn(t)); !errors.Is(err, yomo.ErrClosed) {
 		t.Fatalf("Serve after Close = %v, want ErrClosed", err)
 	}
 }
 
-func mustPacketConn(t testing.TB) net.PacketConn {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pc
-}
-
 func TestSourceCloseFlushesQueuedFrames(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			tz := startZipper(t, "")
-			var got atomic.Int64
-			connectFn(t, tz, "sink", tr.opts(tz), []Tag{1}, func(ctx Context) { got.Add(1) })
-			src := connectSource(t, tz, "src", tr.opts(tz))
-			if err := src.Connect(ctxT(t)); err != nil {
+	t.Parallel()
+	run(t, func(t *testing.T, tr transportKind) {
+		tz := newZipper(t, tr)
+		var got atomic.Int64
+		connectFn(t, tz, "sink", tz.clients, []yomo.Tag{1}, func(ctx yomo.Context) { got.Add(1) })
+		src := connectSource(t, tz, "src", tz.clients)
+		const n = 10000 // 1 MB: far more than is sent before Close
+		for i := 0; i < n; i++ {
+			if err := src.Write(1, make([]byte, 100)); err != nil {
 				t.Fatal(err)
 			}
-			const n = 20000
-			for i := 0; i < n; i++ {
-				if err := src.Write(1, make([]byte, 100)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			src.Close() // must send everything queued first
-			eventually(t, 10*time.Second, func() bool { return got.Load() == n }, func() string { return fmt.Sprintf("sink got %d of %d after Close", got.Load(), n) })
-		})
-	}
+		}
+		src.Close() // must send everything queued first
+		eventually(t, 10*time.Second, func() bool { return got.Load() == n }, func() string { return fmt.Sprintf("sink got %d of %d after Close", got.Load(), n) })
+	})
 }

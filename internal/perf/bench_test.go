@@ -1,4 +1,4 @@
-package yomo
+package perf
 
 // Benchmarks of the zipper against a raw QUIC relay (relay_test.go), in
 // the same run so that the ratio is meaningful on a noisy machine.
@@ -11,22 +11,24 @@ package yomo
 // delivered messages per second per receiver. Setup and teardown are not
 // timed.
 //
-//	go test -run='^$' -bench=. -benchtime=2s -count=5 . | tee /tmp/bench.txt
+//	go test -run='^$' -bench=. -benchtime=2s -count=5 ./internal/perf/ | tee /tmp/bench.txt
 //	benchstat /tmp/bench.txt
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/yomo-dev/yomo"
 	"github.com/yomo-dev/yomo/frame"
-	"github.com/yomo-dev/yomo/internal/transport"
 )
 
 var benchLogger = slog.New(slog.DiscardHandler)
@@ -118,9 +120,9 @@ func benchAwait(b *testing.B, rs []*benchArrivals, dropped func() uint64, failed
 
 // benchEnv is a zipper and the options its clients need.
 type benchEnv struct {
-	z    *Zipper
+	z    *yomo.Zipper
 	addr string
-	opts []ClientOption
+	opts []yomo.ClientOption
 
 	mu  sync.Mutex
 	err error // first error reported to a client's error handler
@@ -129,25 +131,49 @@ type benchEnv struct {
 // newBenchEnv starts a zipper serving QUIC on 127.0.0.1 (or, inMemory, not
 // serving at all: clients then connect WithInMemory). Everything is closed
 // by b.Cleanup, after the timer stopped.
-func newBenchEnv(b *testing.B, inMemory bool, zopts ...ZipperOption) *benchEnv {
+func newBenchEnv(b *testing.B, inMemory bool, zopts ...yomo.ZipperOption) *benchEnv {
 	b.Helper()
-	zopts = append([]ZipperOption{WithLogger(benchLogger)}, zopts...)
+	zopts = append([]yomo.ZipperOption{yomo.WithLogger(benchLogger)}, zopts...)
 	if inMemory {
-		z, err := NewZipper("bench", zopts...)
+		z, err := yomo.NewZipper("bench", zopts...)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = z.Close() })
-		return &benchEnv{z: z, addr: "mem", opts: []ClientOption{WithInMemory(z), WithLogger(benchLogger)}}
+		return &benchEnv{z: z, addr: "mem", opts: []yomo.ClientOption{yomo.WithInMemory(z), yomo.WithLogger(benchLogger)}}
 	}
-	tz := startZipper(b, "", zopts...)
-	return &benchEnv{z: tz.Zipper, addr: tz.addr, opts: append(slices.Clone(tz.clients), WithLogger(benchLogger))}
+	z, addr := serve(b, "bench", zopts...)
+	return &benchEnv{z: z, addr: addr, opts: []yomo.ClientOption{yomo.WithTLSConfig(&tls.Config{RootCAs: z.RootCAs()}), yomo.WithLogger(benchLogger)}}
+}
+
+// serve starts zipper name (logging nowhere) serving QUIC on 127.0.0.1
+// and returns it and its address. b.Cleanup closes it and checks that
+// Serve returned ErrClosed.
+func serve(b *testing.B, name string, opts ...yomo.ZipperOption) (*yomo.Zipper, string) {
+	b.Helper()
+	z, err := yomo.NewZipper(name, append([]yomo.ZipperOption{yomo.WithLogger(benchLogger)}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- z.Serve(context.Background(), pc) }() // owned by the benchmark: ends on Close
+	b.Cleanup(func() {
+		_ = z.Close()
+		if err := <-served; !errors.Is(err, yomo.ErrClosed) {
+			b.Errorf("Serve returned %v, want ErrClosed", err)
+		}
+	})
+	return z, pc.LocalAddr().String()
 }
 
 // report records the first error a client reports. Drop reports are not
 // errors here: drops are counted from Stats (dropped/op).
 func (e *benchEnv) report(err error) {
-	if _, ok := errors.AsType[*DroppedError](err); ok {
+	if _, ok := errors.AsType[*yomo.DroppedError](err); ok {
 		return
 	}
 	e.mu.Lock()
@@ -183,9 +209,9 @@ func benchCtx(b *testing.B) context.Context {
 }
 
 // fn connects a function observing tags.
-func (e *benchEnv) fn(b *testing.B, name string, h Handler, tags ...Tag) *StreamFunction {
+func (e *benchEnv) fn(b *testing.B, name string, h yomo.Handler, tags ...yomo.Tag) *yomo.StreamFunction {
 	b.Helper()
-	f := NewStreamFunction(name, e.addr, e.opts...)
+	f := yomo.NewStreamFunction(name, e.addr, e.opts...)
 	f.SetObserveDataTags(tags...)
 	if err := f.SetHandler(h); err != nil {
 		b.Fatal(err)
@@ -200,9 +226,9 @@ func (e *benchEnv) fn(b *testing.B, name string, h Handler, tags ...Tag) *Stream
 
 // source connects a source observing tags (backflow) with receive handler
 // recv (may be nil).
-func (e *benchEnv) source(b *testing.B, name string, recv func(Tag, []byte), tags ...Tag) *Source {
+func (e *benchEnv) source(b *testing.B, name string, recv func(yomo.Tag, []byte), tags ...yomo.Tag) *yomo.Source {
 	b.Helper()
-	s := NewSource(name, e.addr, e.opts...)
+	s := yomo.NewSource(name, e.addr, e.opts...)
 	s.SetObserveDataTags(tags...)
 	s.SetReceiveHandler(recv)
 	s.SetErrorHandler(e.report)
@@ -219,7 +245,7 @@ func benchYomoPipeline(b *testing.B, size, fns int, inMemory bool, pol benchPoli
 	env := newBenchEnv(b, inMemory, pol.opts...)
 	rs := newBenchArrivals(fns)
 	for i, r := range rs {
-		env.fn(b, fmt.Sprintf("sink-%d", i), func(Context) { r.add() }, 1)
+		env.fn(b, fmt.Sprintf("sink-%d", i), func(yomo.Context) { r.add() }, 1)
 	}
 	src := env.source(b, "src", nil)
 	payload := make([]byte, size)
@@ -291,14 +317,14 @@ func benchRelayPipeline(b *testing.B, size, handlers, hops int, batched, sameByt
 // benchPolicy is a zipper overflow policy a yomo variant runs with.
 type benchPolicy struct {
 	name     string
-	opts     []ZipperOption
+	opts     []yomo.ZipperOption
 	lossless bool // a drop fails the benchmark
 }
 
 var benchPolicies = []benchPolicy{
 	{"yomo", nil, false}, // the library's default policy
-	{"yomo-dropnewest", []ZipperOption{WithOverflowPolicy(DropNewest)}, false},
-	{"yomo-block", []ZipperOption{WithOverflowPolicy(Block)}, true},
+	{"yomo-dropnewest", []yomo.ZipperOption{yomo.WithOverflowPolicy(yomo.DropNewest)}, false},
+	{"yomo-block", []yomo.ZipperOption{yomo.WithOverflowPolicy(yomo.Block)}, true},
 }
 
 // BenchmarkPipeline: 1 Source → zipper → 1 StreamFunction over QUIC on
@@ -353,14 +379,14 @@ func BenchmarkIsolation(b *testing.B) {
 func benchIsolation(b *testing.B, mode string) {
 	env := newBenchEnv(b, false)
 	rs := newBenchArrivals(1)
-	env.fn(b, "healthy", func(Context) { rs[0].add() }, 1)
-	stuckTag := Tag(1)
+	env.fn(b, "healthy", func(yomo.Context) { rs[0].add() }, 1)
+	stuckTag := yomo.Tag(1)
 	if mode == "stuck-other-tag" {
 		stuckTag = 2
 	}
 	if mode != "alone" {
 		release := make(chan struct{})
-		env.fn(b, "stuck", func(Context) { <-release }, stuckTag)
+		env.fn(b, "stuck", func(yomo.Context) { <-release }, stuckTag)
 		b.Cleanup(func() { close(release) }) // runs before the function's Close
 	}
 	src := env.source(b, "src", nil)
@@ -462,13 +488,13 @@ func BenchmarkRoundTrip(b *testing.B) {
 	payload := make([]byte, 16)
 	b.Run("yomo", func(b *testing.B) {
 		env := newBenchEnv(b, false)
-		env.fn(b, "echo", func(ctx Context) {
+		env.fn(b, "echo", func(ctx yomo.Context) {
 			if err := ctx.Write(2, ctx.Data()); err != nil {
 				env.report(err)
 			}
 		}, 1)
 		got := make(chan struct{}, 1)
-		src := env.source(b, "src", func(Tag, []byte) { benchSignal(got) }, 2)
+		src := env.source(b, "src", func(yomo.Tag, []byte) { benchSignal(got) }, 2)
 		benchRoundTrip(b, func() error { return src.Write(1, payload) }, got, env.failed)
 	})
 	b.Run("relay", func(b *testing.B) {
@@ -476,87 +502,4 @@ func BenchmarkRoundTrip(b *testing.B) {
 		p := newRawEcho(b, func([]byte) { benchSignal(got) })
 		benchRoundTrip(b, func() error { return p.src.writeMsg(payload) }, got, p.failed)
 	})
-}
-
-// BenchmarkZipperRoute measures the zipper's forwarding path alone, without
-// network: decoding a data frame body and routing it (z.route) into the
-// outboxes of the functions observing its tag, as zconn.readData does,
-// plus the flusher's buffer swap (outbox.take), amortised. It should not
-// allocate.
-func BenchmarkZipperRoute(b *testing.B) {
-	for _, sz := range benchSizes[:2] {
-		for _, fns := range []int{1, 4} {
-			b.Run(fmt.Sprintf("%s/%dfn", sz.name, fns), func(b *testing.B) {
-				benchRoute(b, sz.n, fns, false)
-			})
-		}
-	}
-	b.Run("16B/backflow", func(b *testing.B) { benchRoute(b, 16, 0, true) })
-}
-
-func benchRoute(b *testing.B, size, fns int, backflow bool) {
-	z, err := NewZipper("route", WithLogger(benchLogger))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = z.Close() }()
-	// Connections are registered as the handshake would, on in-memory
-	// transport ends (no goroutines; Close needs a transport).
-	var conns []*conn
-	add := func(hs *frame.Handshake) *conn {
-		_, srv := transport.Pipe("bench")
-		c := z.newConn(srv, nil)
-		if rej := z.register(c, hs); rej != nil {
-			b.Fatal(rej)
-		}
-		conns = append(conns, c)
-		return c
-	}
-	defer func() {
-		for _, c := range conns {
-			z.unregister(c)
-		}
-	}()
-	src := add(&frame.Handshake{Kind: frame.KindSource, Name: "src", ID: 42, ObserveTags: []Tag{2}})
-	var sinks []*conn
-	for i := range fns {
-		sinks = append(sinks, add(&frame.Handshake{Kind: frame.KindFunction, Name: fmt.Sprintf("fn-%d", i), ObserveTags: []Tag{1}}))
-	}
-	from, d := src, &frame.Data{Tag: 1, Payload: make([]byte, size)}
-	if backflow {
-		// A function's result for the source's write: goes back to the
-		// source (which observes tag 2) only.
-		from = add(&frame.Handshake{Kind: frame.KindFunction, Name: "fn", ObserveTags: []Tag{1}})
-		d = &frame.Data{Tag: 2, Origin: 42, TID: 7, Payload: make([]byte, size)}
-		sinks = []*conn{src}
-	}
-	enc := frame.AppendData(nil, d)
-	body := enc[frame.HeaderSize:]
-
-	var in frame.Data
-	var sc scratch
-	route := func(i int) {
-		if err := in.Decode(body); err != nil {
-			b.Fatal(err)
-		}
-		z.route(from, &in, &sc)
-		if i%256 == 255 {
-			for _, c := range sinks {
-				c.out.take()
-			}
-		}
-	}
-	for i := range 1024 { // grow the outbox buffers
-		route(i)
-	}
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		route(i)
-	}
-	b.StopTimer()
-	if st := z.Stats(); st.Dropped != 0 || st.Unroutable != 0 {
-		b.Fatalf("dropped %d, unroutable %d", st.Dropped, st.Unroutable)
-	}
 }

@@ -1,4 +1,4 @@
-package yomo
+package perf
 
 // Connection scale: how long N clients take to connect to a server that
 // runs in its own process, and how much memory that process holds for
@@ -14,8 +14,8 @@ package yomo
 // the N clients and reads the server's VmRSS and VmHWM from
 // /proc/<pid>/status.
 //
-//	go test -run='^$' -bench=Scale -benchtime=1x -count=5 .
-//	YOMO_SCALE_N=10000 go test -run='^$' -bench=Scale -benchtime=1x -count=1 .
+//	go test -run='^$' -bench=Scale -benchtime=1x -count=5 ./internal/perf/
+//	YOMO_SCALE_N=10000 go test -run='^$' -bench=Scale -benchtime=1x -count=1 ./internal/perf/
 //
 // With YOMO_SCALE_PROFILE=<dir>, the server process writes its CPU profile
 // (<dir>/<zipper|raw>-cpu.pprof, over its whole life) and a heap profile
@@ -64,6 +64,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/yomo-dev/yomo"
 	"github.com/yomo-dev/yomo/frame"
 	"github.com/yomo-dev/yomo/internal/transport"
 )
@@ -217,13 +218,13 @@ func scaleHeapProfile(dir, mode string, conns int) error {
 // (the default per-IP limit of 1000 would refuse the benchmark's clients,
 // which all come from 127.0.0.1).
 type scaleZipper struct {
-	z      *Zipper
+	z      *yomo.Zipper
 	served chan error
 }
 
 func startScaleZipper(pc net.PacketConn, cert tls.Certificate) (*scaleZipper, error) {
-	z, err := NewZipper("scale", WithLogger(benchLogger), WithConnectionLimits(0, 0),
-		WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}))
+	z, err := yomo.NewZipper("scale", yomo.WithLogger(benchLogger), yomo.WithConnectionLimits(0, 0),
+		yomo.WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}))
 	if err != nil {
 		pc.Close()
 		return nil, err
@@ -239,7 +240,7 @@ func (s *scaleZipper) in() uint64 { return s.z.Stats().FramesIn }
 
 func (s *scaleZipper) close() error {
 	s.z.Close()
-	if err := <-s.served; !errors.Is(err, ErrClosed) {
+	if err := <-s.served; !errors.Is(err, yomo.ErrClosed) {
 		return fmt.Errorf("Serve returned %v, want ErrClosed", err)
 	}
 	return nil
@@ -305,13 +306,13 @@ func (s *scaleRaw) serve(c transport.Conn) {
 		c.CloseWithError(0, "")
 	}()
 	// The same bound on the handshake as the zipper's.
-	ctx, cancel := context.WithTimeout(c.Context(), DefaultHandshakeTimeout)
+	ctx, cancel := context.WithTimeout(c.Context(), yomo.DefaultHandshakeTimeout)
 	st, err := c.AcceptStream(ctx)
 	cancel()
 	if err != nil {
 		return
 	}
-	st.SetReadDeadline(time.Now().Add(DefaultHandshakeTimeout))
+	st.SetReadDeadline(time.Now().Add(yomo.DefaultHandshakeTimeout))
 	buf := make([]byte, 256)
 	if _, err := io.ReadFull(st, buf[:4]); err != nil {
 		return
@@ -566,15 +567,15 @@ type scaleClients interface {
 // scaleSources are yomo Sources.
 type scaleSources struct {
 	addr string
-	opts []ClientOption
-	srcs []*Source
+	opts []yomo.ClientOption
+	srcs []*yomo.Source
 
 	mu  sync.Mutex
 	err error
 }
 
 func (s *scaleSources) connect(ctx context.Context, i int) error {
-	src := NewSource(fmt.Sprintf("scale-%05d", i), s.addr, s.opts...)
+	src := yomo.NewSource(fmt.Sprintf("scale-%05d", i), s.addr, s.opts...)
 	src.SetErrorHandler(func(err error) {
 		s.mu.Lock()
 		if s.err == nil {
@@ -591,7 +592,7 @@ func (s *scaleSources) connect(ctx context.Context, i int) error {
 
 // scaleTag is observed by nobody: the zipper counts the frames as
 // unroutable.
-const scaleTag Tag = 0x5ca1e
+const scaleTag yomo.Tag = 0x5ca1e
 
 var scaleMsg = make([]byte, 16)
 
@@ -636,7 +637,7 @@ func (s *scaleRawClients) connect(ctx context.Context, i int) error {
 	if _, err := st.Write(append(msg, s.hello...)); err != nil {
 		return fail(err)
 	}
-	st.SetReadDeadline(time.Now().Add(DefaultHandshakeTimeout))
+	st.SetReadDeadline(time.Now().Add(yomo.DefaultHandshakeTimeout))
 	if _, err := io.ReadFull(st, make([]byte, len(s.ack))); err != nil {
 		return fail(err)
 	}
@@ -778,8 +779,8 @@ func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration,
 		}
 		var cl scaleClients
 		if mode == "zipper" {
-			cl = &scaleSources{addr: p.addr, srcs: make([]*Source, n),
-				opts: []ClientOption{WithTLSConfig(&tls.Config{RootCAs: p.roots}), WithLogger(benchLogger)}}
+			cl = &scaleSources{addr: p.addr, srcs: make([]*yomo.Source, n),
+				opts: []yomo.ClientOption{yomo.WithTLSConfig(&tls.Config{RootCAs: p.roots}), yomo.WithLogger(benchLogger)}}
 		} else {
 			hello, ack := scaleHello()
 			cl = &scaleRawClients{addr: p.addr, tls: &tls.Config{RootCAs: p.roots}, hello: hello, ack: ack,

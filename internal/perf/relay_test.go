@@ -1,4 +1,4 @@
-package yomo
+package perf
 
 // A raw QUIC relay: the ceiling the zipper is measured against in the same
 // benchmark run (bench_test.go).
@@ -7,7 +7,7 @@ package yomo
 // big-endian length, then the payload) on one QUIC unidirectional stream
 // per hop: no routing, no handshake, no framing beyond the length. The
 // relay is built on internal/transport's Conn and streams, which are thin
-// adapters over quic-go (the root package may not import quic-go itself:
+// adapters over quic-go (only internal/transport may import quic-go:
 // depguard rule quic-only-in-transport); the zipper uses the very same
 // transport and QUIC configuration (transport.QUICConfig{}), so the
 // difference between the two is the library's own cost.
@@ -15,8 +15,8 @@ package yomo
 // Writers come in two kinds: relayDirectWriter does one stream Write per
 // message (unbatched); relayBatchWriter coalesces messages into ~32 KiB buffers,
 // a mutex-guarded buffer that a flusher goroutine swaps out and writes
-// whenever it holds data (the technique of outbox.go). In the batched
-// variants both the source and the relay coalesce.
+// whenever it holds data (the technique of the root package's outbox.go).
+// In the batched variants both the source and the relay coalesce.
 
 import (
 	"bufio"

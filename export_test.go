@@ -1,0 +1,92 @@
+package yomo
+
+// Hooks for the black-box tests (package yomo_test). This file is the only
+// place where tests reach into the package's internals: keep it small, and
+// adapt it, not the tests, when the internals change.
+
+import (
+	"fmt"
+
+	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/transport"
+)
+
+// Close codes of the wire protocol (the connection close codes a peer
+// sees) and handshake limits.
+const (
+	CloseNormalForTest     = uint64(frame.CloseNormal)
+	CloseProtocolForTest   = uint64(frame.CloseProtocol)
+	CloseLimitForTest      = uint64(frame.CloseLimit)
+	CloseRejectBaseForTest = uint64(frame.CloseRejectBase) // + a frame.Reject* code
+
+	MaxNameLenForTest   = maxNameLen
+	MaxTargetLenForTest = maxTargetLen
+)
+
+// DialMemForTest connects a raw in-memory peer to z: the zipper serves the
+// server end as any connection; the test speaks (or does not speak) the
+// protocol on the client end.
+func DialMemForTest(z *Zipper, name string) (transport.Conn, error) { return z.dialMem(name) }
+
+// RouteGroupsForTest returns the function groups z's routing table sends
+// frames of tag to.
+func RouteGroupsForTest(z *Zipper, tag Tag) []string { return z.table.Load().Groups(tag) }
+
+// StoppedForTest reports whether f's client was stopped (by Close).
+func StoppedForTest(f *StreamFunction) bool { return f.c.ctx.Err() != nil }
+
+// ConnectAsZipperForTest makes s announce itself as a zipper (a mesh
+// link) in its handshake.
+func ConnectAsZipperForTest(s *Source) { s.c.kind = frame.KindZipper }
+
+// RouteForTest registers connections on z as the handshake would, on
+// in-memory transport ends (no goroutines): a source (ID 42, observing
+// tag 2) and fns functions (fn-0 ...) observing tag 1; with backflow, one
+// more function ("fn"), whose results for the source go back to it. It
+// returns route, which routes a decoded data frame from the source (with
+// backflow: from "fn") as a connection's reader does, take, which swaps
+// out the queued frames of the frame's destinations as their flushers do,
+// and done, which unregisters the connections.
+func RouteForTest(z *Zipper, fns int, backflow bool) (route func(*frame.Data), take func(), done func(), err error) {
+	var conns []*conn
+	done = func() {
+		for _, c := range conns {
+			z.unregister(c)
+		}
+	}
+	add := func(hs *frame.Handshake) *conn {
+		if err != nil {
+			return nil
+		}
+		_, srv := transport.Pipe("bench")
+		c := z.newConn(srv, nil)
+		if rej := z.register(c, hs); rej != nil {
+			err = fmt.Errorf("register %s: %s", hs.Name, rej.reason)
+			return nil
+		}
+		conns = append(conns, c)
+		return c
+	}
+	src := add(&frame.Handshake{Kind: frame.KindSource, Name: "src", ID: 42, ObserveTags: []Tag{2}})
+	var sinks []*conn
+	for i := range fns {
+		sinks = append(sinks, add(&frame.Handshake{Kind: frame.KindFunction, Name: fmt.Sprintf("fn-%d", i), ObserveTags: []Tag{1}}))
+	}
+	from := src
+	if backflow {
+		from = add(&frame.Handshake{Kind: frame.KindFunction, Name: "fn", ObserveTags: []Tag{1}})
+		sinks = []*conn{src}
+	}
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	var sc scratch
+	route = func(d *frame.Data) { z.route(from, d, &sc) }
+	take = func() {
+		for _, c := range sinks {
+			c.out.take()
+		}
+	}
+	return route, take, done, nil
+}
