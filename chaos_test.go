@@ -670,6 +670,7 @@ func checkChaos(t *testing.T, sc chaosScenario, f chaosFigures) {
 // guarantees today (chaosScenario.expect); YOMO_CHAOS_LONG=1 runs the long
 // variant instead (TestChaosLong).
 func TestChaos(t *testing.T) {
+	t.Parallel() // mostly waiting on paced writes and fault timers: overlaps the rest
 	if testing.Short() {
 		t.Skip("chaos scenarios take about 20 s")
 	}

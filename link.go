@@ -22,10 +22,11 @@ const (
 	pingInterval = 50 * time.Millisecond
 	// minDeadAfter and deadRTTs: a link that answered no ping for
 	// max(minDeadAfter, deadRTTs smoothed round trips) is closed, so a cut
-	// link reroutes within half a second on a LAN (QUIC's idle timeout is
-	// much longer). At least 8 pings go unanswered first: under 3 % loss
-	// that is one false alarm in about 10^12 windows.
-	minDeadAfter = 400 * time.Millisecond
+	// link reroutes within a second on a LAN (QUIC's idle timeout is much
+	// longer). 16 pings go unanswered first: network loss alone (3 %)
+	// never takes a link down; what can is a process starved of CPU for
+	// that long, as a loaded 2-core test machine showed at 400 ms.
+	minDeadAfter = 800 * time.Millisecond
 	deadRTTs     = 8
 	// linkDeadAfter bounds a control write on a link (a link that cannot
 	// take one for this long is dead anyway).
