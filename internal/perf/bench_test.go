@@ -497,6 +497,26 @@ func BenchmarkRoundTrip(b *testing.B) {
 		src := env.source(b, "src", func(yomo.Tag, []byte) { benchSignal(got) }, 2)
 		benchRoundTrip(b, func() error { return src.Write(1, payload) }, got, env.failed)
 	})
+	b.Run("request", func(b *testing.B) {
+		// Source.Request against the same echo: the reply comes back as
+		// backflow of the request's transaction, without a receive handler.
+		env := newBenchEnv(b, false)
+		env.fn(b, "echo", func(ctx yomo.Context) {
+			if err := ctx.Write(2, ctx.Data()); err != nil {
+				env.report(err)
+			}
+		}, 1)
+		src := env.source(b, "src", nil)
+		ctx := benchCtx(b)
+		got := make(chan struct{}, 1)
+		benchRoundTrip(b, func() error {
+			if _, err := src.Request(ctx, 1, payload); err != nil {
+				return err
+			}
+			benchSignal(got)
+			return nil
+		}, got, env.failed)
+	})
 	b.Run("relay", func(b *testing.B) {
 		got := make(chan struct{}, 1)
 		p := newRawEcho(b, func([]byte) { benchSignal(got) })
