@@ -180,7 +180,9 @@ func (z *Zipper) ListenAndServe(ctx context.Context, addr string) error {
 // closed (it returns ErrClosed). For a graceful stop, call Shutdown rather
 // than cancelling ctx. Serve also starts the mesh links (WithMesh), once.
 func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
-	ln, err := transport.Listen(conn, z.tls, transport.QUICConfig{})
+	// A connection beyond the listener's accept backlog is closed as
+	// over a limit: the client tries again later.
+	ln, err := transport.Listen(conn, z.tls, transport.QUICConfig{AcceptBacklogCode: uint64(frame.CloseLimit)})
 	if err != nil {
 		conn.Close()
 		return err
