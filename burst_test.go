@@ -61,7 +61,7 @@ func TestConnectBurst(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var (
-		refused, failed atomic.Int64
+		refused, timedOut, failed atomic.Int64
 		mu              sync.Mutex
 		firstErr        error
 		conns           = make([]transport.Conn, n)
@@ -80,9 +80,12 @@ func TestConnectBurst(t *testing.T) {
 			<-start
 			c, err := burstConnect(ctx, addr, tlsConf, i)
 			if err != nil {
-				if errors.Is(err, transport.ErrRefused) {
+				switch {
+				case errors.Is(err, transport.ErrRefused):
 					refused.Add(1)
-				} else {
+				case errors.Is(err, context.DeadlineExceeded):
+					timedOut.Add(1)
+				default:
 					failed.Add(1)
 				}
 				mu.Lock()
@@ -98,22 +101,30 @@ func TestConnectBurst(t *testing.T) {
 	begin := time.Now()
 	close(start)
 	wg.Wait()
-	t.Logf("%d clients connected in %v", n, time.Since(begin))
-	if refused.Load() > 0 || failed.Load() > 0 {
-		t.Fatalf("of %d clients dialling at once, %d were refused (CONNECTION_REFUSED) and %d failed otherwise on their first attempt; first error: %v",
-			n, refused.Load(), failed.Load(), firstErr)
+	t.Logf("%d clients dialled at once in %v: %d refused, %d handshakes timed out, %d failed otherwise",
+		n, time.Since(begin), refused.Load(), timedOut.Load(), failed.Load())
+	// A handshake that times out lost packets (the server's socket buffer
+	// overflows in such a burst) and is no refusal; a few are tolerated so
+	// that the test is not about the kernel's buffers.
+	if refused.Load() > 0 || failed.Load() > 0 || timedOut.Load() > int64(n/100) {
+		t.Fatalf("of %d clients dialling at once, %d were refused (CONNECTION_REFUSED), %d timed out and %d failed otherwise on their first attempt; first error: %v",
+			n, refused.Load(), timedOut.Load(), failed.Load(), firstErr)
 	}
+	connected := n - int(timedOut.Load())
 	st := z.Stats().Connections
-	if st.Sources != n || st.Rejected != 0 {
-		t.Fatalf("the zipper counts %d sources and %d rejections (%v), want %d and 0", st.Sources, st.Rejected, st.RejectedBy, n)
+	if st.Rejected != 0 {
+		t.Fatalf("the zipper rejected %d connections (%v)", st.Rejected, st.RejectedBy)
+	}
+	if st.Sources != connected {
+		t.Fatalf("the zipper counts %d sources, want %d", st.Sources, connected)
 	}
 }
 
 // burstConnect dials addr once and performs a Source's handshake.
 func burstConnect(ctx context.Context, addr string, tlsConf *tls.Config, i int) (transport.Conn, error) {
-	// A generous handshake timeout: 2000 handshakes on two busy CPUs can
-	// take longer than the default 5 s; only refusals are under test.
-	c, err := transport.Dial(ctx, addr, tlsConf, transport.QUICConfig{HandshakeTimeout: 30 * time.Second})
+	// A handshake timeout above the default 5 s: 2000 handshakes on two
+	// busy CPUs take a while; only refusals are under test.
+	c, err := transport.Dial(ctx, addr, tlsConf, transport.QUICConfig{HandshakeTimeout: 10 * time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +144,7 @@ func burstConnect(ctx context.Context, addr string, tlsConf *tls.Config, i int) 
 	if _, err := st.Write(hs); err != nil {
 		return fail(err)
 	}
-	st.SetReadDeadline(time.Now().Add(30 * time.Second))
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	typ, body, err := frame.NewReader(st, frame.MaxControlSize).Next()
 	if err != nil {
 		return fail(err)

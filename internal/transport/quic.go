@@ -234,10 +234,14 @@ type quicListener struct {
 // a goroutine waiting there; only when none waits does the connection go to
 // its queue of 32, and a full queue means CONNECTION_REFUSED. A woken pump
 // is runnable at once but, on a CPU busy with thousands of handshakes, may
-// wait long for its turn; with one pump, more than 32 handshakes completed
-// in that wait in a burst of 2000 clients, with 16 none did
-// (RATIONALE.md, "Why does the listener accept on its own goroutines?").
-const acceptPumps = 16
+// wait long for its turn (the race detector's scheduler often puts it at
+// the back of the run queue), and more than 32 handshakes can complete in
+// that wait. In bursts of 2000 clients (500 with -race) on two busy CPUs,
+// one pump let 67 to 690 be refused, 16 pumps none without -race but up to
+// 12 with it, 64 pumps none in either (RATIONALE.md, "Why does the listener
+// accept on its own goroutines?"). They cost a few KiB of stack each, per
+// listener.
+const acceptPumps = 64
 
 // pump moves connections from quic-go's accept queue to l.queue, doing
 // nothing else. A connection that finds l.queue full is closed with
