@@ -62,11 +62,11 @@ func TestConnectBurst(t *testing.T) {
 	defer cancel()
 	var (
 		refused, timedOut, failed atomic.Int64
-		mu              sync.Mutex
-		firstErr        error
-		conns           = make([]transport.Conn, n)
-		wg              sync.WaitGroup
-		start           = make(chan struct{})
+		mu                        sync.Mutex
+		firstErr                  error
+		conns                     = make([]transport.Conn, n)
+		wg                        sync.WaitGroup
+		start                     = make(chan struct{})
 	)
 	defer func() {
 		for _, c := range conns {
