@@ -356,7 +356,9 @@ func WithReconnectGrace(d time.Duration) ZipperOption {
 // backoff and jitter (WithReconnectBackoff), until the zipper accepts,
 // refuses (a *RejectedError is final), or Connect's context ends; the error
 // then names the last address and what went wrong there. Without it,
-// Connect tries each address once. Useful when a process may start
+// Connect tries each address once (except that a dial the zipper's QUIC
+// stack refuses with CONNECTION_REFUSED, a momentary overload, is tried
+// again a few times within about 1.3 s). Useful when a process may start
 // before its zipper.
 func WithConnectRetry() ClientOption {
 	return clientFunc(func(o *clientOptions) { o.connectRetry = true })
