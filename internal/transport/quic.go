@@ -179,7 +179,7 @@ func serverTLS(conf *tls.Config) *tls.Config {
 // Accept returns it. quic-go's own queue holds 32 and refuses more with
 // CONNECTION_REFUSED, which a burst of clients would otherwise hit whenever
 // the caller's Accept loop is slower than the handshakes (RATIONALE.md,
-// "Why does the listener accept on its own goroutine?").
+// "Why does the listener accept on its own goroutines?").
 func Listen(pc net.PacketConn, tlsConf *tls.Config, cfg QUICConfig) (Listener, error) {
 	if pc == nil {
 		return nil, errors.New("transport: Listen: nil PacketConn")
