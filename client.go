@@ -379,7 +379,9 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 		if c.opts.insecure {
 			c.log.Warn("INSECURE: the zipper's certificate is not verified")
 		}
-		tc, err = transport.Dial(ctx, c.addrs[c.cur], c.tlsConfig(), transport.QUICConfig{})
+		tc, err = dialRetryRefused(ctx, func() (transport.Conn, error) {
+			return transport.Dial(ctx, c.addrs[c.cur], c.tlsConfig(), transport.QUICConfig{})
+		})
 	}
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {

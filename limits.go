@@ -70,6 +70,10 @@ func (z *Zipper) handshakeDone(a *admission) {
 	z.pending--
 	z.mu.Unlock()
 	a.pending = false
+	select { // wake a Serve loop waiting for a slot
+	case z.pendingFree <- struct{}{}:
+	default:
+	}
 }
 
 // release releases everything a holds.

@@ -268,10 +268,14 @@ func WithConnectionLimits(total, perIP int) ZipperOption {
 
 // WithMaxPendingHandshakes bounds the connections that completed QUIC but
 // not the yomo handshake (default DefaultMaxPendingHandshakes; 0 means no
-// limit). Over the limit, a new connection is closed at once with a
-// reason, as for WithConnectionLimits; the accept loop never waits. Each
-// pending connection is closed after the handshake timeout, so silent
-// peers hold a slot for at most that long.
+// limit). At the limit, Serve stops taking connections from its listener
+// until a slot frees: they wait in the listener's backlog of 1024, each
+// holding no goroutine of the zipper, and a connection that finds the
+// backlog full is closed at once with a reason and CloseLimit, as for
+// WithConnectionLimits (the client tries again later). So a burst of
+// clients is served in turn rather than refused. Each pending connection
+// is closed after the handshake timeout, so silent peers hold a slot for
+// at most that long.
 func WithMaxPendingHandshakes(n int) ZipperOption {
 	return zipperFunc(func(o *zipperOptions) {
 		if n < 0 {
@@ -352,7 +356,9 @@ func WithReconnectGrace(d time.Duration) ZipperOption {
 // backoff and jitter (WithReconnectBackoff), until the zipper accepts,
 // refuses (a *RejectedError is final), or Connect's context ends; the error
 // then names the last address and what went wrong there. Without it,
-// Connect tries each address once. Useful when a process may start
+// Connect tries each address once (except that a dial the zipper's QUIC
+// stack refuses with CONNECTION_REFUSED, a momentary overload, is tried
+// again a few times within about 1.3 s). Useful when a process may start
 // before its zipper.
 func WithConnectRetry() ClientOption {
 	return clientFunc(func(o *clientOptions) { o.connectRetry = true })

@@ -74,6 +74,7 @@ type Zipper struct {
 	live         int                // network connections held (limits.go)
 	perIP        map[netip.Addr]int // network connections held, by remote IP
 	pending      int                // network connections in their handshake
+	pendingFree  chan struct{}      // capacity 1: pending went down (waitPendingSlot)
 
 	tokens tokenSet // WithAuthToken, hashed
 
@@ -107,24 +108,25 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		return nil, err
 	}
 	z := &Zipper{
-		name:       name,
-		nameBytes:  []byte(name),
-		opts:       o,
-		log:        o.logger.With("zipper", name),
-		servers:    make(map[*server]struct{}),
-		conns:      make(map[uint64]*conn),
-		router:     router.New[*dest](),
-		mesh:       mesh.New(name),
-		links:      make(map[string]*conn),
-		peerCnt:    make(map[string]*connCounters),
-		peerErr:    make(map[string]string),
-		everUp:     make(map[string]bool),
-		lastRTT:    make(map[string]time.Duration),
-		remoteIDs:  make(map[mesh.Key]remoteRoute),
-		gone:       make(map[string]*functionTotals),
-		unroutable: make(map[Tag]uint64),
-		perIP:      make(map[netip.Addr]int),
-		tokens:     newTokenSet(o.tokens),
+		name:        name,
+		nameBytes:   []byte(name),
+		opts:        o,
+		log:         o.logger.With("zipper", name),
+		servers:     make(map[*server]struct{}),
+		conns:       make(map[uint64]*conn),
+		router:      router.New[*dest](),
+		mesh:        mesh.New(name),
+		links:       make(map[string]*conn),
+		peerCnt:     make(map[string]*connCounters),
+		peerErr:     make(map[string]string),
+		everUp:      make(map[string]bool),
+		lastRTT:     make(map[string]time.Duration),
+		remoteIDs:   make(map[mesh.Key]remoteRoute),
+		gone:        make(map[string]*functionTotals),
+		unroutable:  make(map[Tag]uint64),
+		perIP:       make(map[netip.Addr]int),
+		pendingFree: make(chan struct{}, 1),
+		tokens:      newTokenSet(o.tokens),
 	}
 	if o.tls != nil && (len(o.tls.Certificates) > 0 || o.tls.GetCertificate != nil || o.tls.GetConfigForClient != nil) {
 		z.tls = o.tls.Clone()
@@ -191,7 +193,9 @@ func (z *Zipper) ListenAndServe(ctx context.Context, addr string) error {
 // closed (it returns ErrClosed). For a graceful stop, call Shutdown rather
 // than cancelling ctx. Serve also starts the mesh links (WithMesh), once.
 func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
-	ln, err := transport.Listen(conn, z.tls, transport.QUICConfig{})
+	// A connection beyond the listener's accept backlog is closed as
+	// over a limit: the client tries again later.
+	ln, err := transport.Listen(conn, z.tls, transport.QUICConfig{AcceptBacklogCode: uint64(frame.CloseLimit)})
 	if err != nil {
 		conn.Close()
 		return err
@@ -212,6 +216,7 @@ func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	for {
+		z.waitPendingSlot(ctx)
 		tc, err := ln.Accept(z.ctx)
 		if err != nil {
 			if ctx.Err() == nil && z.isDraining() {
@@ -232,6 +237,32 @@ func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
 			return err
 		}
 		z.startConn(tc, s)
+	}
+}
+
+// waitPendingSlot returns when a connection taken from the listener now
+// would be under the pending-handshake limit (WithMaxPendingHandshakes),
+// or when ctx or the zipper ends or the routing table changes (Shutdown
+// changes it), so that the caller's Accept notices. Meanwhile new
+// connections wait in the listener's backlog (transport.QUICConfig
+// AcceptBacklog), not in quic-go's queue of 32, which would refuse them.
+func (z *Zipper) waitPendingSlot(ctx context.Context) {
+	for {
+		z.mu.Lock()
+		free := z.opts.maxPending <= 0 || z.pending < z.opts.maxPending || z.closed || z.draining
+		changed := z.tableChanged
+		z.mu.Unlock()
+		if free {
+			return
+		}
+		select {
+		case <-z.pendingFree:
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-z.ctx.Done():
+			return
+		}
 	}
 }
 

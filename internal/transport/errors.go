@@ -68,5 +68,18 @@ type goneError struct{ msg string }
 func (e *goneError) Error() string { return e.msg }
 func (e *goneError) Unwrap() error { return net.ErrClosed }
 
+// ErrRefused matches (errors.Is) the error of Dial when the server refused
+// the connection during the QUIC handshake (CONNECTION_REFUSED: quic-go
+// does so when its accept queue is full or its listener is closing). The
+// refusal is about the server's state, not the client: trying again later
+// may succeed. The error also matches net.ErrClosed.
+var ErrRefused = errors.New("transport: connection refused by the server")
+
+// refusedError is a goneError that also matches ErrRefused.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string   { return e.msg }
+func (e *refusedError) Unwrap() []error { return []error{ErrRefused, net.ErrClosed} }
+
 // errListenerClosed is returned by Listener.Accept after Close.
 var errListenerClosed = fmt.Errorf("transport: listener closed: %w", net.ErrClosed)

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -37,6 +38,7 @@ const (
 	defaultInitialConnectionReceiveWindow = 4 << 20  // 4 MiB
 	defaultMaxIncomingStreams             = 100
 	defaultMaxIncomingUniStreams          = 100
+	defaultAcceptBacklog                  = 1024
 )
 
 // QUICConfig tunes the QUIC transport. The zero value of every field selects
@@ -75,6 +77,25 @@ type QUICConfig struct {
 	// MaxIncomingUniStreams is the same for unidirectional streams.
 	// Default 100; a negative value forbids the peer to open any.
 	MaxIncomingUniStreams int64
+	// AcceptBacklog bounds the connections a Listener holds that completed
+	// the QUIC handshake and wait for Accept. quic-go itself queues at most
+	// 32 and refuses more with CONNECTION_REFUSED; the Listener takes them
+	// from that queue as soon as they arrive, so a burst of clients is only
+	// refused when more than AcceptBacklog wait for a slow Accept loop
+	// (those are closed with AcceptBacklogCode and a reason that says so).
+	// Default 1024. Dial ignores it.
+	AcceptBacklog int
+	// AcceptBacklogCode is the code a Listener closes a connection with
+	// when AcceptBacklog connections already wait for Accept (the code
+	// space is the application's). Default 0.
+	AcceptBacklogCode uint64
+}
+
+func (c QUICConfig) acceptBacklog() int {
+	if c.AcceptBacklog > 0 {
+		return c.AcceptBacklog
+	}
+	return defaultAcceptBacklog
 }
 
 func (c QUICConfig) handshakeTimeout() time.Duration {
@@ -151,6 +172,14 @@ func serverTLS(conf *tls.Config) *tls.Config {
 //
 // tlsConf must provide a certificate (Certificates or GetCertificate); it is
 // cloned, never modified. The clone is restricted to TLS 1.3 and ALPN.
+//
+// The Listener runs acceptPumps goroutines until it is closed (or pc
+// fails): they take every connection from quic-go's accept queue as soon as
+// its handshake completes and hold it, up to cfg.AcceptBacklog, until
+// Accept returns it. quic-go's own queue holds 32 and refuses more with
+// CONNECTION_REFUSED, which a burst of clients would otherwise hit whenever
+// the caller's Accept loop is slower than the handshakes (RATIONALE.md,
+// "Why does the listener accept on its own goroutines?").
 func Listen(pc net.PacketConn, tlsConf *tls.Config, cfg QUICConfig) (Listener, error) {
 	if pc == nil {
 		return nil, errors.New("transport: Listen: nil PacketConn")
@@ -167,7 +196,13 @@ func Listen(pc net.PacketConn, tlsConf *tls.Config, cfg QUICConfig) (Listener, e
 		tr.Close()
 		return nil, fmt.Errorf("transport: Listen: %w", err)
 	}
-	return &quicListener{tr: tr, ln: ln}, nil
+	l := &quicListener{tr: tr, ln: ln, queue: make(chan *quic.Conn, cfg.acceptBacklog()), pumpDone: make(chan struct{}),
+		fullCode: quic.ApplicationErrorCode(clampCode(cfg.AcceptBacklogCode))}
+	l.pumps.Store(acceptPumps)
+	for range acceptPumps {
+		go l.pump() // owned by l: ends when ln is closed (Close) or pc fails; Close waits on pumpDone
+	}
+	return l, nil
 }
 
 // quicListener owns a quic.Transport on the caller's PacketConn. The
@@ -178,10 +213,57 @@ type quicListener struct {
 	tr *quic.Transport
 	ln *quic.Listener
 
+	// queue holds the connections the pumps took from quic-go that Accept
+	// has not returned yet. The pumps are its only senders; the last one to
+	// end (ln.Accept failed) closes it, after setting pumpErr.
+	queue    chan *quic.Conn
+	pumps    atomic.Int32 // pumps running
+	errOnce  sync.Once
+	pumpErr  error                     // set through errOnce; read only after queue is closed
+	pumpDone chan struct{}             // closed with queue
+	fullCode quic.ApplicationErrorCode // closes a connection that finds queue full
+
 	mu       sync.Mutex
 	closed   bool
 	live     int // accepted connections not yet closed
 	trClosed bool
+}
+
+// acceptPumps is how many goroutines of a Listener wait in quic-go's
+// Accept. quic-go hands a connection whose handshake completed directly to
+// a goroutine waiting there; only when none waits does the connection go to
+// its queue of 32, and a full queue means CONNECTION_REFUSED. A woken pump
+// is runnable at once but, on a CPU busy with thousands of handshakes, may
+// wait long for its turn (the race detector's scheduler often puts it at
+// the back of the run queue), and more than 32 handshakes can complete in
+// that wait. In bursts of 2000 clients (500 with -race) on two busy CPUs,
+// one pump let 67 to 690 be refused, 16 pumps none without -race but up to
+// 12 with it, 64 pumps none in either (RATIONALE.md, "Why does the listener
+// accept on its own goroutines?"). They cost a few KiB of stack each, per
+// listener.
+const acceptPumps = 64
+
+// pump moves connections from quic-go's accept queue to l.queue, doing
+// nothing else. A connection that finds l.queue full is closed with
+// QUICConfig.AcceptBacklogCode.
+func (l *quicListener) pump() {
+	for {
+		qc, err := l.ln.Accept(context.Background())
+		if err != nil {
+			l.errOnce.Do(func() { l.pumpErr = err })
+			if l.pumps.Add(-1) == 0 {
+				close(l.queue)
+				close(l.pumpDone)
+			}
+			return
+		}
+		select {
+		case l.queue <- qc:
+		default:
+			qc.CloseWithError(l.fullCode,
+				fmt.Sprintf("transport: %d connections already wait to be accepted", cap(l.queue)))
+		}
+	}
 }
 
 func (l *quicListener) Accept(ctx context.Context) (Conn, error) {
@@ -191,19 +273,22 @@ func (l *quicListener) Accept(ctx context.Context) (Conn, error) {
 	if closed {
 		return nil, errListenerClosed
 	}
-	qc, err := l.ln.Accept(ctx)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, ctxErr
+	var qc *quic.Conn
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case c, ok := <-l.queue:
+		if !ok {
+			l.mu.Lock()
+			closed := l.closed
+			l.mu.Unlock()
+			if closed || errors.Is(l.pumpErr, quic.ErrServerClosed) {
+				return nil, errListenerClosed
+			}
+			// The PacketConn failed (typically: the caller closed it).
+			return nil, &goneError{msg: "transport: listener: " + l.pumpErr.Error()}
 		}
-		l.mu.Lock()
-		closed := l.closed
-		l.mu.Unlock()
-		if closed || errors.Is(err, quic.ErrServerClosed) {
-			return nil, errListenerClosed
-		}
-		// The PacketConn failed (typically: the caller closed it).
-		return nil, &goneError{msg: "transport: listener: " + err.Error()}
+		qc = c
 	}
 	l.mu.Lock()
 	if l.closed {
@@ -245,14 +330,13 @@ func (l *quicListener) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 
-	l.ln.Close() // rejects handshakes in flight; accepted connections unaffected
+	// Rejects handshakes in flight; accepted connections are unaffected.
+	// The pumps take what is left in quic-go's queue, then end.
+	l.ln.Close()
+	<-l.pumpDone
 	// Connections that completed the handshake but were never accepted would
-	// otherwise linger in quic-go's accept queue.
-	for {
-		qc, err := l.ln.Accept(context.Background())
-		if err != nil {
-			break
-		}
+	// otherwise linger.
+	for qc := range l.queue {
 		qc.CloseWithError(0, "listener closed")
 	}
 	l.mu.Lock()
@@ -367,6 +451,9 @@ func mapErr(err error) error {
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	if e, ok := errors.AsType[*quic.TransportError](err); ok && e.Remote && e.ErrorCode == quic.ConnectionRefused {
+		return &refusedError{msg: err.Error()}
 	}
 	if isConnGone(err) {
 		return &goneError{msg: err.Error()}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 )
 
 func TestQUICListenValidation(t *testing.T) {
@@ -437,5 +439,57 @@ func TestRTT(t *testing.T) {
 	defer mc.CloseWithError(0, "")
 	if mc.RTT() != 0 || ms.RTT() != 0 {
 		t.Errorf("in-memory RTT = %v / %v, want 0", mc.RTT(), ms.RTT())
+	}
+}
+
+// A Listener takes connections from quic-go's accept queue on its own and
+// holds up to AcceptBacklog of them; one more is closed with
+// AcceptBacklogCode and a reason, not refused by quic-go, and those held
+// are still returned by Accept.
+func TestQUICAcceptBacklog(t *testing.T) {
+	e := newQUICEnv(t, QUICConfig{AcceptBacklog: 2, AcceptBacklogCode: 7})
+	ctx := testCtx(t)
+	tlsConf := &tls.Config{RootCAs: e.pool}
+	var held []Conn
+	for range 2 {
+		c, err := Dial(ctx, e.addr(), tlsConf, QUICConfig{})
+		if err != nil {
+			t.Fatal("Dial:", err)
+		}
+		t.Cleanup(func() { c.CloseWithError(0, "") })
+		held = append(held, c)
+	}
+	// The first two fill the backlog once the pumps took them; until then
+	// the third could take a place, so wait for them.
+	poll(t, "the backlog to fill", func() bool { return len(e.ln.(*quicListener).queue) == 2 })
+	over, err := Dial(ctx, e.addr(), tlsConf, QUICConfig{})
+	if err != nil {
+		t.Fatal("Dial beyond the backlog:", err) // the QUIC handshake itself completes
+	}
+	t.Cleanup(func() { over.CloseWithError(0, "") })
+	_, err = over.AcceptStream(ctx)
+	var ce *CloseError
+	if !errors.As(err, &ce) || ce.Code != 7 || !ce.Remote || !strings.Contains(ce.Reason, "2 connections already wait to be accepted") {
+		t.Fatalf("connection beyond the backlog: %v; want a *CloseError with code 7 from the peer", err)
+	}
+	for range held {
+		s, err := e.ln.Accept(ctx)
+		if err != nil {
+			t.Fatal("Accept:", err)
+		}
+		t.Cleanup(func() { s.CloseWithError(0, "") })
+	}
+}
+
+// A refusal by the server during the handshake matches ErrRefused and
+// net.ErrClosed.
+func TestQUICRefusedMatches(t *testing.T) {
+	err := mapErr(&quic.TransportError{ErrorCode: quic.ConnectionRefused, Remote: true})
+	if !errors.Is(err, ErrRefused) || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("%v (%T) does not match ErrRefused and net.ErrClosed", err, err)
+	}
+	err = mapErr(&quic.TransportError{ErrorCode: quic.ProtocolViolation, Remote: true})
+	if errors.Is(err, ErrRefused) {
+		t.Fatalf("%v matches ErrRefused", err)
 	}
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package yomo_test
+
+const raceEnabled = false
