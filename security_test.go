@@ -263,11 +263,11 @@ func TestMTLSAuthenticatorSeesCertificate(t *testing.T) {
 		r.Credential != "" || len(r.ObserveTags) != 1 || r.ObserveTags[0] != pipelineTag || !strings.HasPrefix(r.RemoteAddr.String(), "127.0.0.1:") {
 		t.Fatalf("authenticator saw %v", r)
 	}
-	s := connectSource(t, tz, "sensor-1", clientTLS(ca, &sensor))
+	connectSource(t, tz, "sensor-1", clientTLS(ca, &sensor))
 	if id, _ := seen.identity("sensor-1"); id != "sensor" {
 		t.Fatalf("identity %q", id)
 	}
-	s = yomo.NewSource("m", tz.addr, clientTLS(ca, &mallory)...)
+	s := yomo.NewSource("m", tz.addr, clientTLS(ca, &mallory)...)
 	defer s.Close()
 	err := s.Connect(ctxT(t))
 	var rej *yomo.RejectedError
