@@ -356,7 +356,9 @@ func (l *linkState) onPong(c *conn, rtt time.Duration) {
 		delete(z.peerErr, l.peer)
 		l.cost = cost
 		z.applyChangesLocked(z.mesh.LinkUp(l.peer, cost))
-		l.advertise(z.mesh.Adverts()...)
+		if !z.draining {
+			l.advertise(z.mesh.Adverts()...)
+		}
 		return
 	}
 	diff := int64(cost) - int64(l.cost)
@@ -435,8 +437,25 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 		}
 		z.zipperVia.Store(&m)
 	}
+	if z.draining {
+		return // shutting down: the peers were told it reaches nothing
+	}
 	for _, l := range z.links {
 		if l.link.up.Load() {
+			l.link.advertise(routes...)
+		}
+	}
+}
+
+// withdrawLocked withdraws, on every link, everything this zipper
+// advertised; z.mu is held.
+func (z *Zipper) withdrawLocked() {
+	routes := z.mesh.Adverts()
+	for i := range routes {
+		routes[i].Withdraw = true
+	}
+	for _, l := range z.links {
+		if l.link.up.Load() && len(routes) > 0 {
 			l.link.advertise(routes...)
 		}
 	}

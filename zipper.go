@@ -383,15 +383,21 @@ func (z *Zipper) Shutdown(ctx context.Context) error {
 	first := !z.draining
 	z.draining = true
 	z.signalTableLocked() // frames held by a reconnect grace stop waiting
-	conns := make([]*conn, 0, len(z.conns))
+	var conns, links []*conn
 	for _, c := range z.conns {
-		if !c.isLink() { // links stay up until Close: clients' last frames may cross them
+		if c.isLink() {
+			links = append(links, c)
+		} else {
 			conns = append(conns, c)
 		}
 	}
 	for s := range z.servers {
 		s.ln.Close() // stop accepting; the socket stays for existing connections
 	}
+	// Routes through this zipper are withdrawn from its peers: they stop
+	// sending here and move to other paths where they have one. The links
+	// stay up, so frames already on their way here still arrive and go on.
+	z.withdrawLocked()
 	z.mu.Unlock()
 	if first {
 		z.log.Info("zipper shutting down", "clients", len(conns))
@@ -414,19 +420,36 @@ func (z *Zipper) Shutdown(ctx context.Context) error {
 		}
 	}
 	// 2. Every queue is written out and its stream finished; each client
-	//    closes the connection once it has read everything.
+	//    closes the connection once it has read everything. Then the links
+	//    likewise: what the clients' last frames queued for other zippers
+	//    goes out before the link closes.
 	for _, c := range conns {
 		c.finish()
 	}
-	for _, c := range conns {
+	if err := waitDone(ctx, conns); err != nil {
+		z.Close()
+		return err
+	}
+	for _, l := range links {
+		l.finish()
+	}
+	if err := waitDone(ctx, links); err != nil {
+		z.Close()
+		return err
+	}
+	return z.Close()
+}
+
+// waitDone waits until every connection of cs is done, or ctx ends.
+func waitDone(ctx context.Context, cs []*conn) error {
+	for _, c := range cs {
 		select {
 		case <-c.done:
 		case <-ctx.Done():
-			z.Close()
 			return ctx.Err()
 		}
 	}
-	return z.Close()
+	return nil
 }
 
 // dropReportInterval is how often functions are told of their drops.
