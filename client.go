@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -298,6 +299,7 @@ func (c *client) connect(ctx context.Context) error {
 		ss.tc.CloseWithError(uint64(frame.CloseNormal), "client closed")
 		return ErrClosed
 	}
+	c.sess.Store(ss) // live from now: runtime changes and Flush use it
 	c.wg.Add(1)
 	go c.loop(ss) // owned by c: ends when Close cancels c.ctx or on rejection
 	return nil
@@ -400,7 +402,16 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 	c.connID.Store(ack.ConnID)
 	c.zipperMax.Store(int64(ack.MaxFrameSize))
 	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
-	return &session{c: c, tc: tc, ctrl: st, ctrlRd: rd}, nil
+	return newSession(c, tc, st, rd), nil
+}
+
+// newSession returns the session of a connection that completed its
+// handshake; serve runs it.
+func newSession(c *client, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader) *session {
+	return &session{c: c, tc: tc, ctrl: ctrl, ctrlRd: rd,
+		errc: make(chan error, 3), goaway: make(chan struct{}), stopFlush: make(chan struct{}),
+		drain: make(chan struct{}), flushDone: make(chan struct{}), started: make(chan struct{}),
+		flushCh: make(chan struct{}), ended: make(chan struct{})}
 }
 
 // handshakeOn performs the dialing side of the handshake on a new
@@ -497,6 +508,7 @@ func (c *client) loop(ss *session) {
 			}
 			c.log.Debug("reconnect failed", "attempt", attempt+1, "err", err)
 		}
+		c.sess.Store(ss)
 		if !c.transition(StateConnected, nil) {
 			ss.tc.CloseWithError(uint64(frame.CloseNormal), "client closed")
 			return
@@ -581,16 +593,7 @@ type session struct {
 // otherwise the first failure.
 func (s *session) serve() error {
 	c := s.c
-	s.errc = make(chan error, 3)
-	s.goaway = make(chan struct{})
-	s.stopFlush = make(chan struct{})
-	s.drain = make(chan struct{})
-	s.flushDone = make(chan struct{})
-	s.started = make(chan struct{})
-	s.flushCh = make(chan struct{})
-	s.ended = make(chan struct{})
 	defer close(s.ended)
-	c.sess.Store(s)
 	defer c.sess.CompareAndSwap(s, nil)
 	s.wg.Add(3)
 	go s.flush()                                            // owned by serve: ends on stopFlush or a write error
@@ -742,6 +745,24 @@ func (s *session) readControl() {
 		return
 	}
 	s.fail(err)
+}
+
+// migrate moves the live connection to the local socket pc.
+func (c *client) migrate(ctx context.Context, pc net.PacketConn) error {
+	s := c.sess.Load()
+	if s == nil {
+		pc.Close()
+		if err := c.checkWritable(); err != nil {
+			return err
+		}
+		return ErrNotConnected
+	}
+	m, ok := s.tc.(transport.Migrator)
+	if !ok {
+		pc.Close()
+		return ErrMigrationUnsupported
+	}
+	return m.Migrate(ctx, pc)
 }
 
 // resubscribe tells the zipper the tags and target as they are now and

@@ -90,3 +90,17 @@ func RouteForTest(z *Zipper, fns int, backflow bool) (route func(*frame.Data), t
 	}
 	return route, take, done, nil
 }
+
+// RemoteAddrsForTest lists the remote addresses of z's client connections,
+// as the transport sees them now.
+func RemoteAddrsForTest(z *Zipper) []string {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	var out []string
+	for _, c := range z.conns {
+		if !c.isLink() {
+			out = append(out, c.tc.RemoteAddr().String())
+		}
+	}
+	return out
+}

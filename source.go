@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -193,6 +194,18 @@ func (s *Source) SetObserveDataTags(tags ...Tag) {
 		s.c.report(err)
 	}
 }
+
+// Migrate moves the Source's connection to the local socket pc, for a
+// Source whose address changes (a phone or vehicle on another network, a
+// gateway on another interface): through QUIC connection migration the
+// connection goes on from the new address without reconnecting, and what
+// is in flight is not lost; the zipper sees the same connection. It
+// returns once the zipper answered on the new path (bounded by ctx), or
+// with the error, the connection then staying on its current path. The
+// Source owns pc from then on and closes it with the connection; a later
+// reconnection dials from a socket of its own. ErrMigrationUnsupported for
+// an in-memory Source (WithInMemory), ErrNotConnected when not connected.
+func (s *Source) Migrate(ctx context.Context, pc net.PacketConn) error { return s.c.migrate(ctx, pc) }
 
 // State returns the Source's connection state.
 func (s *Source) State() State { return s.c.state() }

@@ -101,6 +101,9 @@ var (
 	// ErrNoResponders is returned by Request, at once, when no function
 	// observes the request's tag, here or anywhere in the mesh.
 	ErrNoResponders = errors.New("yomo: no responders: nothing observes the request's tag")
+	// ErrMigrationUnsupported is returned by Source.Migrate for a
+	// connection that cannot move to another socket (in memory).
+	ErrMigrationUnsupported = errors.New("yomo: this connection cannot migrate (in-memory)")
 	// ErrGoAway is the reason of a state change when the zipper asked the
 	// client to reconnect (it is shutting down).
 	ErrGoAway = errGoAway

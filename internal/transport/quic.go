@@ -486,6 +486,10 @@ func isConnGone(err error) bool {
 type quicConn struct {
 	c       *quic.Conn
 	release func() // idempotent; frees what the connection holds
+
+	mu       sync.Mutex
+	paths    []func() // sockets Migrate added: closed with the connection
+	released bool
 }
 
 // newQUICConn wraps qc and arranges for release to run exactly once when the
@@ -493,9 +497,60 @@ type quicConn struct {
 // that its effects are visible when CloseWithError returns), otherwise from
 // context.AfterFunc, which starts no goroutine until the connection is done.
 func newQUICConn(qc *quic.Conn, release func()) *quicConn {
-	c := &quicConn{c: qc, release: sync.OnceFunc(release)}
+	c := &quicConn{c: qc}
+	c.release = sync.OnceFunc(func() {
+		release()
+		c.mu.Lock()
+		paths := c.paths
+		c.paths, c.released = nil, true
+		c.mu.Unlock()
+		for _, close := range paths {
+			close()
+		}
+	})
 	context.AfterFunc(qc.Context(), c.release)
 	return c
+}
+
+// Migrate moves a dialed connection to the local socket pc (QUIC
+// connection migration, RFC 9000 section 9): it probes the new path, and
+// once the peer answered, sends on it only. The connection owns pc from
+// then on, and closes it when it ends, as it does its first socket (kept,
+// since the connection was dialed on it). On an error the connection goes
+// on on its current path.
+func (c *quicConn) Migrate(ctx context.Context, pc net.PacketConn) error {
+	if _, ok := pc.(*net.UDPConn); !ok {
+		// quic-go goes on marking packets for ECN after the switch, and
+		// panics on a socket that cannot carry the marks.
+		pc.Close()
+		return fmt.Errorf("transport: migrate: the new socket is a %T, not a *net.UDPConn", pc)
+	}
+	tr := &quic.Transport{Conn: pc}
+	closePath := func() {
+		tr.Close()
+		_ = pc.Close()
+	}
+	c.mu.Lock()
+	if c.released {
+		c.mu.Unlock()
+		closePath()
+		return fmt.Errorf("transport: migrate: %w", net.ErrClosed)
+	}
+	c.paths = append(c.paths, closePath)
+	c.mu.Unlock()
+	p, err := c.c.AddPath(tr)
+	if err != nil {
+		return fmt.Errorf("transport: migrate: %w", err)
+	}
+	if err := p.Probe(ctx); err != nil {
+		_ = p.Close()
+		return fmt.Errorf("transport: migrate: the new path did not answer: %w", err)
+	}
+	if err := p.Switch(); err != nil {
+		_ = p.Close()
+		return fmt.Errorf("transport: migrate: %w", err)
+	}
+	return nil
 }
 
 func (c *quicConn) OpenStream(ctx context.Context) (Stream, error) {

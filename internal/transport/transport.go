@@ -35,6 +35,12 @@ type Conn interface {
 	RTT() time.Duration
 }
 
+// Migrator is implemented by connections that can move to another local
+// socket without ending (QUIC client connections): see quicConn.Migrate.
+type Migrator interface {
+	Migrate(ctx context.Context, pc net.PacketConn) error
+}
+
 // SendStream is the sending half of a stream.
 type SendStream interface {
 	io.Writer
