@@ -407,3 +407,98 @@ func ExampleWithMesh() {
 	// eu-west reaches "billing" via us-east
 	// shop in eu-west got: invoice for order #42, billed in us-east
 }
+
+// Request/reply: the reply is the first result a function writes while
+// handling the request, whatever its tag; ErrNoResponders comes at once
+// when nothing observes the tag.
+func ExampleSource_Request() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
+	z, err := yomo.NewZipper("edge", quiet)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer z.Close()
+
+	upper := yomo.NewStreamFunction("upper", "", yomo.WithInMemory(z), quiet)
+	upper.SetObserveDataTags(0x10)
+	_ = upper.SetHandler(func(c yomo.Context) { _ = c.Write(0x11, bytes.ToUpper(c.Data())) })
+	if err := upper.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer upper.Close()
+
+	src := yomo.NewSource("api", "", yomo.WithInMemory(z), quiet)
+	if err := src.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+	reply, err := src.Request(ctx, 0x10, []byte("hello"))
+	fmt.Printf("%s %v\n", reply, err)
+	_, err = src.Request(ctx, 0x99, []byte("anyone?"))
+	fmt.Println(errors.Is(err, yomo.ErrNoResponders))
+	// Output:
+	// HELLO <nil>
+	// true
+}
+
+// A connected function adds a tag without reconnecting: once
+// SetObserveDataTags returns, the zipper routes the new tag to it.
+func ExampleStreamFunction_SetObserveDataTags() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
+	z, err := yomo.NewZipper("edge", quiet)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer z.Close()
+
+	fn := yomo.NewStreamFunction("echo", "", yomo.WithInMemory(z), quiet)
+	fn.SetObserveDataTags(0x10)
+	_ = fn.SetHandler(func(c yomo.Context) { _ = c.Write(0x20, c.Data()) })
+	if err := fn.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer fn.Close()
+	src := yomo.NewSource("api", "", yomo.WithInMemory(z), quiet)
+	if err := src.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+
+	_, err = src.Request(ctx, 0x12, []byte("a"))
+	fmt.Println("before:", err)
+	fn.SetObserveDataTags(0x10, 0x12)
+	reply, err := src.Request(ctx, 0x12, []byte("a"))
+	fmt.Printf("after: %s %v\n", reply, err)
+	// Output:
+	// before: yomo: no responders: nothing observes the request's tag
+	// after: a <nil>
+}
+
+// The connection's state, and every change with its reason.
+func ExampleSource_SetStateHandler() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
+	z, err := yomo.NewZipper("edge", quiet)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer z.Close()
+
+	src := yomo.NewSource("api", "", yomo.WithInMemory(z), quiet)
+	src.SetStateHandler(func(c yomo.StateChange) { fmt.Println(c.From, "->", c.To) })
+	if err := src.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("state:", src.State())
+	_ = src.Close()
+	// Output:
+	// idle -> connecting
+	// connecting -> connected
+	// state: connected
+	// connected -> closed
+}

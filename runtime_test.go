@@ -317,3 +317,36 @@ func pemOf(t *testing.T, c tls.Certificate) []byte {
 	t.Helper()
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
 }
+
+// TestShutdownWithContext: Shutdown flushes what was written, then closes;
+// after it the client is closed.
+func TestShutdownWithContext(t *testing.T) {
+	z, err := yomo.NewZipper("sd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	src := connectedSource(t, yomo.WithInMemory(z))
+	for range 1000 {
+		if err := src.Write(3, make([]byte, 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if in := z.Stats().FramesIn; in != 1000 || src.State() != yomo.StateClosed {
+		t.Fatalf("after Shutdown: the zipper read %d of 1000, state %v", in, src.State())
+	}
+	fn := yomo.NewStreamFunction("fn", "", yomo.WithInMemory(z))
+	fn.SetObserveDataTags(3)
+	_ = fn.SetHandler(func(yomo.Context) {})
+	if err := fn.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := fn.Shutdown(ctx); err != nil || fn.State() != yomo.StateClosed {
+		t.Fatalf("function Shutdown: %v, state %v", err, fn.State())
+	}
+}

@@ -2,6 +2,7 @@ package yomo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -74,6 +75,18 @@ func (f *StreamFunction) SetStateHandler(fn func(StateChange)) { f.c.setStateHan
 // Flush returns once the zipper has read every result written before the
 // call (see Source.Flush).
 func (f *StreamFunction) Flush(ctx context.Context) error { return f.c.flush(ctx) }
+
+// Shutdown is Close with a drain that ctx bounds: it flushes the results
+// written so far (Flush), then closes. It returns Flush's error (ctx's,
+// when it ended first); the function is closed either way.
+func (f *StreamFunction) Shutdown(ctx context.Context) error {
+	err := f.c.flush(ctx)
+	if errors.Is(err, ErrNotConnected) || errors.Is(err, ErrClosed) {
+		err = nil
+	}
+	_ = f.Close() // never fails
+	return err
+}
 
 // SetHandler sets the handler; nil returns ErrNoHandler. It may be called
 // at any time, also to swap the handler of a connected function (a new
