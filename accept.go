@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -214,6 +215,11 @@ func (z *Zipper) register(c *conn, hs *frame.Handshake) *rejection {
 		if err != nil {
 			return &rejection{frame.RejectBadHandshake, err.Error()}
 		}
+		if !hs.Broadcast {
+			c.inst = instanceName(hs.Name, hs.ID)
+			c.instDst = &dest{conn: c, name: c.inst}
+			z.addInstanceLocked(c, hs.ObserveTags, hs.WantedTarget)
+		}
 		z.storeTableLocked()
 		for _, k := range c.meshKeys() {
 			z.applyChangesLocked(z.mesh.AddLocal(k))
@@ -237,6 +243,7 @@ func (z *Zipper) unregister(c *conn) {
 	switch c.hs.Kind {
 	case frame.KindFunction:
 		z.router.Remove(c.id)
+		z.instRouter.Remove(c.id)
 		z.storeTableLocked()
 		for _, k := range c.meshKeys() {
 			z.applyChangesLocked(z.mesh.RemoveLocal(k))
@@ -251,7 +258,33 @@ func (z *Zipper) unregister(c *conn) {
 }
 
 // meshKeys are the destinations a function instance offers the mesh.
-func (c *conn) meshKeys() []mesh.Key { return c.sub.Load().meshKeys(c.group) }
+func (c *conn) meshKeys() []mesh.Key { return c.sub.Load().meshKeys(c.group, c.inst) }
+
+// instanceName is the name of a function instance in the instance table
+// and in RouteInstance advertisements: the function name, MemberSep, and
+// the instance id in 16 hex digits.
+func instanceName(fn string, id uint64) string {
+	return fmt.Sprintf("%s%c%016x", fn, router.MemberSep, id)
+}
+
+// instanceKey is the id in an instance name (0 when it has none).
+func instanceKey(name string) uint64 {
+	i := strings.LastIndexByte(name, router.MemberSep)
+	if i < 0 {
+		return 0
+	}
+	id, _ := strconv.ParseUint(name[i+1:], 16, 64)
+	return id
+}
+
+// addInstanceLocked puts c in the instance table with tags and target;
+// z.mu is held.
+func (z *Zipper) addInstanceLocked(c *conn, tags []Tag, target string) {
+	if c.inst == "" || len(tags) == 0 {
+		return
+	}
+	_ = z.instRouter.Add(router.Instance[*dest]{ID: c.id, Name: c.inst, Tags: tags, Target: target, Dest: c.instDst, Key: c.hs.ID})
+}
 
 // broadcastSep separates a function name from the instance id in the group
 // name of a broadcast instance; names may not contain it.
@@ -265,10 +298,15 @@ func functionName(group string) string {
 	return group
 }
 
-func (s *subscription) meshKeys(name string) []mesh.Key {
-	keys := make([]mesh.Key, 0, len(s.tags))
+// meshKeys are the routes a function instance offers the mesh: its group,
+// and itself for keyed routing (inst, unless it broadcasts).
+func (s *subscription) meshKeys(group, inst string) []mesh.Key {
+	keys := make([]mesh.Key, 0, 2*len(s.tags))
 	for tag := range s.tags {
-		keys = append(keys, mesh.Key{Kind: frame.RouteFunction, Tag: tag, Name: name, Target: s.target})
+		keys = append(keys, mesh.Key{Kind: frame.RouteFunction, Tag: tag, Name: group, Target: s.target})
+		if inst != "" {
+			keys = append(keys, mesh.Key{Kind: frame.RouteInstance, Tag: tag, Name: inst, Target: s.target})
+		}
 	}
 	return keys
 }
@@ -323,8 +361,10 @@ func (z *Zipper) resubscribe(c *conn, sub *frame.Subscribe) string {
 			}
 		}
 		c.sub.Store(next)
+		z.instRouter.Remove(c.id)
+		z.addInstanceLocked(c, sub.ObserveTags, sub.WantedTarget)
 		z.storeTableLocked()
-		oldKeys, newKeys := old.meshKeys(c.group), next.meshKeys(c.group)
+		oldKeys, newKeys := old.meshKeys(c.group, c.inst), next.meshKeys(c.group, c.inst)
 		for _, k := range newKeys {
 			if !slices.Contains(oldKeys, k) {
 				z.applyChangesLocked(z.mesh.AddLocal(k))

@@ -61,9 +61,11 @@ type conn struct {
 	flushWant atomic.Uint64 // a Flush waits for cnt.framesIn to reach it; 0: none
 
 	// Clients only.
-	info     ConnInfo                     // for hooks, set at registration
-	dst      *dest                        // this instance in the routing table (functions)
-	group    string                       // its group in the routing table: its name, or its own when it broadcasts
+	info     ConnInfo // for hooks, set at registration
+	dst      *dest    // this instance in the routing table (functions)
+	group    string   // its group in the routing table: its name, or its own when it broadcasts
+	inst     string   // its name in the instance table (keyed routing); "" when it broadcasts
+	instDst  *dest
 	sub      atomic.Pointer[subscription] // what it observes now
 	reported uint64                       // drops already reported; the drop reporter's own
 	// graceUntil is the nanotime until which this client's frames that

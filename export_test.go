@@ -6,9 +6,11 @@ package yomo
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/yomo-dev/yomo/frame"
 	"github.com/yomo-dev/yomo/internal/transport"
+	"github.com/yomo-dev/yomo/router"
 )
 
 // Close codes of the wire protocol (the connection close codes a peer
@@ -103,4 +105,16 @@ func RemoteAddrsForTest(z *Zipper) []string {
 		}
 	}
 	return out
+}
+
+// InstancesForTest counts the instances of function fn observing tag
+// that z's instance table knows (its own and those learned from the mesh).
+func InstancesForTest(z *Zipper, tag Tag, fn string) int {
+	n := 0
+	for _, g := range z.instTable.Load().Groups(tag) {
+		if strings.HasPrefix(g, fn+string(router.MemberSep)) {
+			n++
+		}
+	}
+	return n
 }

@@ -125,3 +125,81 @@ func TestKeyedAffinity(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyedAffinityAcrossMesh: with instances of one function on two
+// zippers, a key reaches the same instance whichever zipper its frames are
+// written at.
+func TestKeyedAffinityAcrossMesh(t *testing.T) {
+	a, b := meshPair(t)
+	var mu sync.Mutex
+	owner := map[string]map[int]bool{} // key -> instances that handled it
+	start := func(z *yomo.Zipper, inst int) {
+		fn := yomo.NewStreamFunction("window", "", yomo.WithInMemory(z))
+		fn.SetObserveDataTags(1)
+		_ = fn.SetHandler(func(c yomo.Context) {
+			k := c.(yomo.MessageContext).Key()
+			mu.Lock()
+			if owner[k] == nil {
+				owner[k] = map[int]bool{}
+			}
+			owner[k][inst] = true
+			mu.Unlock()
+		})
+		if err := fn.Connect(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fn.Close() })
+	}
+	start(a, 1)
+	start(a, 2)
+	start(b, 3)
+	// Each zipper knows all three instances (its own and the other's).
+	eventually(t, 10*time.Second, func() bool {
+		return yomo.InstancesForTest(a, 1, "window") == 3 && yomo.InstancesForTest(b, 1, "window") == 3
+	}, func() string {
+		return fmt.Sprintf("instances known: a %d, b %d", yomo.InstancesForTest(a, 1, "window"), yomo.InstancesForTest(b, 1, "window"))
+	})
+	sa, sb := connectedSource(t, yomo.WithInMemory(a)), connectedSource(t, yomo.WithInMemory(b))
+	defer sa.Close()
+	defer sb.Close()
+	const keys = 60
+	for k := range keys {
+		for _, s := range []*yomo.Source{sa, sb} {
+			if err := s.WriteMessage(yomo.Message{Tag: 1, Key: fmt.Sprint("dev-", k)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(owner) == keys
+	}, func() string { return "not every key handled" })
+	// Both writes of a key are handled before we look: flush both sources.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = sa.Flush(ctx)
+	_ = sb.Flush(ctx)
+	used := map[int]int{}
+	eventually(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		clear(used)
+		for _, insts := range owner {
+			if len(insts) != 1 {
+				return false
+			}
+			for i := range insts {
+				used[i]++
+			}
+		}
+		return true
+	}, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprintf("keys handled by several instances: %v", owner)
+	})
+	if len(used) != 3 {
+		t.Fatalf("keys spread over %v, want all three instances", used)
+	}
+}

@@ -393,7 +393,11 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 	for _, c := range changes {
 		routes = append(routes, z.mesh.Advert(c))
 		switch c.Key.Kind {
-		case frame.RouteFunction:
+		case frame.RouteFunction, frame.RouteInstance:
+			rt, key := z.router, peerKey(c.Best.Via)
+			if c.Key.Kind == frame.RouteInstance {
+				rt, key = z.instRouter, instanceKey(c.Key.Name)
+			}
 			prev, had := z.remoteIDs[c.Key]
 			var via *conn
 			if !c.Removed && c.Best.Via != "" {
@@ -401,12 +405,12 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 			}
 			if had && via == prev.via {
 				// Same next hop, another cost: the instance stays.
-				z.router.Update(prev.id, c.Best.Cost+1)
+				rt.Update(prev.id, c.Best.Cost+1)
 				routerChanged = true
 				continue
 			}
 			if had {
-				z.router.Remove(prev.id)
+				rt.Remove(prev.id)
 				delete(z.remoteIDs, c.Key)
 				routerChanged = true
 			}
@@ -415,8 +419,8 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 			}
 			z.nextRemoteID++
 			id := 1<<63 | z.nextRemoteID
-			err := z.router.Add(router.Instance[*dest]{ID: id, Name: c.Key.Name, Tags: []Tag{c.Key.Tag},
-				Target: c.Key.Target, Cost: c.Best.Cost + 1, Dest: &dest{conn: via, name: c.Key.Name}, Key: peerKey(c.Best.Via)})
+			err := rt.Add(router.Instance[*dest]{ID: id, Name: c.Key.Name, Tags: []Tag{c.Key.Tag},
+				Target: c.Key.Target, Cost: c.Best.Cost + 1, Dest: &dest{conn: via, name: c.Key.Name}, Key: key})
 			if err == nil {
 				z.remoteIDs[c.Key] = remoteRoute{id: id, via: via}
 				routerChanged = true

@@ -1,6 +1,7 @@
 package yomo
 
 import (
+	"strings"
 	"time"
 
 	"github.com/yomo-dev/yomo/frame"
@@ -73,6 +74,12 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	}
 	// The target aliases the frame buffer; Route does not retain it.
 	sc.dsts = tbl.RouteKey(d.Tag, unsafeString(d.Target), d.Key, sc.dsts[:0])
+	if len(d.Key) > 0 {
+		it := z.instTable.Load()
+		for i, dst := range sc.dsts {
+			sc.dsts[i] = keyedDest(it, d, dst)
+		}
+	}
 	sc.remote = sc.remote[:0]
 	for _, dst := range sc.dsts {
 		if dst.conn.isLink() {
@@ -110,8 +117,15 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 	delivered := false
 	d.Path, d.Names = nil, nil // local clients see neither
 	tbl := z.table.Load()
+	it := z.instTable.Load()
 	names.Range(func(name []byte) bool {
-		dst, ok := tbl.RouteNameKey(d.Tag, target, unsafeString(name), d.Key)
+		var dst *dest
+		var ok bool
+		if n := unsafeString(name); strings.IndexByte(n, router.MemberSep) >= 0 {
+			dst, ok = it.RouteName(d.Tag, target, n) // one instance, chosen upstream
+		} else if dst, ok = tbl.RouteNameKey(d.Tag, target, n, d.Key); ok && len(d.Key) > 0 {
+			dst = keyedDest(it, d, dst)
+		}
 		switch {
 		case !ok:
 		case !dst.conn.isLink():
@@ -132,6 +146,22 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 		z.noteUnroutable(d.Tag)
 		z.noResponders(d, sc, wait) // a new frame from here: its path starts here
 	}
+}
+
+// keyedDest returns, for a frame with a key and the destination the
+// routing table chose for one group, the instance of that group the key
+// maps to among all the group's instances, here and across the mesh
+// (router.Table.RouteMembersKey over the instance table): so a key goes to
+// the same instance whichever zipper its frames are written at. It
+// returns dst for a broadcast group, or when no instance is known (yet).
+func keyedDest(it *router.Table[*dest], d *frame.Data, dst *dest) *dest {
+	if strings.IndexByte(dst.name, broadcastSep) >= 0 {
+		return dst
+	}
+	if inst, ok := it.RouteMembersKey(d.Tag, unsafeString(d.Target), dst.name, d.Key); ok {
+		return inst
+	}
+	return dst
 }
 
 // routeBackflow delivers d to its origin Source, here or through the link
@@ -235,6 +265,7 @@ func (z *Zipper) holdForRoute(until int64, gen uint64, wait <-chan struct{}) boo
 // storeTableLocked publishes the router's table; z.mu is held.
 func (z *Zipper) storeTableLocked() {
 	z.table.Store(z.router.Table())
+	z.instTable.Store(z.instRouter.Table())
 	z.signalTableLocked()
 }
 

@@ -40,6 +40,10 @@ type Zipper struct {
 	frameHooks []func(*FrameInfo) bool
 
 	table atomic.Pointer[router.Table[*dest]]
+	// instTable routes keyed frames: one group per function instance,
+	// local or learned from the mesh (RouteInstance), named
+	// function + MemberSep + instance id.
+	instTable atomic.Pointer[router.Table[*dest]]
 	// sources maps a client instance id to its live connection (a
 	// sync.Map: read on every backflow frame without a lock, written once
 	// per connect and disconnect, so N sources cost O(N), not O(N^2)).
@@ -59,6 +63,7 @@ type Zipper struct {
 	servers      map[*server]struct{}
 	conns        map[uint64]*conn // clients and mesh links
 	router       *router.Router[*dest]
+	instRouter   *router.Router[*dest] // instTable's
 	mesh         *mesh.Table
 	links        map[string]*conn         // mesh links by peer name
 	peerCnt      map[string]*connCounters // counters of each peer's links, kept across them
@@ -115,6 +120,7 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		servers:     make(map[*server]struct{}),
 		conns:       make(map[uint64]*conn),
 		router:      router.New[*dest](),
+		instRouter:  router.New[*dest](),
 		mesh:        mesh.New(name),
 		links:       make(map[string]*conn),
 		peerCnt:     make(map[string]*connCounters),
@@ -157,6 +163,7 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 	z.ctx, z.cancel = context.WithCancel(context.Background())
 	z.tableChanged = make(chan struct{})
 	z.table.Store(z.router.Table())
+	z.instTable.Store(z.instRouter.Table())
 	z.zipperVia.Store(&map[string]*conn{})
 	if len(o.peers) > 0 {
 		z.activateMeshLocked()

@@ -128,6 +128,11 @@ type Flushed struct {
 const (
 	RouteFunction = 1 // a function name observing a tag (with a wanted target)
 	RouteZipper   = 2 // a zipper (where backflow for its sources goes)
+	// RouteInstance is one instance of a function, for keyed routing: its
+	// Name is the function name, a 0x01 byte, and the instance's id in 16
+	// hex digits. Every zipper learns every instance, so a key maps to the
+	// same instance wherever its frame is written.
+	RouteInstance = 3
 )
 
 // Route is one entry of a RouteUpdate: the advertiser can reach a

@@ -109,3 +109,52 @@ func BenchmarkRouteKey(b *testing.B) {
 		dst = tbl.RouteKey(1, "", key, dst[:0])
 	}
 }
+
+func TestRouteMembersKey(t *testing.T) {
+	r := New[uint64]()
+	add := func(id uint64, name string, key uint64) {
+		if err := r.Add(Instance[uint64]{ID: id, Name: name, Tags: []Tag{1}, Dest: id, Key: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(1, "fn", 0)
+	add(2, "fn\x01a", 10)
+	add(3, "fn\x01b", 20)
+	add(4, "fn\x01c", 30)
+	add(5, "fm\x01z", 40)  // another group, sorting before
+	add(6, "fn0\x01y", 50) // a name that only starts like fn
+	tbl := r.Table()
+	if _, ok := tbl.RouteMembersKey(1, "", "nope", []byte("k")); ok {
+		t.Fatal("members of a group that has none")
+	}
+	count := map[uint64]int{}
+	for i := range 3000 {
+		id, ok := tbl.RouteMembersKey(1, "", "fn", []byte(fmt.Sprint("k", i)))
+		if !ok || id < 2 || id > 4 {
+			t.Fatalf("key %d went to %d (%v), want a member of fn", i, id, ok)
+		}
+		count[id]++
+	}
+	for id, c := range count {
+		if c < 800 || c > 1200 {
+			t.Errorf("member %d has %d of 3000 keys", id, c)
+		}
+	}
+	// The same members in another order, in another router: the same choice.
+	r2 := New[uint64]()
+	for _, m := range []struct {
+		id  uint64
+		key uint64
+	}{{9, 30}, {8, 10}, {7, 20}} {
+		_ = r2.Add(Instance[uint64]{ID: m.id, Name: fmt.Sprintf("fn\x01%d", m.key), Tags: []Tag{1}, Dest: m.key, Key: m.key})
+	}
+	byKey := map[uint64]uint64{2: 10, 3: 20, 4: 30}
+	for i := range 500 {
+		k := []byte(fmt.Sprint("k", i))
+		a, _ := tbl.RouteMembersKey(1, "", "fn", k)
+		b, _ := r2.Table().RouteMembersKey(1, "", "fn", k)
+		if byKey[a] != b {
+			t.Fatalf("key %s: instance key %d here, %d there", k, byKey[a], b)
+		}
+	}
+}

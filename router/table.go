@@ -135,6 +135,52 @@ func (t *Table[D]) RouteNameKey(tag Tag, target, name string, key []byte) (D, bo
 	return g.pick(hashKey(key)), true
 }
 
+// MemberSep separates a group name from a member's suffix in the names
+// RouteMembersKey chooses among ("fn" + MemberSep + "a1", "fn" +
+// MemberSep + "b2", ...).
+const MemberSep = '\x01'
+
+// RouteMembersKey chooses, for a frame with a non-empty affinity key, one
+// of the groups whose names are group + MemberSep + a suffix (one
+// instance each, typically), by rendezvous hashing of key over their
+// instance keys: the same choice in every Table that has the same
+// members. It reports false when group has no members. It does not
+// allocate and is safe for concurrent use.
+func (t *Table[D]) RouteMembersKey(tag Tag, target, group string, key []byte) (D, bool) {
+	var zero D
+	rt := t.lookup(tag, target)
+	if rt == nil || len(key) == 0 {
+		return zero, false
+	}
+	n := len(group)
+	lo, hi := 0, len(rt.groups)
+	for lo < hi { // the first name >= group + MemberSep
+		m := int(uint(lo+hi) >> 1)
+		if name := rt.groups[m].name; name[:min(len(name), n)] < group ||
+			name[:min(len(name), n)] == group && (len(name) == n || name[n] < MemberSep) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	h := hashKey(key)
+	best, found := -1, false
+	var bestScore uint64
+	for i := lo; i < len(rt.groups); i++ {
+		name := rt.groups[i].name
+		if len(name) <= n || name[:n] != group || name[n] != MemberSep {
+			break
+		}
+		if s := mix64(h ^ mix64(rt.groups[i].keys[0])); !found || s > bestScore {
+			best, bestScore, found = i, s, true
+		}
+	}
+	if !found {
+		return zero, false
+	}
+	return rt.groups[best].dests[0], true
+}
+
 func (t *Table[D]) lookup(tag Tag, target string) *route[D] {
 	if t == nil {
 		return nil
