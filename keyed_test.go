@@ -203,3 +203,58 @@ func TestKeyedAffinityAcrossMesh(t *testing.T) {
 		t.Fatalf("keys spread over %v, want all three instances", used)
 	}
 }
+
+// TestKeyedHandlerConcurrency: with handler concurrency, frames of one key
+// never run at once, even from several writers; other keys do.
+func TestKeyedHandlerConcurrency(t *testing.T) {
+	z, err := yomo.NewZipper("keyconc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	var mu sync.Mutex
+	running := map[string]int{}
+	overlap, peak, now, handled := false, 0, 0, 0
+	fn := yomo.NewStreamFunction("fn", "", yomo.WithInMemory(z), yomo.WithHandlerConcurrency(8))
+	fn.SetObserveDataTags(1)
+	_ = fn.SetHandler(func(c yomo.Context) {
+		k := c.(yomo.MessageContext).Key()
+		mu.Lock()
+		running[k]++
+		now++
+		overlap = overlap || running[k] > 1
+		peak = max(peak, now)
+		mu.Unlock()
+		time.Sleep(time.Millisecond) // the work the handler does, not a synchronisation
+		mu.Lock()
+		running[k]--
+		now--
+		handled++
+		mu.Unlock()
+	})
+	if err := fn.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer fn.Close()
+	s1, s2 := connectedSource(t, yomo.WithInMemory(z)), connectedSource(t, yomo.WithInMemory(z))
+	defer s1.Close()
+	defer s2.Close()
+	const n = 200
+	for i := range n {
+		for _, s := range []*yomo.Source{s1, s2} {
+			if err := s.WriteMessage(yomo.Message{Tag: 1, Key: fmt.Sprint("k", i%8)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return handled == 2*n },
+		func() string { mu.Lock(); defer mu.Unlock(); return fmt.Sprintf("%d of %d handled", handled, 2*n) })
+	mu.Lock()
+	defer mu.Unlock()
+	if overlap {
+		t.Fatal("two frames of one key ran at once")
+	}
+	if peak < 2 {
+		t.Fatalf("at most %d calls at once: keys did not run concurrently", peak)
+	}
+}

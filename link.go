@@ -467,14 +467,7 @@ func (z *Zipper) withdrawLocked() {
 
 // peerKey is the stable keyed-routing identity of the routes through a
 // peer (FNV-1a of its name).
-func peerKey(peer string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(peer); i++ {
-		h ^= uint64(peer[i])
-		h *= 1099511628211
-	}
-	return h
-}
+func peerKey(peer string) uint64 { return keyHash(bytesOf(peer)) }
 
 // remoteRoute is the routing-table instance standing for a function
 // reached through a mesh link.

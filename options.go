@@ -485,8 +485,9 @@ func WithBroadcast() ClientOption {
 // frames at once (default 1: one at a time, in arrival order). Frames from
 // one Source with one tag still reach the handler one at a time and in
 // write order; frames of different Sources or tags may be handled
-// concurrently. Each frame is copied once to make this possible.
-// With WithUnorderedHandlers, any n frames run at once.
+// concurrently; frames with a key (Message.Key) are handled one at a
+// time per key, whoever wrote them. Each frame is copied once to make
+// this possible. With WithUnorderedHandlers, any n frames run at once.
 func WithHandlerConcurrency(n int) ClientOption {
 	return clientFunc(func(o *clientOptions) {
 		if n < 1 || n > 4096 {

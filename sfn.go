@@ -257,12 +257,29 @@ func (w *workers) dispatch(d *frame.Data) {
 	j.d = frame.Data{Tag: d.Tag, Origin: d.Origin, TID: d.TID,
 		Target: b[:t:t], Metadata: frame.Metadata(b[t : t+m : t+m]),
 		OriginZipper: b[t+m : t+m+o : t+m+o], Key: b[t+m+o : t+m+o+k : t+m+o+k], Payload: b[t+m+o+k:]}
+	// One partition per (origin, tag): a writer's frames of a tag are
+	// handled in order. A keyed frame is partitioned by its key instead,
+	// so one key's frames never run concurrently, whoever wrote them (its
+	// state in the handler needs no lock).
 	h := (d.Origin ^ uint64(d.Tag)*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd
+	if len(d.Key) > 0 {
+		h = keyHash(d.Key) * 0xff51afd7ed558ccd
+	}
 	select {
 	case w.chans[h>>32%uint64(len(w.chans))] <- j:
 	case <-w.f.c.ctx.Done():
 		w.pool.Put(j)
 	}
+}
+
+// keyHash is FNV-1a of a key.
+func keyHash(k []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, b := range k {
+		h ^= uint64(b)
+		h *= 1099511628211
+	}
+	return h
 }
 
 // stop ends the workers after the frames already queued; it runs after
