@@ -20,17 +20,8 @@ import (
 // frame arrives once and in order, and the frames after the move leave
 // from the new socket.
 func TestSourceMigrates(t *testing.T) {
-	z, err := yomo.NewZipper("migrate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- z.Serve(context.Background(), pc) }() // owned by the test: ends at Close
-	defer func() { z.Close(); <-served }()
+	tz := startZipper(t, "")
+	z := tz.Zipper
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -49,7 +40,7 @@ func TestSourceMigrates(t *testing.T) {
 	}
 	defer fn.Close()
 	var changes atomic.Int64
-	src := yomo.NewSource("phone", pc.LocalAddr().String(), yomo.WithRootCAPEM(z.RootCAPEM()))
+	src := yomo.NewSource("phone", tz.addr, yomo.WithRootCAPEM(z.RootCAPEM()))
 	if err := src.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}

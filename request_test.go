@@ -176,20 +176,10 @@ func TestRequestAcrossMesh(t *testing.T) {
 // TestRequestOverQUIC: a Source that observes nothing, over QUIC, gets its
 // replies (its zipper starts writing to it only for them).
 func TestRequestOverQUIC(t *testing.T) {
-	z, err := yomo.NewZipper("req-quic")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- z.Serve(context.Background(), pc) }() // owned by the test: ends at Close
-	defer func() { z.Close(); <-served }()
-	fn := upperFn(t, z, "upper", 1)
+	tz := startZipper(t, "")
+	fn := upperFn(t, tz.Zipper, "upper", 1)
 	defer fn.Close()
-	src := yomo.NewSource("src", pc.LocalAddr().String(), yomo.WithRootCAPEM(z.RootCAPEM()))
+	src := yomo.NewSource("src", tz.addr, yomo.WithRootCAPEM(tz.RootCAPEM()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := src.Connect(ctx); err != nil {

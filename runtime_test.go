@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,24 +276,15 @@ func TestPayloadOfExactlyTheLimit(t *testing.T) {
 // TestTrustByPEM: a client trusts a zipper's generated certificate through
 // its PEM alone, as another process would; without it, it cannot connect.
 func TestTrustByPEM(t *testing.T) {
-	z, err := yomo.NewZipper("pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- z.Serve(context.Background(), pc) }() // owned by the test: ends at Close
-	defer func() { z.Close(); <-done }()
+	tz := startZipper(t, "")
+	z := tz.Zipper
 	pem := z.RootCAPEM()
 	if len(pem) == 0 {
 		t.Fatal("no PEM for a generated certificate")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	src := yomo.NewSource("src", pc.LocalAddr().String(), yomo.WithRootCAPEM(pem))
+	src := yomo.NewSource("src", tz.addr, yomo.WithRootCAPEM(pem))
 	defer src.Close()
 	if err := src.Connect(ctx); err != nil {
 		t.Fatalf("with the PEM: %v", err)
@@ -303,7 +293,7 @@ func TestTrustByPEM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stranger := yomo.NewSource("src2", pc.LocalAddr().String(), yomo.WithRootCAPEM(pemOf(t, other)))
+	stranger := yomo.NewSource("src2", tz.addr, yomo.WithRootCAPEM(pemOf(t, other)))
 	defer stranger.Close()
 	if err := stranger.Connect(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("trusting another certificate: %v, want a certificate error", err)
