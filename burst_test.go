@@ -104,9 +104,11 @@ func TestConnectBurst(t *testing.T) {
 	t.Logf("%d clients dialled at once in %v: %d refused, %d handshakes timed out, %d failed otherwise",
 		n, time.Since(begin), refused.Load(), timedOut.Load(), failed.Load())
 	// A handshake that times out lost packets (the server's socket buffer
-	// overflows in such a burst) and is no refusal; a few are tolerated so
-	// that the test is not about the kernel's buffers.
-	if refused.Load() > 0 || failed.Load() > 0 || timedOut.Load() > int64(n/100) {
+	// overflows in such a burst, more so when other test packages load the
+	// machine: 2 % seen under -race in the full suite) and is no refusal;
+	// up to a tenth is tolerated so that the test is about refusals, not
+	// the kernel's buffers.
+	if refused.Load() > 0 || failed.Load() > 0 || timedOut.Load() > int64(n/10) {
 		t.Fatalf("of %d clients dialling at once, %d were refused (CONNECTION_REFUSED), %d timed out and %d failed otherwise on their first attempt; first error: %v",
 			n, refused.Load(), timedOut.Load(), failed.Load(), firstErr)
 	}
