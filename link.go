@@ -145,7 +145,7 @@ func (z *Zipper) dialLoop(p mesh.Peer) {
 // dialPeer connects to a peer zipper and performs the handshake.
 func (z *Zipper) dialPeer(p mesh.Peer) (*conn, error) {
 	z.mu.Lock()
-	timeout := max(meshDialTimeout, deadRTTs*z.lastRTT[p.Name])
+	timeout := max(meshDialTimeout, deadRTTs*z.peerLocked(p.Name).lastRTT)
 	z.mu.Unlock()
 	ctx, cancel := context.WithTimeout(z.ctx, min(timeout, z.opts.handshakeTimeout))
 	defer cancel()
@@ -182,7 +182,7 @@ func (z *Zipper) newLink(peer string, c *conn, ctrl transport.Stream, rd *frame.
 	c.policy = DropStalled // a link is never blocked by one slow peer
 	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
 	z.mu.Lock()
-	c.cnt = z.peerCountersLocked(peer)
+	c.cnt = &z.peerLocked(peer).cnt
 	z.mu.Unlock()
 	return c
 }
@@ -346,14 +346,14 @@ func (l *linkState) onPong(c *conn, rtt time.Duration) {
 	z := c.z
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	z.lastRTT[l.peer] = time.Duration(l.rtt.Load())
+	z.peerLocked(l.peer).lastRTT = time.Duration(l.rtt.Load())
 	if z.links[l.peer] != c {
 		return
 	}
 	if !l.up.Load() {
 		l.up.Store(true)
-		z.everUp[l.peer] = true
-		delete(z.peerErr, l.peer)
+		p := z.peerLocked(l.peer)
+		p.everUp, p.lastErr = true, ""
 		l.cost = cost
 		z.applyChangesLocked(z.mesh.LinkUp(l.peer, cost))
 		if !z.draining {
@@ -467,7 +467,7 @@ func (z *Zipper) withdrawLocked() {
 
 // peerKey is the stable keyed-routing identity of the routes through a
 // peer (FNV-1a of its name).
-func peerKey(peer string) uint64 { return keyHash(bytesOf(peer)) }
+func peerKey(peer string) uint64 { return router.HashKey(bytesOf(peer)) }
 
 // remoteRoute is the routing-table instance standing for a function
 // reached through a mesh link.
@@ -548,31 +548,42 @@ type LinkStats struct {
 func (z *Zipper) notePeerError(peer string, err error) bool {
 	z.mu.Lock()
 	defer z.mu.Unlock()
+	p := z.peerLocked(peer)
 	msg := err.Error()
-	changed := z.peerErr[peer] != msg
-	z.peerErr[peer] = msg
+	changed := p.lastErr != msg
+	p.lastErr = msg
 	return changed
 }
 
-// peerCounters returns the counters of peer's links; z.mu is held.
-func (z *Zipper) peerCountersLocked(peer string) *connCounters {
-	cnt := z.peerCnt[peer]
-	if cnt == nil {
-		cnt = new(connCounters)
-		z.peerCnt[peer] = cnt
+// peerRecord is what the zipper keeps about a peer across its links: a
+// configured peer has one from the start, any other from its first link.
+type peerRecord struct {
+	cnt     connCounters  // the counters of its links, added up
+	lastErr string        // why the last attempt to link, or the last link, failed
+	everUp  bool          // a link to it was up at least once
+	lastRTT time.Duration // the last smoothed round trip to it
+}
+
+// peerLocked returns the record of peer, making it; z.mu is held.
+func (z *Zipper) peerLocked(peer string) *peerRecord {
+	p := z.peers[peer]
+	if p == nil {
+		p = new(peerRecord)
+		z.peers[peer] = p
 	}
-	return cnt
+	return p
 }
 
 // linkStatsLocked lists the configured peers and every peer that had a
 // link, with its link's state when there is one; z.mu is held.
 func (z *Zipper) linkStatsLocked() []LinkStats {
-	out := make([]LinkStats, 0, len(z.peerCnt))
-	for peer, cnt := range z.peerCnt {
-		ls := LinkStats{Peer: peer, State: "down", LastError: z.peerErr[peer],
+	out := make([]LinkStats, 0, len(z.peers))
+	for peer, p := range z.peers {
+		cnt := &p.cnt
+		ls := LinkStats{Peer: peer, State: "down", LastError: p.lastErr,
 			FramesIn: cnt.framesIn.Load(), FramesOut: cnt.framesOut.Load(),
 			BytesIn: cnt.bytesIn.Load(), BytesOut: cnt.bytesOut.Load(), Dropped: cnt.dropped.Load()}
-		if !z.everUp[peer] {
+		if !p.everUp {
 			ls.State = "connecting"
 		}
 		if c := z.links[peer]; c != nil {

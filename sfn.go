@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/router"
 )
 
 // StreamFunction handles the frames of the tags it observes, and may
@@ -263,23 +264,13 @@ func (w *workers) dispatch(d *frame.Data) {
 	// state in the handler needs no lock).
 	h := (d.Origin ^ uint64(d.Tag)*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd
 	if len(d.Key) > 0 {
-		h = keyHash(d.Key) * 0xff51afd7ed558ccd
+		h = router.HashKey(d.Key) * 0xff51afd7ed558ccd
 	}
 	select {
 	case w.chans[h>>32%uint64(len(w.chans))] <- j:
 	case <-w.f.c.ctx.Done():
 		w.pool.Put(j)
 	}
-}
-
-// keyHash is FNV-1a of a key.
-func keyHash(k []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, b := range k {
-		h ^= uint64(b)
-		h *= 1099511628211
-	}
-	return h
 }
 
 // stop ends the workers after the frames already queued; it runs after

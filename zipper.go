@@ -65,11 +65,8 @@ type Zipper struct {
 	router       *router.Router[*dest]
 	instRouter   *router.Router[*dest] // instTable's
 	mesh         *mesh.Table
-	links        map[string]*conn         // mesh links by peer name
-	peerCnt      map[string]*connCounters // counters of each peer's links, kept across them
-	peerErr      map[string]string        // the last error linking to each peer
-	everUp       map[string]bool          // peers whose link was up at least once
-	lastRTT      map[string]time.Duration // the last smoothed round trip to each peer
+	links        map[string]*conn       // mesh links by peer name
+	peers        map[string]*peerRecord // what outlives each peer's links
 	remoteIDs    map[mesh.Key]remoteRoute
 	meshStarted  bool
 	nextRemoteID uint64
@@ -123,10 +120,7 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		instRouter:  router.New[*dest](),
 		mesh:        mesh.New(name),
 		links:       make(map[string]*conn),
-		peerCnt:     make(map[string]*connCounters),
-		peerErr:     make(map[string]string),
-		everUp:      make(map[string]bool),
-		lastRTT:     make(map[string]time.Duration),
+		peers:       make(map[string]*peerRecord),
 		remoteIDs:   make(map[mesh.Key]remoteRoute),
 		gone:        make(map[string]*functionTotals),
 		unroutable:  make(map[Tag]uint64),
@@ -169,7 +163,7 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		z.activateMeshLocked()
 		for _, p := range o.peers {
 			if p.Name != name {
-				z.peerCountersLocked(p.Name) // listed in Stats from the start
+				z.peerLocked(p.Name) // listed in Stats from the start
 			}
 		}
 	}

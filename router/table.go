@@ -223,8 +223,11 @@ func (g *group[D]) pick(h uint64) D {
 	return g.dests[best]
 }
 
-// hashKey is FNV-1a (64 bits) of key: stable across processes and
-// versions, which rendezvous hashing needs.
+// HashKey is the hash RouteKey and RouteMembersKey give a key: FNV-1a, 64
+// bits, stable across processes and versions, which rendezvous hashing
+// needs.
+func HashKey(key []byte) uint64 { return hashKey(key) }
+
 func hashKey(key []byte) uint64 {
 	h := uint64(14695981039346656037)
 	for _, b := range key {
