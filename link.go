@@ -230,6 +230,11 @@ func (z *Zipper) unlinkLocked(c *conn) {
 	}
 	delete(z.links, l.peer)
 	delete(z.conns, c.id)
+	for name, via := range z.reverseVia {
+		if via == c {
+			delete(z.reverseVia, name)
+		}
+	}
 	// Also when the link never came up: routes it advertised before our
 	// first pong were learned, and only LinkDown forgets them.
 	l.up.Store(false)
@@ -433,13 +438,7 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 		z.storeTableLocked()
 	}
 	if zippersChanged {
-		m := make(map[string]*conn)
-		for _, c := range z.allZipperRoutesLocked() {
-			if l := z.links[c.Via]; l != nil {
-				m[c.name] = l
-			}
-		}
-		z.zipperVia.Store(&m)
+		z.publishZipperViaLocked()
 	}
 	if z.draining {
 		return // shutting down: the peers were told it reaches nothing
@@ -449,6 +448,45 @@ func (z *Zipper) applyChangesLocked(changes []mesh.Change) {
 			l.link.advertise(routes...)
 		}
 	}
+}
+
+// publishZipperViaLocked publishes the next hop towards every zipper: the
+// best advertised route, or, for a zipper no route is known to yet, the
+// link its frames last came in on (a reverse hint). z.mu is held.
+func (z *Zipper) publishZipperViaLocked() {
+	m := make(map[string]*conn)
+	for _, c := range z.allZipperRoutesLocked() {
+		if l := z.links[c.Via]; l != nil {
+			m[c.name] = l
+		}
+	}
+	for name, l := range z.reverseVia {
+		if _, ok := m[name]; ok || z.links[l.link.peer] != l {
+			delete(z.reverseVia, name) // a route is known now, or the link is gone
+			continue
+		}
+		m[name] = l
+	}
+	z.zipperVia.Store(&m)
+}
+
+// learnReverse records that frames from the zipper named origin came in
+// on link from, while no route towards origin is known. A zipper learns
+// a function's route before the function's zipper has learnt the route
+// back (their adverts cross on different links, and data overtakes
+// control), so without this the first replies and results of a new mesh
+// path would be unroutable for one advert's trip.
+func (z *Zipper) learnReverse(origin string, from *conn) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.links[from.link.peer] != from || origin == z.name {
+		return
+	}
+	if l := (*z.zipperVia.Load())[origin]; l != nil {
+		return // learnt meanwhile
+	}
+	z.reverseVia[origin] = from
+	z.publishZipperViaLocked()
 }
 
 // withdrawLocked withdraws, on every link, everything this zipper

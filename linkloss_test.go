@@ -162,3 +162,103 @@ func fakeSilentPeer(ctx context.Context, ln transport.Listener, disconnect <-cha
 	tc.CloseWithError(0, "fake peer leaves")
 	return <-pings
 }
+
+// TestReplyBeforeRouteBack: a zipper that receives a request from a mesh
+// peer before it has learnt any route back to the request's origin zipper
+// (adverts and data travel on different streams, so this happens on every
+// new mesh path) sends the reply back on the link the request came in on.
+// The peer is a fake zipper "x" that dials, answers pings, sends one
+// request for the function "upper" and never advertises itself.
+func TestReplyBeforeRouteBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cert, pool, err := transport.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := yomo.NewZipper("b", yomo.WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- z.Serve(ctx, pc) }() // owned by the test: ends at z.Close
+	defer func() {
+		z.Close()
+		<-served
+	}()
+	fn := upperFn(t, z, "upper", 1)
+	defer fn.Close()
+
+	tc, err := transport.Dial(ctx, pc.LocalAddr().String(), &tls.Config{RootCAs: pool}, transport.QUICConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.CloseWithError(0, "")
+	ctrl, err := tc.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, _ := frame.AppendControl(nil, &frame.Handshake{Version: frame.ProtocolVersion, Name: "x", Kind: frame.KindZipper, ID: 3})
+	if _, err := ctrl.Write(hs); err != nil {
+		t.Fatal(err)
+	}
+	rd := frame.NewReader(ctrl, frame.MaxControlSize)
+	if typ, _, err := rd.Next(); err != nil || typ != frame.TypeHandshakeAck {
+		t.Fatalf("handshake: %v %v", typ, err)
+	}
+	pings := make(chan struct{})
+	go func() { // owned by the test: ends when tc closes
+		defer close(pings)
+		for {
+			typ, body, err := rd.Next()
+			if err != nil {
+				return
+			}
+			if typ != frame.TypePing {
+				continue
+			}
+			if v, err := frame.DecodeControl(typ, body); err == nil {
+				_, _ = ctrl.Write(frame.AppendPing(nil, v.(*frame.Ping).Value, true))
+			}
+		}
+	}()
+	defer func() {
+		tc.CloseWithError(0, "")
+		<-pings
+	}()
+
+	out, err := tc.OpenUniStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const origin, tid = 7, frame.TIDRequest | 5
+	req := frame.AppendData(nil, &frame.Data{Tag: 1, Origin: origin, TID: tid, Payload: []byte("far"),
+		OriginZipper: []byte("x"), Path: frame.AppendStrList(nil, "x"), Names: frame.AppendStrList(nil, "upper")})
+	if _, err := out.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	in, err := tc.AcceptUniStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.SetReadDeadline(time.Now().Add(10 * time.Second))
+	drd := frame.NewReader(in, frame.DefaultMaxSize)
+	typ, body, err := drd.Next()
+	if err != nil {
+		t.Fatalf("no reply came back on the link: %v (stats %+v)", err, z.Stats())
+	}
+	var d frame.Data
+	if err := d.Decode(body); typ != frame.TypeData || err != nil {
+		t.Fatalf("got %v frame, %v", typ, err)
+	}
+	if d.Tag != 101 || d.Origin != origin || d.TID&^frame.TIDReplyOnly != tid || string(d.Payload) != "FAR" || string(d.OriginZipper) != "x" {
+		t.Fatalf("reply %+v", d)
+	}
+	if st := z.Stats(); st.Unroutable != 0 {
+		t.Fatalf("unroutable %d, want 0", st.Unroutable)
+	}
+}

@@ -111,6 +111,9 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 		z.routeBackflow(d, path, wait, sc)
 		return
 	}
+	if oz := d.OriginZipper; len(oz) > 0 && (*z.zipperVia.Load())[unsafeString(oz)] == nil {
+		z.learnReverse(string(oz), from)
+	}
 	names := d.Names
 	target := unsafeString(d.Target)
 	sc.remote = sc.remote[:0]

@@ -68,6 +68,7 @@ type Zipper struct {
 	links        map[string]*conn       // mesh links by peer name
 	peers        map[string]*peerRecord // what outlives each peer's links
 	remoteIDs    map[mesh.Key]remoteRoute
+	reverseVia   map[string]*conn // zippers with no known route: the link their frames came in on
 	meshStarted  bool
 	nextRemoteID uint64
 	nextConnID   uint64
@@ -122,6 +123,7 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		links:       make(map[string]*conn),
 		peers:       make(map[string]*peerRecord),
 		remoteIDs:   make(map[mesh.Key]remoteRoute),
+		reverseVia:  make(map[string]*conn),
 		gone:        make(map[string]*functionTotals),
 		unroutable:  make(map[Tag]uint64),
 		perIP:       make(map[netip.Addr]int),
