@@ -124,6 +124,13 @@ type Flushed struct {
 	Frames uint64 `msgpack:"frames"`
 }
 
+// Custody tells a mesh peer that the first Frames data frames of its data
+// stream on this link are in the receiver's custody: the sender may
+// forget them.
+type Custody struct {
+	Frames uint64 `msgpack:"frames"`
+}
+
 // Route kinds of a RouteUpdate entry.
 const (
 	RouteFunction = 1 // a function name observing a tag (with a wanted target)

@@ -55,6 +55,15 @@ type Data struct {
 	// Key (optional; written only when set) is the frame's affinity key:
 	// frames with one key reach one instance of each function group.
 	Key []byte
+
+	// Seq (optional; only between zippers) is the mesh sequence of the
+	// frame, written in the extension area: the flow id of the writer at
+	// the zipper where the frame entered the mesh, then one sequence
+	// number per entry of Names (one, for backflow). AppendSeq builds it,
+	// ParseSeq reads it. Frames of one flow to one name are numbered
+	// without gaps, so the zipper that delivers them drops duplicates and
+	// restores their order after a reroute.
+	Seq []byte
 }
 
 // MaxEnvelope bounds what a data frame body holds besides its payload
@@ -99,7 +108,7 @@ const (
 	flagKey          = 0x10 // key: uvarint length, bytes
 	flagOriginZipper = 0x20 // origin zipper: uvarint length, bytes
 	flagMesh         = 0x40 // path, then names: each a uvarint length and a msgpack array of str
-	flagExtension    = 0x80 // extension area: uvarint length, bytes; skipped
+	flagExtension    = 0x80 // extension area (the mesh sequence): uvarint length, bytes
 )
 
 // hasMetadata reports whether m is written: an encoding of one byte can
@@ -131,6 +140,9 @@ func (d *Data) flags() byte {
 	}
 	if len(d.Path) > 0 || len(d.Names) > 0 {
 		f |= flagMesh
+	}
+	if len(d.Seq) > 0 {
+		f |= flagExtension
 	}
 	return f
 }
@@ -168,6 +180,9 @@ func (d *Data) size(f byte) int {
 	if f&flagMesh != 0 {
 		n += fieldSize(len(d.Path)) + fieldSize(len(d.Names))
 	}
+	if f&flagExtension != 0 {
+		n += fieldSize(len(d.Seq))
+	}
 	return n
 }
 
@@ -199,6 +214,9 @@ func AppendData(dst []byte, d *Data) []byte {
 	if f&flagMesh != 0 {
 		dst = appendField(dst, d.Path)
 		dst = appendField(dst, d.Names)
+	}
+	if f&flagExtension != 0 {
+		dst = appendField(dst, d.Seq)
 	}
 	return append(dst, d.Payload...)
 }
@@ -290,7 +308,7 @@ func (d *Data) Decode(body []byte) error {
 	}
 	d.Tag = Tag(v)
 	d.Origin, d.TID = 0, 0
-	d.Target, d.Metadata, d.Key, d.OriginZipper, d.Path, d.Names = nil, nil, nil, nil, nil, nil
+	d.Target, d.Metadata, d.Key, d.OriginZipper, d.Path, d.Names, d.Seq = nil, nil, nil, nil, nil, nil, nil
 	if f&flagOrigin != 0 {
 		if len(b) < 8 {
 			return malformed(TypeData, "origin: "+errShort.Error())
@@ -345,8 +363,11 @@ func (d *Data) Decode(body []byte) error {
 		}
 	}
 	if f&flagExtension != 0 {
-		if _, b, err = readField(b); err != nil {
+		if d.Seq, b, err = readField(b); err != nil {
 			return malformed(TypeData, "extension: "+err.Error())
+		}
+		if len(d.Seq) == 0 {
+			d.Seq = nil
 		}
 	}
 	d.Payload = b[:len(b):len(b)]
@@ -662,3 +683,32 @@ func appendArrayHeader(dst []byte, n int) []byte {
 
 // unsafeBytes views s as bytes without copying; the result is only read.
 func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// AppendSeq appends to dst the mesh sequence area of a frame of the flow
+// flow: the flow id (8 bytes, big endian), then each sequence number as a
+// uvarint.
+func AppendSeq(dst []byte, flow uint64, seqs ...uint64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, flow)
+	for _, s := range seqs {
+		dst = appendUvarint(dst, s)
+	}
+	return dst
+}
+
+// ParseSeq splits a mesh sequence area into its flow id and the encoded
+// sequence numbers, read one by one with NextSeq.
+func ParseSeq(b []byte) (flow uint64, seqs []byte, err error) {
+	if len(b) < 8 {
+		return 0, nil, malformed(TypeData, "sequence: flow id: "+errShort.Error())
+	}
+	return binary.BigEndian.Uint64(b), b[8:], nil
+}
+
+// NextSeq reads the first sequence number of seqs and returns the rest.
+func NextSeq(seqs []byte) (uint64, []byte, error) {
+	v, rest, err := readUvarint(seqs)
+	if err != nil {
+		return 0, seqs, malformed(TypeData, "sequence: "+err.Error())
+	}
+	return v, rest, nil
+}

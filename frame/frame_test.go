@@ -21,7 +21,7 @@ func dataEqual(a, b *Data) bool {
 		a.Origin == b.Origin && a.TID == b.TID &&
 		a.Metadata.Equal(b.Metadata) && bytes.Equal(a.Payload, b.Payload) &&
 		bytes.Equal(a.OriginZipper, b.OriginZipper) && bytes.Equal(a.Path, b.Path) && bytes.Equal(a.Names, b.Names) &&
-		bytes.Equal(a.Key, b.Key)
+		bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Seq, b.Seq)
 }
 
 // controlEqual compares two decoded control values, treating nil and empty
@@ -505,7 +505,7 @@ func TestReaderErrors(t *testing.T) {
 		{"header only", valid[:HeaderSize], 0, 0, io.ErrUnexpectedEOF},
 		{"truncated large body", large[:len(large)-1], 0, 0, io.ErrUnexpectedEOF},
 		{"unknown type 0", []byte{0x00, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
-		{"unknown type 14", []byte{0x0e, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
+		{"unknown type 15", []byte{0x0f, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
 		{"unknown type ff", append(append([]byte(nil), valid...), 0xff, 0, 0, 0, 0), 0, 1, ErrUnknownType},
 		{"data over max", AppendData(nil, &Data{Payload: make([]byte, 100)}), 100, 0, ErrFrameTooLarge},
 		{"data over default", AppendHeader(nil, TypeData, DefaultMaxSize+1), 0, 0, ErrFrameTooLarge},
@@ -676,8 +676,9 @@ func TestDecodeAccepts(t *testing.T) {
 		{"empty lists as 0x90", "\x40\x01\x01\x90\x01\x90", Data{Tag: 1}},
 		{"path entries as bin", "\x40\x01\x06\x92\xc4\x01a\xa1b\x00", Data{Tag: 1, Path: StrList("\x92\xc4\x01a\xa1b")}},
 		{"spec.md example: extension area", // keep in sync with spec.md, section 7.1
-			"\x80\x01\x03new", Data{Tag: 1}},
-		{"extension area then payload", "\x92\x21\x07\x03dev\x02\x00\x01hi", Data{Tag: 33, TID: 7, Key: []byte("dev"), Payload: []byte("hi")}},
+			"\x80\x01\x03new", Data{Tag: 1, Seq: []byte("new")}},
+		{"extension area then payload", "\x92\x21\x07\x03dev\x02\x00\x01hi", Data{Tag: 33, TID: 7, Key: []byte("dev"), Seq: []byte{0, 1}, Payload: []byte("hi")}},
+		{"empty extension area", "\x80\x01\x00", Data{Tag: 1}},
 		{"payload of 0x00 bytes", "\x00\x01\x00\x00", Data{Tag: 1, Payload: []byte{0, 0}}},
 	}
 	for _, c := range cases {
@@ -861,6 +862,7 @@ func TestIntegerFields(t *testing.T) {
 		TypeSubscribed:   {"seq": math.MaxUint64},
 		TypeFlush:        {"frames": math.MaxUint64},
 		TypeFlushed:      {"frames": math.MaxUint64},
+		TypeCustody:      {"frames": math.MaxUint64},
 	}
 	for _, typ := range controlTypes {
 		if got := ints(describe(typ)); !reflect.DeepEqual(got, want[typ]) {

@@ -10,6 +10,7 @@ func TestMeshFieldsRoundTrip(t *testing.T) {
 		{Tag: 1, Payload: []byte("x"), OriginZipper: []byte("eu")},
 		{Tag: 2, Payload: []byte("y"), OriginZipper: []byte("eu"), Path: AppendStrList(nil, "eu", "us"), Names: AppendStrList(nil, "f1", "f2")},
 		{Tag: 3, Path: AppendStrList(nil, "a")}, // names empty: backflow
+		{Tag: 4, Path: AppendStrList(nil, "a"), Names: AppendStrList(nil, "f1", "f2"), Seq: AppendSeq(nil, 1<<63|9, 0, 300), Payload: []byte("z")},
 	}
 	for _, in := range cases {
 		buf := AppendData(nil, &in)
@@ -21,14 +22,44 @@ func TestMeshFieldsRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		if out.Tag != in.Tag || !bytes.Equal(out.OriginZipper, in.OriginZipper) ||
-			!bytes.Equal(out.Path, in.Path) || !bytes.Equal(out.Names, in.Names) || !bytes.Equal(out.Payload, in.Payload) {
+			!bytes.Equal(out.Path, in.Path) || !bytes.Equal(out.Names, in.Names) || !bytes.Equal(out.Payload, in.Payload) ||
+			!bytes.Equal(out.Seq, in.Seq) {
 			t.Fatalf("round trip: %+v -> %+v", in, out)
 		}
 		// Exactly the mesh fields that are set are flagged.
 		f := AppendData(nil, &in)[HeaderSize]
-		if (f&flagOriginZipper != 0) != (len(in.OriginZipper) > 0) || (f&flagMesh != 0) != (len(in.Path)+len(in.Names) > 0) {
+		if (f&flagOriginZipper != 0) != (len(in.OriginZipper) > 0) || (f&flagMesh != 0) != (len(in.Path)+len(in.Names) > 0) ||
+			(f&flagExtension != 0) != (len(in.Seq) > 0) {
 			t.Fatalf("flags %#x for %+v", f, in)
 		}
+	}
+}
+
+func TestSeq(t *testing.T) {
+	b := AppendSeq(nil, 0x0102030405060708, 0, 127, 128, 1<<40)
+	flow, seqs, err := ParseSeq(b)
+	if err != nil || flow != 0x0102030405060708 {
+		t.Fatalf("flow %#x, %v", flow, err)
+	}
+	var got []uint64
+	for len(seqs) > 0 {
+		var v uint64
+		if v, seqs, err = NextSeq(seqs); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, v)
+	}
+	if len(got) != 4 || got[0] != 0 || got[1] != 127 || got[2] != 128 || got[3] != 1<<40 {
+		t.Fatalf("seqs %v", got)
+	}
+	if _, _, err := ParseSeq(b[:7]); err == nil {
+		t.Fatal("a short flow id parsed")
+	}
+	if _, _, err := NextSeq([]byte{0x80}); err == nil {
+		t.Fatal("a truncated uvarint parsed")
+	}
+	if _, _, err := NextSeq([]byte{0x80, 0x00}); err == nil {
+		t.Fatal("a uvarint not in its shortest form parsed")
 	}
 }
 
