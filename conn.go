@@ -74,6 +74,8 @@ type conn struct {
 	graceUntil int64
 
 	link *linkState // mesh links only
+
+	fseq flowSeqs // its frames' flows into the mesh; its reader goroutine's own
 }
 
 // connCounters are the counters of a connection.
@@ -269,6 +271,15 @@ func (c *conn) readControl() error {
 			if c.isLink() {
 				return errGoAway
 			}
+		case frame.TypeCustody:
+			if c.isLink() {
+				v, err := decodeControl(t, body)
+				if err != nil {
+					return err
+				}
+				c.out.release(v.(*frame.Custody).Frames)
+				return nil
+			}
 		case frame.TypeSubscribe:
 			if !c.isLink() {
 				v, err := decodeControl(t, body)
@@ -326,17 +337,25 @@ func (c *conn) readData() error {
 		c.cnt.framesIn.Add(1)
 		if c.isLink() {
 			c.cnt.bytesIn.Add(uint64(n))
+			if err := checkSeq(d); err != nil {
+				return &protocolError{msg: "data frame: " + err.Error(), err: err}
+			}
 		} else if c.write != nil && !c.write.has(d.Tag) {
 			return c.z.denyWrite(c, d.Tag)
 		}
 		c.z.route(c, d, &sc)
-		if c.flushWant.Load() != 0 {
+		if c.isLink() {
+			c.link.tookCustody(n)
+		} else if c.flushWant.Load() != 0 {
 			c.checkFlush()
 		}
 		return nil
 	})
 	if errors.Is(err, io.EOF) {
 		if c.isLink() {
+			// The peer finished its stream (it is shutting down): tell it
+			// everything arrived before it sees the link close.
+			_ = c.link.sendCustody(c)
 			return err // a link's data stream ends only with the link
 		}
 		// The client finished sending. Outside a shutdown it is leaving:
@@ -359,7 +378,7 @@ func (c *conn) writeData(stop <-chan struct{}) error {
 		return err
 	}
 	lost, err := c.out.flush(ss, stop, c.drain, func(n int) { c.cnt.framesOut.Add(uint64(n)) })
-	if lost > 0 {
+	if lost > 0 && !c.out.custody { // a link's are held: routed again when it is gone
 		// Counted as written; they died with the connection.
 		c.cnt.framesOut.Add(^uint64(lost - 1))
 		c.noteDropped(uint64(lost), nil)
@@ -393,6 +412,9 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 			c.cnt.bytesOut.Add(uint64(frame.DataSize(d)))
 		}
 		return
+	}
+	if c.isLink() && c.out.isClosed() && c.z.rerouteFrom(c, d, nil) {
+		return // the link failed after the route was chosen: another path took it
 	}
 	c.noteDropped(1, tc)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -22,11 +23,13 @@ const (
 	pingInterval = 50 * time.Millisecond
 	// minDeadAfter and deadRTTs: a link that answered no ping for
 	// max(minDeadAfter, deadRTTs smoothed round trips) is closed, so a cut
-	// link reroutes within a second on a LAN (QUIC's idle timeout is much
-	// longer). 16 pings go unanswered first: network loss alone (3 %)
-	// never takes a link down; what can is a process starved of CPU for
-	// that long, as a loaded 2-core test machine showed at 400 ms.
-	minDeadAfter = 800 * time.Millisecond
+	// link reroutes within half a second on a LAN (QUIC's idle timeout is
+	// much longer). 8 pings go unanswered first: network loss alone (3 %)
+	// does not take a link down, and time this process was starved of CPU
+	// (its ping ticker ran late) does not count as silence. A link closed
+	// wrongly costs a redial, not frames: custody sends what it held again
+	// over another path, and the last zipper drops duplicates.
+	minDeadAfter = 400 * time.Millisecond
 	deadRTTs     = 8
 	// linkDeadAfter bounds a control write on a link (a link that cannot
 	// take one for this long is dead anyway).
@@ -41,6 +44,11 @@ const (
 	// zipper costs processing time, and when latencies are within noise of
 	// each other (a LAN, loopback) fewer hops win.
 	hopCost = 200
+	// meshHoldWindow is how long, after a link failed, the frames it held
+	// and new frames of the tags it carried wait for another path when
+	// none is known: the mesh may need a few route advertisements (from
+	// zippers whose best path went through the failed link) to find one.
+	meshHoldWindow = 2 * time.Second
 )
 
 // linkState is what a mesh link adds to a connection: the peer, the route
@@ -53,6 +61,15 @@ type linkState struct {
 	mu      sync.Mutex
 	pending []frame.Route // advertisements waiting for the control writer
 	kick    chan struct{} // cap 1: wakes the control writer
+
+	// Custody of the peer's frames: recvd counts the frames of its data
+	// stream routed here (and recvdBytes their bytes); the control writer
+	// sends a Custody frame for them, every custodyFrames frames or
+	// custodyBytes bytes (the reader kicks it), else at its next ping.
+	recvd, recvdBytes atomic.Uint64
+	kickedAt          atomic.Uint64 // recvd when the reader last kicked
+	kickedBytes       atomic.Uint64
+	custodySent       atomic.Uint64 // the count last sent (by the control writer, or the reader at the end)
 
 	up       atomic.Bool  // first pong received: routes flow over it
 	rtt      atomic.Int64 // smoothed round trip, nanoseconds
@@ -93,6 +110,8 @@ func (z *Zipper) activateMeshLocked() {
 		return
 	}
 	z.meshOn.Store(true)
+	z.wg.Add(1)
+	go z.runSeqSweeper() // owned by z: ends at Close; Close waits on z.wg
 	z.applyChangesLocked(z.mesh.AddLocal(mesh.Key{Kind: frame.RouteZipper, Name: z.name}))
 }
 
@@ -181,6 +200,7 @@ func (z *Zipper) newLink(peer string, c *conn, ctrl transport.Stream, rd *frame.
 	}
 	c.policy = DropStalled // a link is never blocked by one slow peer
 	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
+	c.out.custody = true
 	z.mu.Lock()
 	c.cnt = &z.peerLocked(peer).cnt
 	z.mu.Unlock()
@@ -235,6 +255,8 @@ func (z *Zipper) unlinkLocked(c *conn) {
 			delete(z.reverseVia, name)
 		}
 	}
+	z.publishZipperViaLocked()
+	z.holdTagsLocked(c)
 	// Also when the link never came up: routes it advertised before our
 	// first pong were learned, and only LinkDown forgets them.
 	l.up.Store(false)
@@ -253,8 +275,70 @@ func (z *Zipper) runLink(c *conn) error {
 	z.mu.Lock()
 	z.unlinkLocked(c)
 	z.mu.Unlock()
-	c.closeQueue()
+	// The caller redials meanwhile: the held frames may wait for a path.
+	z.wg.Add(1)
+	go func() { // owned by z: ends within meshHoldWindow, or at Close
+		defer z.wg.Done()
+		z.rerouteHeld(c)
+	}()
 	return err
+}
+
+// holdTagsLocked starts the hold window of the tags routed over the
+// failed link c (meshHold). z.mu is held.
+func (z *Zipper) holdTagsLocked(c *conn) {
+	now := nanotime()
+	until := now + int64(meshHoldWindow)
+	m := make(map[Tag]int64)
+	if old := z.meshHold.Load(); old != nil {
+		for tag, u := range *old {
+			if u > now {
+				m[tag] = u
+			}
+		}
+	}
+	for k, r := range z.remoteIDs {
+		if r.via == c {
+			m[k.Tag] = until
+		}
+	}
+	z.meshHold.Store(&m)
+}
+
+// rerouteHeld routes again, over the paths known now, every frame the
+// peer of the failed link c never took into its custody: those it did not
+// acknowledge, then those still queued, in order. When a frame finds no
+// path, it and those after it wait for a route change, up to
+// meshHoldWindow after the failure; a frame with no path then is dropped
+// and counted on the link.
+func (z *Zipper) rerouteHeld(c *conn) {
+	b, n := c.out.closeCustody()
+	if n == 0 {
+		return
+	}
+	until := nanotime() + int64(meshHoldWindow)
+	var sc scratch
+	var d frame.Data
+	for len(b) > 0 {
+		_, size, err := frame.ParseHeader(b, math.MaxInt)
+		if err != nil || len(b) < frame.HeaderSize+size {
+			c.noteDropped(uint64(n), nil) // cannot happen: we encoded them
+			return
+		}
+		body := b[frame.HeaderSize : frame.HeaderSize+size]
+		b = b[frame.HeaderSize+size:]
+		n--
+		for {
+			gen := z.routeGen.Load()
+			if d.Decode(body) == nil && z.rerouteFrom(c, &d, &sc) { // routing rewrites d: decode each time
+				break
+			}
+			if !z.holdForRoute(until, gen, z.ctx.Done()) {
+				c.noteDropped(1, nil)
+				break
+			}
+		}
+	}
 }
 
 // advertise queues route advertisements for the peer.
@@ -292,7 +376,16 @@ func (l *linkState) runControl(c *conn, stop <-chan struct{}) error {
 	tick := time.NewTicker(pingInterval)
 	defer tick.Stop()
 	l.lastPong.Store(nanotime())
+	lastTick := nanotime()
 	ping := func() error {
+		// A tick that comes late means this process was starved (CPU, a
+		// pause): the peer's pongs could not be read meanwhile either, so
+		// that time does not count as the peer's silence.
+		now := nanotime()
+		if late := now - lastTick - 2*int64(pingInterval); late > 0 {
+			l.lastPong.Add(late)
+		}
+		lastTick = now
 		if silent, dead := time.Duration(nanotime()-l.lastPong.Load()), l.deadAfter(); silent > dead {
 			return fmt.Errorf("mesh: peer %s answered no ping for %v (limit %v)", l.peer, silent.Round(time.Millisecond), dead)
 		}
@@ -309,7 +402,13 @@ func (l *linkState) runControl(c *conn, stop <-chan struct{}) error {
 			if err := ping(); err != nil {
 				return err
 			}
+			if err := l.sendCustody(c); err != nil {
+				return err
+			}
 		case <-l.kick:
+			if err := l.sendCustody(c); err != nil {
+				return err
+			}
 			l.mu.Lock()
 			routes := l.pending
 			l.pending = nil
@@ -327,6 +426,42 @@ func (l *linkState) runControl(c *conn, stop <-chan struct{}) error {
 			}
 		}
 	}
+}
+
+// How much of the peer's data stream is read before the reader asks the
+// control writer for a Custody frame rather than waiting for its next ping:
+// small against the queue limits, which count what the peer holds for us.
+const (
+	custodyFrames = 256
+	custodyBytes  = 256 << 10
+)
+
+// tookCustody is called by the link's reader after it routed a frame of n
+// bytes from the peer.
+func (l *linkState) tookCustody(n int) {
+	r, b := l.recvd.Add(1), l.recvdBytes.Add(uint64(n))
+	if r-l.kickedAt.Load() >= custodyFrames || b-l.kickedBytes.Load() >= custodyBytes {
+		l.kickedAt.Store(r)
+		l.kickedBytes.Store(b)
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sendCustody tells the peer how many of its frames are routed here, when
+// that changed. A draining zipper sends none: its peers route again what
+// they sent it since (its own links may close before it is forwarded),
+// and the zipper delivering them drops the duplicates.
+func (l *linkState) sendCustody(c *conn) error {
+	r := l.recvd.Load()
+	if r <= l.custodySent.Load() || c.z.isDraining() {
+		return nil
+	}
+	l.custodySent.Store(r) // two writers at most send the same count twice: cumulative, harmless
+	b, _ := frame.AppendControl(nil, &frame.Custody{Frames: r})
+	return c.writeControl(b, linkDeadAfter)
 }
 
 // deadAfter is how long the link may answer no ping before it is closed.

@@ -1,6 +1,7 @@
 package yomo
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,16 @@ type outbox struct {
 	// starts when there is work, not when the flusher gets round to it, so
 	// a destination that was quiet for a while is not taken for stuck.
 	progress atomic.Int64
+
+	// Custody (mesh links only): every frame the flusher takes stays in
+	// held until the peer's Custody frame covers it, and counts against
+	// the queue limits until then. held[heldOff:] are the frames not yet
+	// covered, heldFrames of them; released frames were covered.
+	custody    bool
+	held       []byte
+	heldOff    int
+	heldFrames int
+	released   uint64
 
 	// rtt, when set, is the round-trip time of the destination's
 	// connection: DropStalled waits at least stallRTTs of it, so a healthy
@@ -102,6 +113,10 @@ func (o *outbox) tryPut(d *frame.Data) (queued, full bool) {
 // hasRoom reports whether one more frame may be queued; o.mu is held. An
 // empty queue always takes one frame, however large.
 func (o *outbox) hasRoom() bool {
+	if o.custody {
+		n := o.frames + o.heldFrames
+		return n == 0 || (n < o.maxFrames && len(o.buf)+len(o.held)-o.heldOff < o.maxBytes)
+	}
 	return o.frames == 0 || (o.frames < o.maxFrames && len(o.buf) < o.maxBytes)
 }
 
@@ -219,6 +234,10 @@ func (o *outbox) take() ([]byte, int) {
 			next, o.small = nil, 0
 		}
 	}
+	if o.custody && n > 0 {
+		o.held = append(o.held, b...)
+		o.heldFrames += n
+	}
 	o.buf, o.frames = next, 0
 	o.taken += uint64(n)
 	o.writing = n > 0
@@ -232,6 +251,67 @@ func (o *outbox) take() ([]byte, int) {
 	o.mu.Unlock()
 	o.spare = b
 	return b, n
+}
+
+// release forgets the held frames the peer's Custody covers: the first
+// covered frames ever taken. It counts as progress for DropStalled and
+// makes room for waiting producers. A count beyond what was taken is the
+// peer's error; it releases what there is.
+func (o *outbox) release(covered uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if covered <= o.released {
+		return
+	}
+	for o.released < covered && o.heldFrames > 0 {
+		_, n, err := frame.ParseHeader(o.held[o.heldOff:], math.MaxInt)
+		if err != nil {
+			break // cannot happen: held holds frames we encoded
+		}
+		o.heldOff += frame.HeaderSize + n
+		o.heldFrames--
+		o.released++
+	}
+	if o.heldFrames == 0 {
+		o.held, o.heldOff = o.held[:0], 0
+	} else if o.heldOff > len(o.held)/2 {
+		// Amortised: the live part moves only when it is the smaller half.
+		k := copy(o.held, o.held[o.heldOff:])
+		o.held, o.heldOff = o.held[:k], 0
+	}
+	o.progress.Store(nanotime())
+	if o.space != nil {
+		close(o.space)
+		o.space = nil
+	}
+}
+
+// closeCustody closes the queue (like close) and returns, in order, the
+// frames the peer never covered: those held, then those still queued,
+// with their number. The caller routes them again.
+func (o *outbox) closeCustody() ([]byte, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return nil, 0
+	}
+	o.closed = true
+	b := append(o.held[o.heldOff:len(o.held):len(o.held)], o.buf...)
+	n := o.heldFrames + o.frames
+	o.held, o.heldOff, o.heldFrames = nil, 0, 0
+	o.buf, o.frames = nil, 0
+	if o.space != nil {
+		close(o.space)
+		o.space = nil
+	}
+	return b, n
+}
+
+// isClosed reports whether close or closeCustody was called.
+func (o *outbox) isClosed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
 }
 
 // takenCount returns how many frames flushers have taken so far.

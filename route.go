@@ -26,6 +26,9 @@ type dest struct {
 type scratch struct {
 	dsts   []*dest
 	remote []*dest
+	rseq   []uint64 // the sequence number of each of remote's frames (0: none)
+	seqs   []uint64
+	seq    []byte
 	names  []string
 	list   []byte
 	path   []byte
@@ -46,7 +49,7 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 			d.OriginZipper = z.nameBytes
 		}
 	}
-	d.Path, d.Names = nil, nil // only zippers set these
+	d.Path, d.Names, d.Seq = nil, nil, nil // only zippers set these
 	if len(z.frameHooks) > 0 && !z.onFrame(from, d) {
 		z.filtered.Add(1)
 		return
@@ -56,7 +59,11 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 		if z.dispatch(from, d, z.table.Load(), sc, wait) {
 			return
 		}
-		if from.graceUntil == 0 || !z.holdForRoute(from.graceUntil, gen, wait) {
+		until := from.graceUntil
+		if hold := z.meshHold.Load(); hold != nil {
+			until = max(until, (*hold)[d.Tag]) // a link that carried the tag failed: wait for another path
+		}
+		if until == 0 || !z.holdForRoute(until, gen, wait) {
 			z.noteUnroutable(d.Tag)
 			z.noResponders(d, sc, wait)
 			return
@@ -70,7 +77,7 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	fromFunction := from.hs.Kind == frame.KindFunction
 	if fromFunction && d.TID&frame.TIDReplyOnly != 0 {
 		// A status reply to a request: to the origin Source only.
-		return d.Origin != 0 && z.routeBackflow(d, nil, wait, sc)
+		return d.Origin != 0 && z.routeBackflow(d, nil, from, wait, sc)
 	}
 	// The target aliases the frame buffer; Route does not retain it.
 	sc.dsts = tbl.RouteKey(d.Tag, unsafeString(d.Target), d.Key, sc.dsts[:0])
@@ -80,19 +87,20 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 			sc.dsts[i] = keyedDest(it, d, dst)
 		}
 	}
-	sc.remote = sc.remote[:0]
+	sc.remote, sc.rseq = sc.remote[:0], sc.rseq[:0]
 	for _, dst := range sc.dsts {
 		if dst.conn.isLink() {
 			sc.remote = append(sc.remote, dst)
+			sc.rseq = append(sc.rseq, from.fseq.nextName(dst.name))
 		} else {
 			dst.conn.deliver(d, wait)
 		}
 	}
 	routed := len(sc.dsts) > 0
 	if len(sc.remote) > 0 {
-		z.forward(d, nil, sc, wait)
+		z.forward(d, nil, from.fseq.flowID(), sc, wait)
 	}
-	if fromFunction && d.Origin != 0 && z.routeBackflow(d, nil, wait, sc) {
+	if fromFunction && d.Origin != 0 && z.routeBackflow(d, nil, from, wait, sc) {
 		routed = true
 	}
 	return routed
@@ -108,23 +116,72 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 		return
 	}
 	if d.Names.Len() == 0 {
-		z.routeBackflow(d, path, wait, sc)
+		z.routeBackflow(d, path, from, wait, sc)
 		return
 	}
 	if oz := d.OriginZipper; len(oz) > 0 && (*z.zipperVia.Load())[unsafeString(oz)] == nil {
 		z.learnReverse(string(oz), from)
 	}
+	if !z.routeNames(from, d, path, sc, wait) {
+		z.noteUnroutable(d.Tag)
+		z.noResponders(d, sc, wait) // a new frame from here: its path starts here
+	}
+}
+
+// rerouteFrom routes again a frame that was written or queued on the link
+// c, which failed: as if it had just come in from c's peer, over the
+// paths known now (c is no longer among them). sc may be nil. It reports
+// whether the frame went anywhere; the caller counts it when not.
+func (z *Zipper) rerouteFrom(c *conn, d *frame.Data, sc *scratch) bool {
+	if sc == nil {
+		sc = new(scratch)
+	}
+	// The frame's path ends with this zipper, which sent it on c.
+	var hops []string
+	d.Path.Range(func(p []byte) bool {
+		hops = append(hops, string(p))
+		return true
+	})
+	if len(hops) == 0 || hops[len(hops)-1] != z.name {
+		return false
+	}
+	path := frame.StrList(frame.AppendStrList(nil, hops[:len(hops)-1]...))
+	if path.Len() == 0 {
+		path = nil
+	}
+	wait := z.ctx.Done()
+	if d.Names.Len() == 0 {
+		return z.routeBackflow(d, path, c, wait, sc)
+	}
+	return z.routeNames(c, d, path, sc, wait)
+}
+
+// routeNames delivers a frame from a link (or rerouted from the failed
+// link from) to each function name it carries, here or over another
+// link, never back towards from or a zipper on path. It reports whether
+// it went anywhere.
+func (z *Zipper) routeNames(from *conn, d *frame.Data, path frame.StrList, sc *scratch, wait <-chan struct{}) bool {
 	names := d.Names
 	target := unsafeString(d.Target)
-	sc.remote = sc.remote[:0]
+	var flow uint64
+	var seqs []byte
+	if d.Seq != nil {
+		flow, seqs, _ = frame.ParseSeq(d.Seq) // checked by the reader
+	}
+	sc.remote, sc.rseq = sc.remote[:0], sc.rseq[:0]
 	delivered := false
-	d.Path, d.Names = nil, nil // local clients see neither
+	d.Path, d.Names, d.Seq = nil, nil, nil // local clients see none of them
 	tbl := z.table.Load()
 	it := z.instTable.Load()
 	names.Range(func(name []byte) bool {
+		var seq uint64
+		if flow != 0 {
+			seq, seqs, _ = frame.NextSeq(seqs)
+		}
 		var dst *dest
 		var ok bool
-		if n := unsafeString(name); strings.IndexByte(n, router.MemberSep) >= 0 {
+		n := unsafeString(name)
+		if strings.IndexByte(n, router.MemberSep) >= 0 {
 			dst, ok = it.RouteName(d.Tag, target, n) // one instance, chosen upstream
 		} else if dst, ok = tbl.RouteNameKey(d.Tag, target, n, d.Key); ok && len(d.Key) > 0 {
 			dst = keyedDest(it, d, dst)
@@ -132,23 +189,24 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 		switch {
 		case !ok:
 		case !dst.conn.isLink():
-			dst.conn.deliver(d, wait)
+			z.admit(flowKey{flow: flow, name: n}, seq, d, dst.conn, wait)
 			delivered = true
 		case dst.conn == from || path.Contains(dst.conn.link.peer):
 			// Never back towards where the frame has been.
 		default:
+			if dst.name != n {
+				seq = 0 // numbered for n, not for the instance chosen here
+			}
 			sc.remote = append(sc.remote, dst)
+			sc.rseq = append(sc.rseq, seq)
 		}
 		return true
 	})
 	if len(sc.remote) > 0 {
-		z.forward(d, path, sc, wait)
+		z.forward(d, path, flow, sc, wait)
 		delivered = true
 	}
-	if !delivered {
-		z.noteUnroutable(d.Tag)
-		z.noResponders(d, sc, wait) // a new frame from here: its path starts here
-	}
+	return delivered
 }
 
 // keyedDest returns, for a frame with a key and the destination the
@@ -170,48 +228,71 @@ func keyedDest(it *router.Table[*dest], d *frame.Data, dst *dest) *dest {
 // routeBackflow delivers d to its origin Source, here or through the link
 // towards the origin's zipper. path is where d has been (nil when it comes
 // from a local function).
-func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, wait <-chan struct{}, sc *scratch) bool {
+func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, from *conn, wait <-chan struct{}, sc *scratch) bool {
 	oz := d.OriginZipper
 	if len(oz) == 0 || string(oz) == z.name {
-		if v, ok := z.sources.Load(d.Origin); ok && (d.TID&frame.TIDRequest != 0 || v.(*conn).observes(d.Tag) != nil) {
-			src := v.(*conn)
-			d.Path, d.Names = nil, nil
-			src.deliver(d, wait)
+		var flow, seq uint64
+		if d.Seq != nil {
+			var seqs []byte
+			flow, seqs, _ = frame.ParseSeq(d.Seq) // checked by the reader
+			seq, _, _ = frame.NextSeq(seqs)
+		}
+		d.Path, d.Names, d.Seq = nil, nil, nil
+		v, ok := z.sources.Load(d.Origin)
+		if ok && (d.TID&frame.TIDRequest != 0 || v.(*conn).observes(d.Tag) != nil) {
+			z.admit(flowKey{flow: flow, origin: d.Origin}, seq, d, v.(*conn), wait)
 			return true
+		}
+		if seq != 0 {
+			z.admit(flowKey{flow: flow, origin: d.Origin}, seq, d, nil, wait) // it arrived: the flow moves on
 		}
 		return false
 	}
 	l := (*z.zipperVia.Load())[unsafeString(oz)]
-	if l == nil || path.Contains(l.link.peer) {
+	if l == nil || l == from || path.Contains(l.link.peer) {
 		return false
+	}
+	switch {
+	case from == nil:
+		d.Seq = nil // the zipper's own status reply: not sequenced
+	case !from.isLink():
+		// A local function's frame enters the mesh here: number it.
+		sc.seq = frame.AppendSeq(sc.seq[:0], from.fseq.flowID(), from.fseq.nextOrigin(d.Origin))
+		d.Seq = sc.seq
 	}
 	d.Names = nil
 	sc.path = path.AppendWith(sc.path[:0], z.name)
 	d.Path = sc.path
 	l.deliver(d, wait)
+	d.Seq = nil
 	return true
 }
 
 // forward sends d once to each link among sc.remote, naming the functions
 // it is for there, with this zipper appended to its path.
-func (z *Zipper) forward(d *frame.Data, path frame.StrList, sc *scratch, wait <-chan struct{}) {
+func (z *Zipper) forward(d *frame.Data, path frame.StrList, flow uint64, sc *scratch, wait <-chan struct{}) {
 	sc.path = path.AppendWith(sc.path[:0], z.name)
 	for i, r := range sc.remote {
 		if r == nil {
 			continue
 		}
-		sc.names = sc.names[:0]
+		sc.names, sc.seqs = sc.names[:0], sc.seqs[:0]
 		for j := i; j < len(sc.remote); j++ {
 			if o := sc.remote[j]; o != nil && o.conn == r.conn {
 				sc.names = append(sc.names, o.name)
+				sc.seqs = append(sc.seqs, sc.rseq[j])
 				sc.remote[j] = nil
 			}
 		}
 		sc.list = frame.AppendStrList(sc.list[:0], sc.names...)
-		d.Path, d.Names = sc.path, sc.list
+		d.Path, d.Names, d.Seq = sc.path, sc.list, nil
+		if flow != 0 {
+			sc.seq = frame.AppendSeq(sc.seq[:0], flow, sc.seqs...)
+			d.Seq = sc.seq
+		}
 		r.conn.deliver(d, wait)
 	}
-	d.Path, d.Names = nil, nil
+	d.Path, d.Names, d.Seq = nil, nil, nil
 }
 
 // noResponders answers a request that reached no function with a status
@@ -223,7 +304,7 @@ func (z *Zipper) noResponders(d *frame.Data, sc *scratch, wait <-chan struct{}) 
 	}
 	r := frame.Data{Tag: d.Tag, Origin: d.Origin, TID: d.TID | frame.TIDReplyOnly,
 		Metadata: noRespondersMetadata, OriginZipper: d.OriginZipper}
-	z.routeBackflow(&r, nil, wait, sc)
+	z.routeBackflow(&r, nil, nil, wait, sc)
 }
 
 var noRespondersMetadata = frame.MetadataOf(frame.StatusKey, frame.StatusNoResponders)

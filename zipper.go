@@ -88,6 +88,13 @@ type Zipper struct {
 	filtered   atomic.Uint64
 	droppedAll atomic.Uint64
 	denied     atomic.Uint64 // ACL violations
+	seq        sequencer     // mesh flows delivered here (seq.go)
+	// meshHold maps each tag that was routed over a link that failed to
+	// the nanotime until which its frames nothing can take are held for a
+	// new path (meshHoldWindow after the failure). Replaced whole under mu.
+	meshHold atomic.Pointer[map[Tag]int64]
+	seqDups    atomic.Uint64
+	seqGaps    atomic.Uint64
 	rejectedBy rejectCounters
 }
 

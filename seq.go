@@ -1,0 +1,287 @@
+package yomo
+
+import (
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/yomo-dev/yomo/frame"
+)
+
+// Mesh sequencing: exactly once and in order across reroutes.
+//
+// The zipper where a frame enters the mesh (its writer's zipper) numbers
+// the frames of each flow: one writer connection towards one function
+// name, or, for backflow, one writer towards one origin Source. The
+// numbers travel in the frame's sequence area (frame.AppendSeq), start at
+// 1 and have no gaps: a flow's frames all take the mesh, none stays local.
+// Custody (link.go, outbox.go) sends a frame again over another path when
+// a link fails before its peer took it, so a frame may arrive twice, and
+// frames on a new path may overtake frames still on the old one. The
+// zipper that delivers a flow (its last zipper) therefore keeps, per
+// flow, the next number it expects: it drops what is below (a duplicate),
+// delivers what is equal, and holds what is ahead until the gap fills.
+// A gap that does not fill within seqGapTimeout (the frames were lost
+// with a zipper that crashed, or dropped and counted on the way) is
+// skipped and its frames counted in Stats.SeqGaps.
+//
+// Sequence number 0 means "not sequenced": delivered as it comes. A
+// zipper that sends a frame on towards another name than the one its
+// number was given for (keyed routing chose an instance on the way) sends
+// it with 0.
+
+// seqGapTimeout is how long frames ahead of a gap wait for it to fill.
+// It covers a link failure's reroute (the frames the failed link held are
+// sent again as soon as it is declared dead, right after the route
+// change) and the queue of an old path after a cost change.
+const seqGapTimeout = time.Second
+
+// seqMaxHeld bounds the frames held per flow; when more arrive ahead of a
+// gap, the gap is skipped at once.
+const seqMaxHeld = 4096
+
+// seqIdle is how long a flow with nothing held is remembered after its
+// last frame.
+const seqIdle = time.Minute
+
+// seqSweep is how often held gaps and idle flows are checked.
+const seqSweep = 100 * time.Millisecond
+
+// flowKey names a flow at its last zipper.
+type flowKey struct {
+	flow   uint64 // the writer's flow id, unique per connection
+	origin uint64 // backflow: the origin Source; 0 for a function name
+	name   string // the function name; "" for backflow
+}
+
+// flowState is what the last zipper of a flow remembers of it.
+type flowState struct {
+	mu    sync.Mutex
+	next  uint64               // the next number to deliver
+	held  map[uint64]heldFrame // frames ahead of next
+	since int64                // nanotime the current gap was first seen; 0: none
+	used  int64                // nanotime of the last arrival
+}
+
+// heldFrame is a frame waiting for a gap before it: its encoding and
+// where it goes (nil: nowhere, it only advances the flow).
+type heldFrame struct {
+	b  []byte
+	to *conn
+}
+
+// sequencer holds the flows delivered here, sharded by flow id.
+type sequencer struct {
+	shards [16]struct {
+		mu    sync.Mutex
+		flows map[flowKey]*flowState
+	}
+}
+
+func (s *sequencer) shard(k flowKey) *struct {
+	mu    sync.Mutex
+	flows map[flowKey]*flowState
+} {
+	return &s.shards[k.flow%uint64(len(s.shards))]
+}
+
+// state returns the flow's state, starting it at seq when it is new: the
+// first frame of a flow seen here may not be its first (its route came
+// here after a while), and it is not held back.
+func (s *sequencer) state(k flowKey, seq uint64, now int64) *flowState {
+	sh := s.shard(k)
+	sh.mu.Lock()
+	st := sh.flows[k]
+	if st == nil {
+		if sh.flows == nil {
+			sh.flows = make(map[flowKey]*flowState)
+		}
+		k.name = strings.Clone(k.name) // the caller's aliases a frame buffer
+		st = &flowState{next: seq}
+		sh.flows[k] = st
+	}
+	sh.mu.Unlock()
+	st.mu.Lock()
+	st.used = now
+	return st
+}
+
+// admit delivers d, number seq of flow k, to `to` (nil: the frame only
+// advances the flow) in the flow's order: at once when it is next,
+// together with what it unblocks; later when it is ahead; never when it
+// is a duplicate.
+func (z *Zipper) admit(k flowKey, seq uint64, d *frame.Data, to *conn, wait <-chan struct{}) {
+	if seq == 0 {
+		if to != nil {
+			to.deliver(d, wait)
+		}
+		return
+	}
+	now := nanotime()
+	st := z.seq.state(k, seq, now)
+	defer st.mu.Unlock()
+	switch {
+	case seq < st.next:
+		z.seqDups.Add(1)
+	case seq == st.next:
+		if to != nil {
+			to.deliver(d, wait)
+		}
+		st.next++
+		z.releaseLocked(st, wait)
+	default:
+		if _, dup := st.held[seq]; dup {
+			z.seqDups.Add(1)
+			return
+		}
+		if st.held == nil {
+			st.held = make(map[uint64]heldFrame)
+		}
+		st.held[seq] = heldFrame{b: frame.AppendData(nil, d), to: to}
+		if st.since == 0 {
+			st.since = now
+		}
+		if len(st.held) > seqMaxHeld {
+			z.skipGapLocked(st, wait)
+		}
+	}
+}
+
+// releaseLocked delivers the held frames that follow next without a gap.
+func (z *Zipper) releaseLocked(st *flowState, wait <-chan struct{}) {
+	var d frame.Data
+	for len(st.held) > 0 {
+		h, ok := st.held[st.next]
+		if !ok {
+			st.since = nanotime() // a new gap, or the same one still open: its clock restarts on progress
+			return
+		}
+		delete(st.held, st.next)
+		st.next++
+		if h.to != nil && d.Decode(h.b[frame.HeaderSize:]) == nil {
+			h.to.deliver(&d, wait)
+		}
+	}
+	st.since = 0
+}
+
+// skipGapLocked gives up on the frames missing before the first held one:
+// they are counted, and what follows is delivered.
+func (z *Zipper) skipGapLocked(st *flowState, wait <-chan struct{}) {
+	first := uint64(0)
+	for s := range st.held {
+		if first == 0 || s < first {
+			first = s
+		}
+	}
+	if first == 0 {
+		return
+	}
+	z.seqGaps.Add(first - st.next)
+	st.next = first
+	z.releaseLocked(st, wait)
+}
+
+// sweepSeq skips the gaps that waited seqGapTimeout and forgets idle flows.
+func (z *Zipper) sweepSeq() {
+	now := nanotime()
+	wait := z.ctx.Done()
+	for i := range z.seq.shards {
+		sh := &z.seq.shards[i]
+		sh.mu.Lock()
+		var waiting []*flowState
+		for k, st := range sh.flows {
+			st.mu.Lock()
+			switch {
+			case len(st.held) > 0 && now-st.since >= int64(seqGapTimeout):
+				waiting = append(waiting, st)
+			case len(st.held) == 0 && now-st.used >= int64(seqIdle):
+				delete(sh.flows, k)
+			}
+			st.mu.Unlock()
+		}
+		sh.mu.Unlock()
+		for _, st := range waiting {
+			st.mu.Lock()
+			if len(st.held) > 0 && now-st.since >= int64(seqGapTimeout) {
+				z.skipGapLocked(st, wait)
+			}
+			st.mu.Unlock()
+		}
+	}
+}
+
+// runSeqSweeper sweeps until the zipper closes; started with the mesh.
+func (z *Zipper) runSeqSweeper() {
+	defer z.wg.Done()
+	t := time.NewTicker(seqSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-z.ctx.Done():
+			return
+		case <-t.C:
+			z.sweepSeq()
+		}
+	}
+}
+
+// flowSeqs numbers a writer connection's flows into the mesh. It is used
+// only by the connection's reader goroutine, which routes its frames.
+type flowSeqs struct {
+	id      uint64
+	names   map[string]uint64
+	origins map[uint64]uint64
+}
+
+// flowID returns c's flow id, chosen at random on first use.
+func (f *flowSeqs) flowID() uint64 {
+	for f.id == 0 {
+		f.id = rand.Uint64()
+	}
+	return f.id
+}
+
+// nextName returns the next number of c's flow towards name.
+func (f *flowSeqs) nextName(name string) uint64 {
+	if f.names == nil {
+		f.names = make(map[string]uint64)
+	}
+	n := f.names[name] + 1
+	f.names[name] = n
+	return n
+}
+
+// nextOrigin returns the next number of c's backflow towards origin.
+func (f *flowSeqs) nextOrigin(origin uint64) uint64 {
+	if f.origins == nil {
+		f.origins = make(map[uint64]uint64)
+	}
+	n := f.origins[origin] + 1
+	f.origins[origin] = n
+	return n
+}
+
+// checkSeq reports what is wrong with the sequence area of a frame from
+// a link: it must hold a flow id and one number per name (one for
+// backflow). A frame without one is not sequenced.
+func checkSeq(d *frame.Data) error {
+	if d.Seq == nil {
+		return nil
+	}
+	_, seqs, err := frame.ParseSeq(d.Seq)
+	if err != nil {
+		return err
+	}
+	want := max(1, d.Names.Len())
+	for i := 0; i < want; i++ {
+		if _, seqs, err = frame.NextSeq(seqs); err != nil {
+			return err
+		}
+	}
+	if len(seqs) != 0 {
+		return &protocolError{msg: "sequence area has more numbers than the frame has names"}
+	}
+	return nil
+}
