@@ -101,6 +101,11 @@ type chaosFigures struct {
 	// Dropped and Unroutable sum Stats().Dropped and Stats().Unroutable
 	// over every zipper, including incarnations that were restarted.
 	Dropped, Unroutable uint64
+	// MeshDuplicates and MeshGaps sum the zippers' counters of the same
+	// names: duplicates dropped at c (custody's second copies), and
+	// frames c gave up waiting for (lost upstream; not added to Counted,
+	// since the zipper that lost them counted them when it knew).
+	MeshDuplicates, MeshGaps uint64
 	// PerZipper has each zipper's "dropped/unroutable".
 	PerZipper map[string]string
 	// ResumedAfterRepair: a frame written after fault returned arrived.
@@ -119,9 +124,9 @@ func (f chaosFigures) Uncounted() int { return max(0, f.Lost-int(f.Counted())) }
 func (f chaosFigures) Overcounted() int { return max(0, int(f.Counted())-f.Lost) }
 
 func (f chaosFigures) String() string {
-	return fmt.Sprintf("sent %d, received %d (unique %d), lost %d (uncounted %d, overcounted %d), duplicates %d, out of order %d, max gap %v, dropped %d, unroutable %d %v",
+	return fmt.Sprintf("sent %d, received %d (unique %d), lost %d (uncounted %d, overcounted %d), duplicates %d, out of order %d, max gap %v, dropped %d, unroutable %d %v, mesh duplicates dropped %d, mesh gaps %d",
 		f.Sent, f.Received, f.Unique, f.Lost, f.Uncounted(), f.Overcounted(), f.Duplicates, f.OutOfOrder, f.MaxGap.Round(time.Millisecond),
-		f.Dropped, f.Unroutable, f.PerZipper)
+		f.Dropped, f.Unroutable, f.PerZipper, f.MeshDuplicates, f.MeshGaps)
 }
 
 // chaosScenarios are the scenarios. short scales the timelines down for
@@ -344,6 +349,8 @@ func (m *chaosMesh) retire(name string, st yomo.Stats) {
 	r := m.retired[name]
 	r.Dropped += st.Dropped
 	r.Unroutable += st.Unroutable
+	r.MeshDuplicates += st.MeshDuplicates
+	r.MeshGaps += st.MeshGaps
 	m.retired[name] = r
 }
 
@@ -480,11 +487,15 @@ func (m *chaosMesh) counted(f *chaosFigures) {
 		r := all[name]
 		r.Dropped += st.Dropped
 		r.Unroutable += st.Unroutable
+		r.MeshDuplicates += st.MeshDuplicates
+		r.MeshGaps += st.MeshGaps
 		all[name] = r
 	}
 	for name, st := range all {
 		f.Dropped += st.Dropped
 		f.Unroutable += st.Unroutable
+		f.MeshDuplicates += st.MeshDuplicates
+		f.MeshGaps += st.MeshGaps
 		f.PerZipper[name] = fmt.Sprintf("%d/%d", st.Dropped, st.Unroutable)
 	}
 }

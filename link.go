@@ -335,6 +335,7 @@ func (z *Zipper) rerouteHeld(c *conn) {
 			}
 			if !z.holdForRoute(until, gen, z.ctx.Done()) {
 				c.noteDropped(1, nil)
+				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
 				break
 			}
 		}

@@ -64,6 +64,9 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 			until = max(until, (*hold)[d.Tag]) // a link that carried the tag failed: wait for another path
 		}
 		if until == 0 || !z.holdForRoute(until, gen, wait) {
+			if until != 0 {
+				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
+			}
 			z.noteUnroutable(d.Tag)
 			z.noResponders(d, sc, wait)
 			return
@@ -91,7 +94,7 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	for _, dst := range sc.dsts {
 		if dst.conn.isLink() {
 			sc.remote = append(sc.remote, dst)
-			sc.rseq = append(sc.rseq, from.fseq.nextName(dst.name))
+			sc.rseq = append(sc.rseq, from.fseq.nextName(z.flowEpoch.Load(), dst.name))
 		} else {
 			dst.conn.deliver(d, wait)
 		}
@@ -122,10 +125,40 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 	if oz := d.OriginZipper; len(oz) > 0 && (*z.zipperVia.Load())[unsafeString(oz)] == nil {
 		z.learnReverse(string(oz), from)
 	}
-	if !z.routeNames(from, d, path, sc, wait) {
-		z.noteUnroutable(d.Tag)
-		z.noResponders(d, sc, wait) // a new frame from here: its path starts here
+	names, seq := d.Names, d.Seq
+	for {
+		gen := z.routeGen.Load()
+		if z.routeNames(from, d, path, sc, wait) {
+			return
+		}
+		// The peer routed it here, so it expected a path from here: while
+		// this zipper is new (its routes are still arriving) or a link
+		// that carried the tag just failed, wait for one. The link's
+		// later frames wait behind it, in order.
+		until := z.linkHoldUntil(d.Tag)
+		if !z.holdForRoute(until, gen, wait) {
+			if until != 0 {
+				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
+			}
+			break
+		}
+		d.Names, d.Seq = names, seq // routeNames cleared them
 	}
+	z.noteUnroutable(d.Tag)
+	z.noResponders(d, sc, wait) // a new frame from here: its path starts here
+}
+
+// linkHoldUntil returns the nanotime until which a frame from a link with
+// this tag that nothing can take here waits for a route (0: it does not).
+func (z *Zipper) linkHoldUntil(tag Tag) int64 {
+	var until int64
+	if young := z.born + int64(meshHoldWindow); nanotime() < young {
+		until = young
+	}
+	if hold := z.meshHold.Load(); hold != nil {
+		until = max(until, (*hold)[tag])
+	}
+	return until
 }
 
 // rerouteFrom routes again a frame that was written or queued on the link
@@ -257,7 +290,8 @@ func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, from *conn, wa
 		d.Seq = nil // the zipper's own status reply: not sequenced
 	case !from.isLink():
 		// A local function's frame enters the mesh here: number it.
-		sc.seq = frame.AppendSeq(sc.seq[:0], from.fseq.flowID(), from.fseq.nextOrigin(d.Origin))
+		n := from.fseq.nextOrigin(z.flowEpoch.Load(), d.Origin)
+		sc.seq = frame.AppendSeq(sc.seq[:0], from.fseq.flowID(), n)
 		d.Seq = sc.seq
 	}
 	d.Names = nil

@@ -24,7 +24,8 @@ import (
 // delivers what is equal, and holds what is ahead until the gap fills.
 // A gap that does not fill within seqGapTimeout (the frames were lost
 // with a zipper that crashed, or dropped and counted on the way) is
-// skipped and its frames counted in Stats.SeqGaps.
+// skipped and its frames counted in Stats.MeshGaps; one that arrives
+// after all is delivered late (Stats.MeshLate) rather than dropped.
 //
 // Sequence number 0 means "not sequenced": delivered as it comes. A
 // zipper that sends a frame on towards another name than the one its
@@ -35,11 +36,18 @@ import (
 // It covers a link failure's reroute (the frames the failed link held are
 // sent again as soon as it is declared dead, right after the route
 // change) and the queue of an old path after a cost change.
-const seqGapTimeout = time.Second
+// It is longer than meshHoldWindow, the time a failed link's frames may
+// wait for a new path before they are sent again.
+const seqGapTimeout = meshHoldWindow + time.Second
 
 // seqMaxHeld bounds the frames held per flow; when more arrive ahead of a
 // gap, the gap is skipped at once.
-const seqMaxHeld = 4096
+const seqMaxHeld = 16384
+
+// seqMaxSkipped bounds the numbers of skipped gaps remembered per flow,
+// so that a frame arriving after its gap was skipped is still delivered
+// (late, rather than lost).
+const seqMaxSkipped = 65536
 
 // seqIdle is how long a flow with nothing held is remembered after its
 // last frame.
@@ -57,11 +65,39 @@ type flowKey struct {
 
 // flowState is what the last zipper of a flow remembers of it.
 type flowState struct {
-	mu    sync.Mutex
-	next  uint64               // the next number to deliver
-	held  map[uint64]heldFrame // frames ahead of next
-	since int64                // nanotime the current gap was first seen; 0: none
-	used  int64                // nanotime of the last arrival
+	mu   sync.Mutex
+	next uint64               // the next number to deliver
+	held map[uint64]heldFrame // frames ahead of next
+	// skipped are the numbers below next given up on (counted in
+	// seqGaps) that have not arrived since.
+	skipped map[uint64]struct{}
+	// before covers the numbers just below the one the flow started at
+	// here, when that was not 1: frames that took a slower path than the
+	// first one seen. Each is delivered late when it arrives, once.
+	before window
+	since  int64 // nanotime the current gap was first seen; 0: none
+	used   int64 // nanotime of the last arrival
+}
+
+// window is a set of up to 1024 numbers [base, limit) below a flow's
+// start, with the ones that arrived.
+type window struct {
+	base, limit uint64
+	seen        [16]uint64
+}
+
+// take reports whether seq is in the window and had not arrived, and
+// marks it arrived.
+func (w *window) take(seq uint64) bool {
+	if seq < w.base || seq >= w.limit {
+		return false
+	}
+	i := seq - w.base
+	if w.seen[i/64]&(1<<(i%64)) != 0 {
+		return false
+	}
+	w.seen[i/64] |= 1 << (i % 64)
+	return true
 }
 
 // heldFrame is a frame waiting for a gap before it: its encoding and
@@ -99,6 +135,9 @@ func (s *sequencer) state(k flowKey, seq uint64, now int64) *flowState {
 		}
 		k.name = strings.Clone(k.name) // the caller's aliases a frame buffer
 		st = &flowState{next: seq}
+		if seq > 1 {
+			st.before = window{base: max(1, seq, 1025) - 1024, limit: seq}
+		}
 		sh.flows[k] = st
 	}
 	sh.mu.Unlock()
@@ -123,6 +162,23 @@ func (z *Zipper) admit(k flowKey, seq uint64, d *frame.Data, to *conn, wait <-ch
 	defer st.mu.Unlock()
 	switch {
 	case seq < st.next:
+		if st.before.take(seq) {
+			z.seqLate.Add(1) // it took a slower path than the flow's first frame here
+			if to != nil {
+				to.deliver(d, wait)
+			}
+			return
+		}
+		if _, late := st.skipped[seq]; late {
+			// Its gap was skipped: deliver it late rather than lose it.
+			delete(st.skipped, seq)
+			z.seqGaps.Add(^uint64(0))
+			z.seqLate.Add(1)
+			if to != nil {
+				to.deliver(d, wait)
+			}
+			return
+		}
 		z.seqDups.Add(1)
 	case seq == st.next:
 		if to != nil {
@@ -179,6 +235,12 @@ func (z *Zipper) skipGapLocked(st *flowState, wait <-chan struct{}) {
 		return
 	}
 	z.seqGaps.Add(first - st.next)
+	for s := st.next; s < first && len(st.skipped) < seqMaxSkipped; s++ {
+		if st.skipped == nil {
+			st.skipped = make(map[uint64]struct{})
+		}
+		st.skipped[s] = struct{}{}
+	}
 	st.next = first
 	z.releaseLocked(st, wait)
 }
@@ -196,7 +258,7 @@ func (z *Zipper) sweepSeq() {
 			switch {
 			case len(st.held) > 0 && now-st.since >= int64(seqGapTimeout):
 				waiting = append(waiting, st)
-			case len(st.held) == 0 && now-st.used >= int64(seqIdle):
+			case len(st.held) == 0 && now-st.used >= int64(seqIdle+seqGapTimeout):
 				delete(sh.flows, k)
 			}
 			st.mu.Unlock()
@@ -231,8 +293,19 @@ func (z *Zipper) runSeqSweeper() {
 // only by the connection's reader goroutine, which routes its frames.
 type flowSeqs struct {
 	id      uint64
+	epoch   uint64 // the zipper's flowEpoch when id was chosen
 	names   map[string]uint64
 	origins map[uint64]uint64
+}
+
+// sync starts new flows (a new id, numbers from 1) when the zipper lost
+// frames of mesh flows since the id was chosen: the zippers delivering
+// the old flows would otherwise hold every later frame for the gap, up
+// to seqGapTimeout, although the lost frames were counted here.
+func (f *flowSeqs) sync(epoch uint64) {
+	if epoch != f.epoch {
+		f.epoch, f.id, f.names, f.origins = epoch, 0, nil, nil
+	}
 }
 
 // flowID returns c's flow id, chosen at random on first use.
@@ -244,7 +317,8 @@ func (f *flowSeqs) flowID() uint64 {
 }
 
 // nextName returns the next number of c's flow towards name.
-func (f *flowSeqs) nextName(name string) uint64 {
+func (f *flowSeqs) nextName(epoch uint64, name string) uint64 {
+	f.sync(epoch)
 	if f.names == nil {
 		f.names = make(map[string]uint64)
 	}
@@ -254,7 +328,8 @@ func (f *flowSeqs) nextName(name string) uint64 {
 }
 
 // nextOrigin returns the next number of c's backflow towards origin.
-func (f *flowSeqs) nextOrigin(origin uint64) uint64 {
+func (f *flowSeqs) nextOrigin(epoch uint64, origin uint64) uint64 {
+	f.sync(epoch)
 	if f.origins == nil {
 		f.origins = make(map[uint64]uint64)
 	}

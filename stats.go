@@ -22,6 +22,18 @@ type Stats struct {
 	// Unroutable counts frames no function observed (and no origin Source
 	// wanted back); they are dropped without an error to the writer.
 	Unroutable uint64 `json:"unroutable"`
+	// MeshDuplicates counts frames from mesh links dropped because they
+	// had been delivered here already: a link failed before its peer's
+	// Custody covered them, and custody sent them again over another path.
+	MeshDuplicates uint64 `json:"mesh_duplicates"`
+	// MeshGaps counts frames of mesh flows delivered here that never
+	// arrived: the frames after them waited for them for a second and were
+	// delivered without them. Each was lost upstream (with a zipper that
+	// crashed, or dropped and counted by the zipper that dropped it).
+	MeshGaps uint64 `json:"mesh_gaps"`
+	// MeshLate counts frames delivered after the gap they belonged to was
+	// given up on (they left MeshGaps): out of their flow's order.
+	MeshLate uint64 `json:"mesh_late"`
 	// Filtered counts frames an OnFrame hook dropped.
 	Filtered uint64 `json:"filtered"`
 	// Denied counts ACL violations: handshakes refused because of an ACL
@@ -151,6 +163,10 @@ func (z *Zipper) Stats() Stats {
 		Dropped:    z.droppedAll.Load(),
 		Unroutable: z.unroutedN.Load(),
 		Filtered:   z.filtered.Load(),
+
+		MeshDuplicates: z.seqDups.Load(),
+		MeshGaps:       z.seqGaps.Load(),
+		MeshLate:       z.seqLate.Load(),
 	}
 	s.Links = z.linkStatsLocked()
 	if z.meshOn.Load() {

@@ -93,8 +93,13 @@ type Zipper struct {
 	// the nanotime until which its frames nothing can take are held for a
 	// new path (meshHoldWindow after the failure). Replaced whole under mu.
 	meshHold atomic.Pointer[map[Tag]int64]
-	seqDups    atomic.Uint64
-	seqGaps    atomic.Uint64
+	born     int64 // nanotime of NewZipper
+	seqDups  atomic.Uint64
+	seqGaps  atomic.Uint64
+	seqLate  atomic.Uint64
+	// flowEpoch moves when this zipper loses frames of mesh flows for want
+	// of a path: every writer here starts new flows (seq.go).
+	flowEpoch  atomic.Uint64
 	rejectedBy rejectCounters
 }
 
@@ -118,6 +123,7 @@ func NewZipper(name string, opts ...ZipperOption) (*Zipper, error) {
 		return nil, err
 	}
 	z := &Zipper{
+		born:        nanotime(),
 		name:        name,
 		nameBytes:   []byte(name),
 		opts:        o,
