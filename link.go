@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/knobs"
 	"github.com/yomo-dev/yomo/internal/transport"
 	"github.com/yomo-dev/yomo/mesh"
 	"github.com/yomo-dev/yomo/router"
@@ -200,7 +201,7 @@ func (z *Zipper) newLink(peer string, c *conn, ctrl transport.Stream, rd *frame.
 	}
 	c.policy = DropStalled // a link is never blocked by one slow peer
 	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
-	c.out.custody = true
+	c.out.custody = !knobs.NoMeshCustody.Load()
 	z.mu.Lock()
 	c.cnt = &z.peerLocked(peer).cnt
 	z.mu.Unlock()
@@ -312,6 +313,10 @@ func (z *Zipper) holdTagsLocked(c *conn) {
 // meshHoldWindow after the failure; a frame with no path then is dropped
 // and counted on the link.
 func (z *Zipper) rerouteHeld(c *conn) {
+	if !c.out.custody {
+		c.closeQueue()
+		return
+	}
 	b, n := c.out.closeCustody()
 	if n == 0 {
 		return

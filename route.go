@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/yomo-dev/yomo/frame"
+	"github.com/yomo-dev/yomo/internal/knobs"
 	"github.com/yomo-dev/yomo/router"
 )
 
@@ -94,14 +95,22 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	for _, dst := range sc.dsts {
 		if dst.conn.isLink() {
 			sc.remote = append(sc.remote, dst)
-			sc.rseq = append(sc.rseq, from.fseq.nextName(z.flowEpoch.Load(), dst.name))
+			if dst.conn.out.custody {
+				sc.rseq = append(sc.rseq, from.fseq.nextName(z.flowEpoch.Load(), dst.name))
+			} else {
+				sc.rseq = append(sc.rseq, 0)
+			}
 		} else {
 			dst.conn.deliver(d, wait)
 		}
 	}
 	routed := len(sc.dsts) > 0
 	if len(sc.remote) > 0 {
-		z.forward(d, nil, from.fseq.flowID(), sc, wait)
+		flow := uint64(0)
+		if !knobs.NoMeshCustody.Load() {
+			flow = from.fseq.flowID()
+		}
+		z.forward(d, nil, flow, sc, wait)
 	}
 	if fromFunction && d.Origin != 0 && z.routeBackflow(d, nil, from, wait, sc) {
 		routed = true
@@ -288,7 +297,7 @@ func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, from *conn, wa
 	switch {
 	case from == nil:
 		d.Seq = nil // the zipper's own status reply: not sequenced
-	case !from.isLink():
+	case !from.isLink() && l.out.custody:
 		// A local function's frame enters the mesh here: number it.
 		n := from.fseq.nextOrigin(z.flowEpoch.Load(), d.Origin)
 		sc.seq = frame.AppendSeq(sc.seq[:0], from.fseq.flowID(), n)

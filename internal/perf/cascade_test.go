@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/yomo-dev/yomo"
+	"github.com/yomo-dev/yomo/internal/knobs"
 	"github.com/yomo-dev/yomo/internal/transport"
 	"github.com/yomo-dev/yomo/mesh"
 )
@@ -61,7 +62,11 @@ func eitherFailed(x, y *benchEnv) func() error {
 // through both zippers with backflow.
 func BenchmarkCascade(b *testing.B) {
 	const size = 1 << 10
-	b.Run("1KiB/yomo", func(b *testing.B) {
+	cascade := func(b *testing.B, custody bool) {
+		// Custody and mesh sequencing are on in the library; the variant
+		// without them measures what they cost (issue 13: at most 5 %).
+		knobs.NoMeshCustody.Store(!custody)
+		defer knobs.NoMeshCustody.Store(false)
 		atA, atB := benchCascade(b)
 		rs := newBenchArrivals(1)
 		atB.fn(b, "sink", func(yomo.Context) { rs[0].add() }, 1)
@@ -86,7 +91,9 @@ func BenchmarkCascade(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(rs[0].n.Load()-1)/elapsed.Seconds(), "msgs/s")
 		b.ReportMetric(float64(dropped())/float64(b.N), "dropped/op")
-	})
+	}
+	b.Run("1KiB/yomo", func(b *testing.B) { cascade(b, true) })
+	b.Run("1KiB/yomo-without-custody", func(b *testing.B) { cascade(b, false) })
 	b.Run("1KiB/relay-chain", func(b *testing.B) { benchRelayPipeline(b, size, 1, 2, true, false, "msgs/s") })
 	b.Run("roundtrip-16B/yomo", func(b *testing.B) {
 		atA, atB := benchCascade(b)
