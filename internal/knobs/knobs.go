@@ -5,7 +5,7 @@ package knobs
 
 import "sync/atomic"
 
-// NoMeshCustody, when set before zippers link, turns off hop-by-hop
+// NoMeshCustody turns off, when set before zippers link, hop-by-hop
 // custody and mesh sequencing for links made from then on: frames a link
 // held when it fails are dropped and counted, as before custody, and no
 // frame is numbered. BenchmarkCascade compares the two in one run.
