@@ -106,6 +106,10 @@ type chaosFigures struct {
 	// frames c gave up waiting for (lost upstream; not added to Counted,
 	// since the zipper that lost them counted them when it knew).
 	MeshDuplicates, MeshGaps uint64
+	// MeshLate sums the zippers' MeshLate: frames delivered after a later
+	// frame of their flow (a skipped gap's, or one that took a slower
+	// path than the first frame of its flow seen there).
+	MeshLate uint64
 	// PerZipper has each zipper's "dropped/unroutable".
 	PerZipper map[string]string
 	// ResumedAfterRepair: a frame written after fault returned arrived.
@@ -124,9 +128,9 @@ func (f chaosFigures) Uncounted() int { return max(0, f.Lost-int(f.Counted())) }
 func (f chaosFigures) Overcounted() int { return max(0, int(f.Counted())-f.Lost) }
 
 func (f chaosFigures) String() string {
-	return fmt.Sprintf("sent %d, received %d (unique %d), lost %d (uncounted %d, overcounted %d), duplicates %d, out of order %d, max gap %v, dropped %d, unroutable %d %v, mesh duplicates dropped %d, mesh gaps %d",
+	return fmt.Sprintf("sent %d, received %d (unique %d), lost %d (uncounted %d, overcounted %d), duplicates %d, out of order %d, max gap %v, dropped %d, unroutable %d %v, mesh duplicates dropped %d, mesh gaps %d, mesh late %d",
 		f.Sent, f.Received, f.Unique, f.Lost, f.Uncounted(), f.Overcounted(), f.Duplicates, f.OutOfOrder, f.MaxGap.Round(time.Millisecond),
-		f.Dropped, f.Unroutable, f.PerZipper, f.MeshDuplicates, f.MeshGaps)
+		f.Dropped, f.Unroutable, f.PerZipper, f.MeshDuplicates, f.MeshGaps, f.MeshLate)
 }
 
 // chaosScenarios are the scenarios. short scales the timelines down for
@@ -351,6 +355,7 @@ func (m *chaosMesh) retire(name string, st yomo.Stats) {
 	r.Unroutable += st.Unroutable
 	r.MeshDuplicates += st.MeshDuplicates
 	r.MeshGaps += st.MeshGaps
+	r.MeshLate += st.MeshLate
 	m.retired[name] = r
 }
 
@@ -489,6 +494,7 @@ func (m *chaosMesh) counted(f *chaosFigures) {
 		r.Unroutable += st.Unroutable
 		r.MeshDuplicates += st.MeshDuplicates
 		r.MeshGaps += st.MeshGaps
+		r.MeshLate += st.MeshLate
 		all[name] = r
 	}
 	for name, st := range all {
@@ -496,6 +502,7 @@ func (m *chaosMesh) counted(f *chaosFigures) {
 		f.Unroutable += st.Unroutable
 		f.MeshDuplicates += st.MeshDuplicates
 		f.MeshGaps += st.MeshGaps
+		f.MeshLate += st.MeshLate
 		f.PerZipper[name] = fmt.Sprintf("%d/%d", st.Dropped, st.Unroutable)
 	}
 }
