@@ -110,6 +110,9 @@ type chaosFigures struct {
 	// frame of their flow (a skipped gap's, or one that took a slower
 	// path than the first frame of its flow seen there).
 	MeshLate uint64
+	// MeshStale sums the zippers' MeshStale: frames of an older generation
+	// of their flow dropped at c (also in Dropped).
+	MeshStale uint64
 	// PerZipper has each zipper's "dropped/unroutable".
 	PerZipper map[string]string
 	// ResumedAfterRepair: a frame written after fault returned arrived.
@@ -128,9 +131,9 @@ func (f chaosFigures) Uncounted() int { return max(0, f.Lost-int(f.Counted())) }
 func (f chaosFigures) Overcounted() int { return max(0, int(f.Counted())-f.Lost) }
 
 func (f chaosFigures) String() string {
-	return fmt.Sprintf("sent %d, received %d (unique %d), lost %d (uncounted %d, overcounted %d), duplicates %d, out of order %d, max gap %v, dropped %d, unroutable %d %v, mesh duplicates dropped %d, mesh gaps %d, mesh late %d",
+	return fmt.Sprintf("sent %d, received %d (unique %d), lost %d (uncounted %d, overcounted %d), duplicates %d, out of order %d, max gap %v, dropped %d, unroutable %d %v, mesh duplicates dropped %d, mesh gaps %d, mesh late %d, mesh stale %d",
 		f.Sent, f.Received, f.Unique, f.Lost, f.Uncounted(), f.Overcounted(), f.Duplicates, f.OutOfOrder, f.MaxGap.Round(time.Millisecond),
-		f.Dropped, f.Unroutable, f.PerZipper, f.MeshDuplicates, f.MeshGaps, f.MeshLate)
+		f.Dropped, f.Unroutable, f.PerZipper, f.MeshDuplicates, f.MeshGaps, f.MeshLate, f.MeshStale)
 }
 
 // chaosScenarios are the scenarios. short scales the timelines down for
@@ -356,6 +359,7 @@ func (m *chaosMesh) retire(name string, st yomo.Stats) {
 	r.MeshDuplicates += st.MeshDuplicates
 	r.MeshGaps += st.MeshGaps
 	r.MeshLate += st.MeshLate
+	r.MeshStale += st.MeshStale
 	m.retired[name] = r
 }
 
@@ -459,7 +463,7 @@ func (m *chaosMesh) activity() string {
 			continue
 		}
 		st := z.Stats()
-		fmt.Fprint(&b, name, st.FramesIn, st.Dropped, st.Unroutable)
+		fmt.Fprint(&b, name, st.FramesIn, st.Dropped, st.Unroutable, st.MeshHeld)
 		for _, l := range st.Links {
 			fmt.Fprint(&b, l.Peer, l.FramesIn, l.FramesOut, l.Dropped)
 		}
@@ -468,6 +472,15 @@ func (m *chaosMesh) activity() string {
 		}
 	}
 	return b.String()
+}
+
+// meshHeld sums the zippers' MeshHeld: frames that will still move.
+func (m *chaosMesh) meshHeld() int64 {
+	var n int64
+	for _, z := range m.zippers {
+		n += z.Stats().MeshHeld
+	}
+	return n
 }
 
 // sourceFrames is how many frames the chaos source wrote to zipper at.
@@ -495,6 +508,7 @@ func (m *chaosMesh) counted(f *chaosFigures) {
 		r.MeshDuplicates += st.MeshDuplicates
 		r.MeshGaps += st.MeshGaps
 		r.MeshLate += st.MeshLate
+		r.MeshStale += st.MeshStale
 		all[name] = r
 	}
 	for name, st := range all {
@@ -503,6 +517,7 @@ func (m *chaosMesh) counted(f *chaosFigures) {
 		f.MeshDuplicates += st.MeshDuplicates
 		f.MeshGaps += st.MeshGaps
 		f.MeshLate += st.MeshLate
+		f.MeshStale += st.MeshStale
 		f.PerZipper[name] = fmt.Sprintf("%d/%d", st.Dropped, st.Unroutable)
 	}
 }
@@ -627,8 +642,9 @@ func runChaos(t testing.TB, sc chaosScenario, seed uint64) chaosFigures {
 		t.Errorf("%d writes failed", n)
 	}
 
-	// Settle: everything arrived, or everything reached zipper a and then
-	// nothing moved for a second: no arrival, no zipper counter changed.
+	// Settle: everything arrived, or everything reached zipper a, no
+	// zipper holds a mesh frame, and then nothing moved for a second: no
+	// arrival, no zipper counter changed.
 	// A frame still in flight (a QUIC retransmission on a loaded machine)
 	// moves a counter when it lands; a lost one never does.
 	deadline := time.Now().Add(20 * time.Second)
@@ -637,7 +653,7 @@ func runChaos(t testing.TB, sc chaosScenario, seed uint64) chaosFigures {
 		sig := fmt.Sprint(got.unique(), m.activity())
 		if sig != lastSig {
 			lastMove, lastSig = time.Now(), sig
-		} else if m.sourceFrames("a") >= uint64(sent) && time.Since(lastMove) > time.Second {
+		} else if m.sourceFrames("a") >= uint64(sent) && m.meshHeld() == 0 && time.Since(lastMove) > time.Second {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -322,6 +322,8 @@ func (z *Zipper) rerouteHeld(c *conn) {
 		return
 	}
 	until := nanotime() + int64(meshHoldWindow)
+	z.meshHeld.Add(int64(n))
+	defer func() { z.meshHeld.Add(-int64(n)) }()
 	var sc scratch
 	var d frame.Data
 	for len(b) > 0 {

@@ -27,8 +27,8 @@ type dest struct {
 type scratch struct {
 	dsts   []*dest
 	remote []*dest
-	rseq   []uint64 // the sequence number of each of remote's frames (0: none)
-	seqs   []uint64
+	rseq   []frame.SeqNum // the sequence number of each of remote's frames (0: none)
+	seqs   []frame.SeqNum
 	seq    []byte
 	names  []string
 	list   []byte
@@ -96,9 +96,9 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 		if dst.conn.isLink() {
 			sc.remote = append(sc.remote, dst)
 			if dst.conn.out.custody {
-				sc.rseq = append(sc.rseq, from.fseq.nextName(z.flowEpoch.Load(), dst.name))
+				sc.rseq = append(sc.rseq, from.fseq.nextName(z.flowEpoch.Load(), dst.name, dst.conn.link.peer))
 			} else {
-				sc.rseq = append(sc.rseq, 0)
+				sc.rseq = append(sc.rseq, frame.SeqNum{})
 			}
 		} else {
 			dst.conn.deliver(d, wait)
@@ -216,7 +216,7 @@ func (z *Zipper) routeNames(from *conn, d *frame.Data, path frame.StrList, sc *s
 	tbl := z.table.Load()
 	it := z.instTable.Load()
 	names.Range(func(name []byte) bool {
-		var seq uint64
+		var seq frame.SeqNum
 		if flow != 0 {
 			seq, seqs, _ = frame.NextSeq(seqs)
 		}
@@ -237,7 +237,7 @@ func (z *Zipper) routeNames(from *conn, d *frame.Data, path frame.StrList, sc *s
 			// Never back towards where the frame has been.
 		default:
 			if dst.name != n {
-				seq = 0 // numbered for n, not for the instance chosen here
+				seq = frame.SeqNum{} // numbered for n, not for the instance chosen here
 			}
 			sc.remote = append(sc.remote, dst)
 			sc.rseq = append(sc.rseq, seq)
@@ -273,7 +273,8 @@ func keyedDest(it *router.Table[*dest], d *frame.Data, dst *dest) *dest {
 func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, from *conn, wait <-chan struct{}, sc *scratch) bool {
 	oz := d.OriginZipper
 	if len(oz) == 0 || string(oz) == z.name {
-		var flow, seq uint64
+		var flow uint64
+		var seq frame.SeqNum
 		if d.Seq != nil {
 			var seqs []byte
 			flow, seqs, _ = frame.ParseSeq(d.Seq) // checked by the reader
@@ -285,7 +286,7 @@ func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, from *conn, wa
 			z.admit(flowKey{flow: flow, origin: d.Origin}, seq, d, v.(*conn), wait)
 			return true
 		}
-		if seq != 0 {
+		if seq.N != 0 {
 			z.admit(flowKey{flow: flow, origin: d.Origin}, seq, d, nil, wait) // it arrived: the flow moves on
 		}
 		return false
@@ -299,7 +300,7 @@ func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, from *conn, wa
 		d.Seq = nil // the zipper's own status reply: not sequenced
 	case !from.isLink() && l.out.custody:
 		// A local function's frame enters the mesh here: number it.
-		n := from.fseq.nextOrigin(z.flowEpoch.Load(), d.Origin)
+		n := from.fseq.nextOrigin(z.flowEpoch.Load(), d.Origin, l.link.peer)
 		sc.seq = frame.AppendSeq(sc.seq[:0], from.fseq.flowID(), n)
 		d.Seq = sc.seq
 	}

@@ -27,6 +27,25 @@ import (
 // skipped and its frames counted in Stats.MeshGaps; one that arrives
 // after all is delivered late (Stats.MeshLate) rather than dropped.
 //
+// A flow first seen here midway (at a number above 1) starts at that
+// number: its earlier frames went to another zipper, were lost, or were
+// delivered long ago and forgotten. Except when the writer's zipper says
+// otherwise: when it moved the flow to another next hop while frames
+// sent on the old one may still be travelling, it gives each frame a
+// Back (frame.SeqNum), and a zipper new to the flow waits for those
+// numbers too, up to seqBackTimeout, so that a new path that is faster
+// does not reorder the flow's first frames.
+//
+// A flow id is the writer's id (its high 48 bits, random) and a
+// generation (its low 16 bits). The writer's zipper starts a new
+// generation, numbered from 1 again, when it lost frames for want of a
+// path (flowSeqs.sync). The zipper delivering the flow keeps only the
+// newest generation of each writer: when a newer one arrives it delivers
+// what the older one held, without waiting for its gaps, and drops (and
+// counts in Stats.MeshStale and Stats.Dropped) frames of an older
+// generation that arrive after that, so that the writer's frames stay in
+// order across the loss.
+//
 // Sequence number 0 means "not sequenced": delivered as it comes. A
 // zipper that sends a frame on towards another name than the one its
 // number was given for (keyed routing chose an instance on the way) sends
@@ -39,6 +58,13 @@ import (
 // It is longer than meshHoldWindow, the time a failed link's frames may
 // wait for a new path before they are sent again.
 const seqGapTimeout = meshHoldWindow + time.Second
+
+// seqBackTimeout is how long a flow first seen here waits for the frames
+// its Back says were sent shortly before over another path. Shorter than
+// seqGapTimeout: those frames were not lost on a failed link (that would
+// have started a new flow), they are only on a slower path, or they went
+// to the zipper the function was at before it moved here.
+const seqBackTimeout = time.Second
 
 // seqMaxHeld bounds the frames held per flow; when more arrive ahead of a
 // gap, the gap is skipped at once.
@@ -56,9 +82,12 @@ const seqIdle = time.Minute
 // seqSweep is how often held gaps and idle flows are checked.
 const seqSweep = 100 * time.Millisecond
 
+// genBits are the low bits of a flow id that number its generation.
+const genBits = 16
+
 // flowKey names a flow at its last zipper.
 type flowKey struct {
-	flow   uint64 // the writer's flow id, unique per connection
+	flow   uint64 // the flow id; in the sequencer, without its generation
 	origin uint64 // backflow: the origin Source; 0 for a function name
 	name   string // the function name; "" for backflow
 }
@@ -66,6 +95,7 @@ type flowKey struct {
 // flowState is what the last zipper of a flow remembers of it.
 type flowState struct {
 	mu   sync.Mutex
+	gen  uint16               // the generation of the writer's flow seen last
 	next uint64               // the next number to deliver
 	held map[uint64]heldFrame // frames ahead of next
 	// skipped are the numbers below next given up on (counted in
@@ -76,7 +106,11 @@ type flowState struct {
 	// first one seen. Each is delivered late when it arrives, once.
 	before window
 	since  int64 // nanotime the current gap was first seen; 0: none
-	used   int64 // nanotime of the last arrival
+	// patience is how long the current gap may wait: seqGapTimeout, or
+	// seqBackTimeout for the one a flow's Back opened when it started here.
+	patience time.Duration
+	backTo   uint64 // the numbers below it are those a Back said to wait for
+	used     int64  // nanotime of the last arrival
 }
 
 // window is a set of up to 1024 numbers [base, limit) below a flow's
@@ -124,8 +158,9 @@ func (s *sequencer) shard(k flowKey) *struct {
 
 // state returns the flow's state, starting it at seq when it is new: the
 // first frame of a flow seen here may not be its first (its route came
-// here after a while), and it is not held back.
-func (s *sequencer) state(k flowKey, seq uint64, now int64) *flowState {
+// here after a while), and it is not held back unless its Back says
+// frames before it may still arrive.
+func (s *sequencer) state(k flowKey, gen uint16, seq frame.SeqNum, now int64) *flowState {
 	sh := s.shard(k)
 	sh.mu.Lock()
 	st := sh.flows[k]
@@ -134,10 +169,8 @@ func (s *sequencer) state(k flowKey, seq uint64, now int64) *flowState {
 			sh.flows = make(map[flowKey]*flowState)
 		}
 		k.name = strings.Clone(k.name) // the caller's aliases a frame buffer
-		st = &flowState{next: seq}
-		if seq > 1 {
-			st.before = window{base: max(1, seq, 1025) - 1024, limit: seq}
-		}
+		st = new(flowState)
+		st.start(gen, seq)
 		sh.flows[k] = st
 	}
 	sh.mu.Unlock()
@@ -146,11 +179,25 @@ func (s *sequencer) state(k flowKey, seq uint64, now int64) *flowState {
 	return st
 }
 
+// start (re)starts the flow at generation gen with the frame seq.
+func (st *flowState) start(gen uint16, seq frame.SeqNum) {
+	start := seq.N - seq.Back
+	st.gen, st.next, st.held, st.skipped, st.before = gen, start, nil, nil, window{}
+	st.since, st.patience, st.backTo = 0, seqGapTimeout, 0
+	if seq.Back > 0 {
+		st.patience, st.backTo = seqBackTimeout, seq.N
+	}
+	if start > 1 {
+		st.before = window{base: max(1, start, 1025) - 1024, limit: start}
+	}
+}
+
 // admit delivers d, number seq of flow k, to `to` (nil: the frame only
 // advances the flow) in the flow's order: at once when it is next,
 // together with what it unblocks; later when it is ahead; never when it
 // is a duplicate.
-func (z *Zipper) admit(k flowKey, seq uint64, d *frame.Data, to *conn, wait <-chan struct{}) {
+func (z *Zipper) admit(k flowKey, sn frame.SeqNum, d *frame.Data, to *conn, wait <-chan struct{}) {
+	seq := sn.N
 	if seq == 0 {
 		if to != nil {
 			to.deliver(d, wait)
@@ -158,8 +205,22 @@ func (z *Zipper) admit(k flowKey, seq uint64, d *frame.Data, to *conn, wait <-ch
 		return
 	}
 	now := nanotime()
-	st := z.seq.state(k, seq, now)
+	gen := uint16(k.flow)
+	k.flow &^= 1<<genBits - 1
+	st := z.seq.state(k, gen, sn, now)
 	defer st.mu.Unlock()
+	if gen != st.gen {
+		if int16(gen-st.gen) < 0 {
+			// An older generation: the writer's newer frames went ahead.
+			z.seqStale.Add(1)
+			z.droppedAll.Add(1)
+			return
+		}
+		for len(st.held) > 0 {
+			z.skipOneGapLocked(st, wait) // the older generation's gaps will not fill
+		}
+		st.start(gen, sn)
+	}
 	switch {
 	case seq < st.next:
 		if st.before.take(seq) {
@@ -195,6 +256,7 @@ func (z *Zipper) admit(k flowKey, seq uint64, d *frame.Data, to *conn, wait <-ch
 			st.held = make(map[uint64]heldFrame)
 		}
 		st.held[seq] = heldFrame{b: frame.AppendData(nil, d), to: to}
+		z.meshHeld.Add(1)
 		if st.since == 0 {
 			st.since = now
 		}
@@ -211,20 +273,32 @@ func (z *Zipper) releaseLocked(st *flowState, wait <-chan struct{}) {
 		h, ok := st.held[st.next]
 		if !ok {
 			st.since = nanotime() // a new gap, or the same one still open: its clock restarts on progress
+			if st.next >= st.backTo {
+				st.patience = seqGapTimeout
+			}
 			return
 		}
 		delete(st.held, st.next)
+		z.meshHeld.Add(-1)
 		st.next++
 		if h.to != nil && d.Decode(h.b[frame.HeaderSize:]) == nil {
 			h.to.deliver(&d, wait)
 		}
 	}
-	st.since = 0
+	st.since, st.patience = 0, seqGapTimeout
 }
 
-// skipGapLocked gives up on the frames missing before the first held one:
-// they are counted, and what follows is delivered.
+// skipGapLocked gives up on the frames missing before the first held one
+// (and on all a Back said to wait for): they are counted, and what
+// follows is delivered.
 func (z *Zipper) skipGapLocked(st *flowState, wait <-chan struct{}) {
+	z.skipOneGapLocked(st, wait)
+	for len(st.held) > 0 && st.next < st.backTo {
+		z.skipOneGapLocked(st, wait)
+	}
+}
+
+func (z *Zipper) skipOneGapLocked(st *flowState, wait <-chan struct{}) {
 	first := uint64(0)
 	for s := range st.held {
 		if first == 0 || s < first {
@@ -256,7 +330,7 @@ func (z *Zipper) sweepSeq() {
 		for k, st := range sh.flows {
 			st.mu.Lock()
 			switch {
-			case len(st.held) > 0 && now-st.since >= int64(seqGapTimeout):
+			case len(st.held) > 0 && now-st.since >= int64(st.patience):
 				waiting = append(waiting, st)
 			case len(st.held) == 0 && now-st.used >= int64(seqIdle+seqGapTimeout):
 				delete(sh.flows, k)
@@ -266,7 +340,7 @@ func (z *Zipper) sweepSeq() {
 		sh.mu.Unlock()
 		for _, st := range waiting {
 			st.mu.Lock()
-			if len(st.held) > 0 && now-st.since >= int64(seqGapTimeout) {
+			if len(st.held) > 0 && now-st.since >= int64(st.patience) {
 				z.skipGapLocked(st, wait)
 			}
 			st.mu.Unlock()
@@ -292,50 +366,93 @@ func (z *Zipper) runSeqSweeper() {
 // flowSeqs numbers a writer connection's flows into the mesh. It is used
 // only by the connection's reader goroutine, which routes its frames.
 type flowSeqs struct {
-	id      uint64
-	epoch   uint64 // the zipper's flowEpoch when id was chosen
-	names   map[string]uint64
-	origins map[uint64]uint64
+	writer  uint64 // the flow id's high bits, chosen at random on first use
+	gen     uint16 // the flow id's generation
+	epoch   uint64 // the zipper's flowEpoch when gen began
+	names   map[string]*seqCounter
+	origins map[uint64]*seqCounter
 }
 
-// sync starts new flows (a new id, numbers from 1) when the zipper lost
-// frames of mesh flows since the id was chosen: the zippers delivering
-// the old flows would otherwise hold every later frame for the gap, up
+// seqCounter numbers one flow and remembers the next hops it took.
+type seqCounter struct {
+	n        uint64 // the last number given
+	hop      string // the peer the last frame was sent to
+	run      uint64 // the first number sent to hop in a row
+	last     int64  // nanotime of the last frame
+	low      uint64 // the first number that may still be on an old path...
+	lowUntil int64  // ...until then (nanotime)
+}
+
+// next numbers a frame of the flow sent to the peer hop at now. When the
+// flow moves to another hop while frames sent on the old one may still
+// be travelling (the last was sent less than seqGapTimeout ago), the
+// frames for seqGapTimeout from then carry a Back down to the first of
+// those: a zipper new to the flow waits for them (seqBackTimeout).
+func (c *seqCounter) next(hop string, now int64) frame.SeqNum {
+	c.n++
+	if hop != c.hop {
+		if c.hop != "" && now-c.last < int64(seqGapTimeout) {
+			if now >= c.lowUntil {
+				c.low = c.run // an earlier move's frames are older: settled
+			}
+			c.lowUntil = now + int64(seqGapTimeout)
+		}
+		c.hop, c.run = hop, c.n
+	}
+	c.last = now
+	if now < c.lowUntil {
+		return frame.SeqNum{N: c.n, Back: c.n - c.low}
+	}
+	return frame.SeqNum{N: c.n}
+}
+
+// sync starts a new generation of c's flows (numbers from 1 again) when
+// the zipper lost frames of mesh flows since this one began: the zippers
+// delivering them would otherwise hold every later frame for the gap, up
 // to seqGapTimeout, although the lost frames were counted here.
 func (f *flowSeqs) sync(epoch uint64) {
 	if epoch != f.epoch {
-		f.epoch, f.id, f.names, f.origins = epoch, 0, nil, nil
+		f.epoch, f.names, f.origins = epoch, nil, nil
+		f.gen++
 	}
 }
 
-// flowID returns c's flow id, chosen at random on first use.
+// flowID returns the id of c's flows: its writer id and generation.
 func (f *flowSeqs) flowID() uint64 {
-	for f.id == 0 {
-		f.id = rand.Uint64()
+	for f.writer == 0 {
+		f.writer = rand.Uint64() &^ (1<<genBits - 1)
 	}
-	return f.id
+	return f.writer | uint64(f.gen)
 }
 
-// nextName returns the next number of c's flow towards name.
-func (f *flowSeqs) nextName(epoch uint64, name string) uint64 {
+// nextName numbers the next frame of c's flow towards name, sent to the
+// peer hop.
+func (f *flowSeqs) nextName(epoch uint64, name, hop string) frame.SeqNum {
 	f.sync(epoch)
 	if f.names == nil {
-		f.names = make(map[string]uint64)
+		f.names = make(map[string]*seqCounter)
 	}
-	n := f.names[name] + 1
-	f.names[name] = n
-	return n
+	c := f.names[name]
+	if c == nil {
+		c = new(seqCounter)
+		f.names[name] = c
+	}
+	return c.next(hop, nanotime())
 }
 
-// nextOrigin returns the next number of c's backflow towards origin.
-func (f *flowSeqs) nextOrigin(epoch uint64, origin uint64) uint64 {
+// nextOrigin numbers the next frame of c's backflow towards origin, sent
+// to the peer hop.
+func (f *flowSeqs) nextOrigin(epoch uint64, origin uint64, hop string) frame.SeqNum {
 	f.sync(epoch)
 	if f.origins == nil {
-		f.origins = make(map[uint64]uint64)
+		f.origins = make(map[uint64]*seqCounter)
 	}
-	n := f.origins[origin] + 1
-	f.origins[origin] = n
-	return n
+	c := f.origins[origin]
+	if c == nil {
+		c = new(seqCounter)
+		f.origins[origin] = c
+	}
+	return c.next(hop, nanotime())
 }
 
 // checkSeq reports what is wrong with the sequence area of a frame from

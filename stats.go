@@ -17,7 +17,8 @@ type Stats struct {
 	// FramesIn counts data frames received from clients and mesh links.
 	FramesIn uint64 `json:"frames_in"`
 	// Dropped counts frames for any client dropped because its queue was
-	// full or it disconnected with frames still queued.
+	// full or it disconnected with frames still queued, frames a mesh link
+	// held that found no path within 2 s of its failure, and MeshStale.
 	Dropped uint64 `json:"dropped"`
 	// Unroutable counts frames no function observed (and no origin Source
 	// wanted back); they are dropped without an error to the writer.
@@ -27,13 +28,26 @@ type Stats struct {
 	// Custody covered them, and custody sent them again over another path.
 	MeshDuplicates uint64 `json:"mesh_duplicates"`
 	// MeshGaps counts frames of mesh flows delivered here that never
-	// arrived: the frames after them waited for them for a second and were
-	// delivered without them. Each was lost upstream (with a zipper that
-	// crashed, or dropped and counted by the zipper that dropped it).
+	// arrived: the frames after them waited for them (up to 3 s, or 1 s
+	// for the frames of a flow sent shortly before over another path) and
+	// were delivered without them. Each was lost upstream (with a zipper
+	// that crashed, or dropped and counted by the zipper that dropped it).
 	MeshGaps uint64 `json:"mesh_gaps"`
-	// MeshLate counts frames delivered after the gap they belonged to was
-	// given up on (they left MeshGaps): out of their flow's order.
+	// MeshLate counts frames delivered after a later frame of their flow:
+	// their gap had been given up on (they left MeshGaps), or the flow's
+	// first frame seen here came by a faster path and nothing said to
+	// wait for them.
 	MeshLate uint64 `json:"mesh_late"`
+	// MeshStale counts frames of a writer's mesh flow dropped because they
+	// arrived after frames of the writer's newer generation of the flow
+	// (started after its zipper lost frames for want of a path); they are
+	// also in Dropped. Delivering them would have broken the writer's order.
+	MeshStale uint64 `json:"mesh_stale"`
+	// MeshHeld is not a counter but the number of mesh frames held here
+	// now: waiting at this zipper for a gap in their flow to fill, or
+	// routed again from a failed link and waiting for a path. Each leaves
+	// it within seconds: delivered, sent on, or dropped and counted.
+	MeshHeld int64 `json:"mesh_held"`
 	// Filtered counts frames an OnFrame hook dropped.
 	Filtered uint64 `json:"filtered"`
 	// Denied counts ACL violations: handshakes refused because of an ACL
@@ -167,6 +181,8 @@ func (z *Zipper) Stats() Stats {
 		MeshDuplicates: z.seqDups.Load(),
 		MeshGaps:       z.seqGaps.Load(),
 		MeshLate:       z.seqLate.Load(),
+		MeshStale:      z.seqStale.Load(),
+		MeshHeld:       z.meshHeld.Load(),
 	}
 	s.Links = z.linkStatsLocked()
 	if z.meshOn.Load() {

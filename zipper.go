@@ -87,6 +87,8 @@ type Zipper struct {
 	unroutedN  atomic.Uint64
 	filtered   atomic.Uint64
 	droppedAll atomic.Uint64
+	seqStale   atomic.Uint64 // frames of an older generation of their flow, dropped (seq.go)
+	meshHeld   atomic.Int64  // Stats.MeshHeld
 	denied     atomic.Uint64 // ACL violations
 	seq        sequencer     // mesh flows delivered here (seq.go)
 	// meshHold maps each tag that was routed over a link that failed to

@@ -58,8 +58,8 @@ type Data struct {
 
 	// Seq (optional; only between zippers) is the mesh sequence of the
 	// frame, written in the extension area: the flow id of the writer at
-	// the zipper where the frame entered the mesh, then one sequence
-	// number per entry of Names (one, for backflow). AppendSeq builds it,
+	// the zipper where the frame entered the mesh, then one SeqNum per
+	// entry of Names (one, for backflow). AppendSeq builds it,
 	// ParseSeq reads it. Frames of one flow to one name are numbered
 	// without gaps, so the zipper that delivers them drops duplicates and
 	// restores their order after a reroute.
@@ -684,13 +684,27 @@ func appendArrayHeader(dst []byte, n int) []byte {
 // unsafeBytes views s as bytes without copying; the result is only read.
 func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
+// SeqNum is a frame's place in its flow towards one function name (or
+// one origin Source, for backflow).
+type SeqNum struct {
+	// N is the frame's number: the flow's frames are numbered 1, 2, 3...
+	// without gaps; 0 means the frame is not sequenced.
+	N uint64
+	// Back is how many numbers just below N a zipper that has not seen
+	// the flow before should wait for: the writer's zipper sent them
+	// recently over another path, which may be slower. 0 when none;
+	// always below N.
+	Back uint64
+}
+
 // AppendSeq appends to dst the mesh sequence area of a frame of the flow
-// flow: the flow id (8 bytes, big endian), then each sequence number as a
-// uvarint.
-func AppendSeq(dst []byte, flow uint64, seqs ...uint64) []byte {
+// flow: the flow id (8 bytes, big endian), then for each number N and
+// Back as two uvarints.
+func AppendSeq(dst []byte, flow uint64, seqs ...SeqNum) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, flow)
 	for _, s := range seqs {
-		dst = appendUvarint(dst, s)
+		dst = appendUvarint(dst, s.N)
+		dst = appendUvarint(dst, s.Back)
 	}
 	return dst
 }
@@ -705,10 +719,18 @@ func ParseSeq(b []byte) (flow uint64, seqs []byte, err error) {
 }
 
 // NextSeq reads the first sequence number of seqs and returns the rest.
-func NextSeq(seqs []byte) (uint64, []byte, error) {
-	v, rest, err := readUvarint(seqs)
+// A Back that is not below N (or not 0 when N is 0) is malformed.
+func NextSeq(seqs []byte) (SeqNum, []byte, error) {
+	n, rest, err := readUvarint(seqs)
 	if err != nil {
-		return 0, seqs, malformed(TypeData, "sequence: "+err.Error())
+		return SeqNum{}, seqs, malformed(TypeData, "sequence: "+err.Error())
 	}
-	return v, rest, nil
+	back, rest, err := readUvarint(rest)
+	if err != nil {
+		return SeqNum{}, seqs, malformed(TypeData, "sequence: back: "+err.Error())
+	}
+	if back >= max(n, 1) {
+		return SeqNum{}, seqs, malformed(TypeData, "sequence: back not below the number")
+	}
+	return SeqNum{N: n, Back: back}, rest, nil
 }

@@ -2,6 +2,7 @@ package frame
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 )
 
@@ -10,7 +11,7 @@ func TestMeshFieldsRoundTrip(t *testing.T) {
 		{Tag: 1, Payload: []byte("x"), OriginZipper: []byte("eu")},
 		{Tag: 2, Payload: []byte("y"), OriginZipper: []byte("eu"), Path: AppendStrList(nil, "eu", "us"), Names: AppendStrList(nil, "f1", "f2")},
 		{Tag: 3, Path: AppendStrList(nil, "a")}, // names empty: backflow
-		{Tag: 4, Path: AppendStrList(nil, "a"), Names: AppendStrList(nil, "f1", "f2"), Seq: AppendSeq(nil, 1<<63|9, 0, 300), Payload: []byte("z")},
+		{Tag: 4, Path: AppendStrList(nil, "a"), Names: AppendStrList(nil, "f1", "f2"), Seq: AppendSeq(nil, 1<<63|9, SeqNum{}, SeqNum{N: 300, Back: 2}), Payload: []byte("z")},
 	}
 	for _, in := range cases {
 		buf := AppendData(nil, &in)
@@ -36,30 +37,36 @@ func TestMeshFieldsRoundTrip(t *testing.T) {
 }
 
 func TestSeq(t *testing.T) {
-	b := AppendSeq(nil, 0x0102030405060708, 0, 127, 128, 1<<40)
+	in := []SeqNum{{}, {N: 127}, {N: 128, Back: 127}, {N: 1 << 40, Back: 5}}
+	b := AppendSeq(nil, 0x0102030405060708, in...)
 	flow, seqs, err := ParseSeq(b)
 	if err != nil || flow != 0x0102030405060708 {
 		t.Fatalf("flow %#x, %v", flow, err)
 	}
-	var got []uint64
+	var got []SeqNum
 	for len(seqs) > 0 {
-		var v uint64
+		var v SeqNum
 		if v, seqs, err = NextSeq(seqs); err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, v)
 	}
-	if len(got) != 4 || got[0] != 0 || got[1] != 127 || got[2] != 128 || got[3] != 1<<40 {
-		t.Fatalf("seqs %v", got)
+	if !slices.Equal(got, in) {
+		t.Fatalf("seqs %v, want %v", got, in)
 	}
 	if _, _, err := ParseSeq(b[:7]); err == nil {
 		t.Fatal("a short flow id parsed")
 	}
-	if _, _, err := NextSeq([]byte{0x80}); err == nil {
-		t.Fatal("a truncated uvarint parsed")
-	}
-	if _, _, err := NextSeq([]byte{0x80, 0x00}); err == nil {
-		t.Fatal("a uvarint not in its shortest form parsed")
+	for _, bad := range [][]byte{
+		{0x80},       // a truncated uvarint
+		{0x80, 0x00}, // a uvarint not in its shortest form
+		{5},          // no back
+		{5, 5},       // back not below the number
+		{0, 1},       // back without a number
+	} {
+		if v, _, err := NextSeq(bad); err == nil {
+			t.Fatalf("%x parsed as %+v", bad, v)
+		}
 	}
 }
 
