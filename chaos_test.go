@@ -658,6 +658,10 @@ func runChaos(t testing.TB, sc chaosScenario, seed uint64) chaosFigures {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if got.unique() < sent && !time.Now().Before(deadline) {
+		t.Logf("%s: not settled after 20 s: zipper a read %d of %d frames, %d mesh frames held, last move %v ago",
+			sc.name, m.sourceFrames("a"), sent, m.meshHeld(), time.Since(lastMove).Round(time.Millisecond))
+	}
 
 	f := chaosFigures{Scenario: sc.name, Sent: sent}
 	got.mu.Lock()

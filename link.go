@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -342,11 +343,25 @@ func (z *Zipper) rerouteHeld(c *conn) {
 			}
 			if !z.holdForRoute(until, gen, z.ctx.Done()) {
 				c.noteDropped(1, nil)
+				z.noteLinkLoss(c.link.peer, &d)
 				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
 				break
 			}
 		}
 	}
+}
+
+// noteLinkLoss counts d, held by the failed link to peer, as lost for
+// want of a path: per tag on the peer, and for its origin Source.
+func (z *Zipper) noteLinkLoss(peer string, d *frame.Data) {
+	z.mu.Lock()
+	p := z.peerLocked(peer)
+	if p.lostByTag == nil {
+		p.lostByTag = make(map[Tag]uint64)
+	}
+	p.lostByTag[d.Tag]++
+	z.mu.Unlock()
+	z.noteMeshLoss(d)
 }
 
 // advertise queues route advertisements for the peer.
@@ -717,6 +732,10 @@ type LinkStats struct {
 	// stalled or broke with frames queued. The counters of a peer are kept
 	// across its links: they count since the zipper started.
 	Dropped uint64 `json:"dropped"`
+	// LostByTag counts, per tag, the frames among Dropped that a failed
+	// link held and that found no other path within 2 s (their origin
+	// Sources got a *LostError).
+	LostByTag map[Tag]uint64 `json:"lost_by_tag,omitempty"`
 	// LastError is why the last attempt to link, or the last link, failed
 	// ("" when none did): an untrusted certificate, a wrong name, a bad
 	// credential, a lost link. A configured peer is listed from the
@@ -743,6 +762,9 @@ type peerRecord struct {
 	lastErr string        // why the last attempt to link, or the last link, failed
 	everUp  bool          // a link to it was up at least once
 	lastRTT time.Duration // the last smoothed round trip to it
+	// lostByTag counts, per tag, the frames a failed link to it held that
+	// found no other path in time.
+	lostByTag map[Tag]uint64
 }
 
 // peerLocked returns the record of peer, making it; z.mu is held.
@@ -766,6 +788,9 @@ func (z *Zipper) linkStatsLocked() []LinkStats {
 			BytesIn: cnt.bytesIn.Load(), BytesOut: cnt.bytesOut.Load(), Dropped: cnt.dropped.Load()}
 		if !p.everUp {
 			ls.State = "connecting"
+		}
+		if len(p.lostByTag) > 0 {
+			ls.LostByTag = maps.Clone(p.lostByTag)
 		}
 		if c := z.links[peer]; c != nil {
 			l := c.link

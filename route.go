@@ -67,6 +67,7 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 		if until == 0 || !z.holdForRoute(until, gen, wait) {
 			if until != 0 {
 				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
+				z.noteMeshLoss(d)
 			}
 			z.noteUnroutable(d.Tag)
 			z.noResponders(d, sc, wait)
@@ -80,8 +81,9 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], sc *scratch, wait <-chan struct{}) bool {
 	fromFunction := from.hs.Kind == frame.KindFunction
 	if fromFunction && d.TID&frame.TIDReplyOnly != 0 {
-		// A status reply to a request: to the origin Source only.
-		return d.Origin != 0 && z.routeBackflow(d, nil, from, wait, sc)
+		// A status reply to a request: to the origin Source only. Loss
+		// notices (no TIDRequest) come from zippers only.
+		return d.Origin != 0 && d.TID&frame.TIDRequest != 0 && z.routeBackflow(d, nil, from, wait, sc)
 	}
 	// The target aliases the frame buffer; Route does not retain it.
 	sc.dsts = tbl.RouteKey(d.Tag, unsafeString(d.Target), d.Key, sc.dsts[:0])
@@ -148,6 +150,7 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 		if !z.holdForRoute(until, gen, wait) {
 			if until != 0 {
 				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
+				z.noteMeshLoss(d)
 			}
 			break
 		}
@@ -282,7 +285,7 @@ func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, from *conn, wa
 		}
 		d.Path, d.Names, d.Seq = nil, nil, nil
 		v, ok := z.sources.Load(d.Origin)
-		if ok && (d.TID&frame.TIDRequest != 0 || v.(*conn).observes(d.Tag) != nil) {
+		if ok && (d.TID&(frame.TIDRequest|frame.TIDReplyOnly) != 0 || v.(*conn).observes(d.Tag) != nil) {
 			z.admit(flowKey{flow: flow, origin: d.Origin}, seq, d, v.(*conn), wait)
 			return true
 		}

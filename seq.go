@@ -214,6 +214,7 @@ func (z *Zipper) admit(k flowKey, sn frame.SeqNum, d *frame.Data, to *conn, wait
 			// An older generation: the writer's newer frames went ahead.
 			z.seqStale.Add(1)
 			z.droppedAll.Add(1)
+			z.noteMeshLoss(d)
 			return
 		}
 		for len(st.held) > 0 {
@@ -353,12 +354,14 @@ func (z *Zipper) runSeqSweeper() {
 	defer z.wg.Done()
 	t := time.NewTicker(seqSweep)
 	defer t.Stop()
+	var sc scratch
 	for {
 		select {
 		case <-z.ctx.Done():
 			return
 		case <-t.C:
 			z.sweepSeq()
+			z.sendLossNotices(&sc)
 		}
 	}
 }

@@ -263,6 +263,12 @@ func (s *Source) onData(d *frame.Data) {
 	if d.TID&frame.TIDRequest != 0 && s.answer(d) {
 		return
 	}
+	if d.TID&(frame.TIDRequest|frame.TIDReplyOnly) == frame.TIDReplyOnly {
+		if e := lostError(d); e != nil {
+			s.c.report(e)
+		}
+		return
+	}
 	fn := s.receive.Load()
 	if fn == nil || d.TID&frame.TIDReplyOnly != 0 || !s.c.observes(d.Tag) {
 		if d.TID&frame.TIDRequest != 0 {

@@ -154,6 +154,22 @@ func (e *DroppedError) Error() string {
 	return fmt.Sprintf("yomo: zipper dropped %d frames for this function (%d on this connection)", e.Count, e.Total)
 }
 
+// LostError is reported to a Source's error handler when frames it wrote
+// (or that functions wrote while handling them) were lost in the mesh: a
+// zipper on the way had no path to their function for 2 s, or they came
+// after newer frames of their flow. Reports are coalesced: one per
+// zipper and tag every 100 ms at most. Frames a function's full queue
+// dropped are reported to the function (*DroppedError), not here.
+type LostError struct {
+	Tag    Tag    // the tag of the lost frames
+	Count  uint64 // frames lost since the previous report for this tag from that zipper
+	Zipper string // the zipper that dropped them
+}
+
+func (e *LostError) Error() string {
+	return fmt.Sprintf("yomo: %d frames of tag %d lost in the mesh at zipper %q (no path)", e.Count, e.Tag, e.Zipper)
+}
+
 func rejectedFromClose(err error) (*RejectedError, bool) {
 	var ce *transport.CloseError
 	if errors.As(err, &ce) && ce.Remote {

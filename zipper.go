@@ -89,6 +89,7 @@ type Zipper struct {
 	droppedAll atomic.Uint64
 	seqStale   atomic.Uint64 // frames of an older generation of their flow, dropped (seq.go)
 	meshHeld   atomic.Int64  // Stats.MeshHeld
+	lost       losses        // loss notices not sent yet (loss.go)
 	denied     atomic.Uint64 // ACL violations
 	seq        sequencer     // mesh flows delivered here (seq.go)
 	// meshHold maps each tag that was routed over a link that failed to

@@ -92,6 +92,12 @@ const (
 	StatusKey          = "yomo-status"
 	StatusNoResponders = "no-responders" // nothing observes the request's tag
 	StatusPanic        = "panic"         // a handler panicked on the request
+	// StatusLost marks a zipper's loss notice to a Source (TIDReplyOnly
+	// without TIDRequest): LostCountKey of its frames of the tag were lost
+	// in the mesh, at the zipper LostAtKey names.
+	StatusLost   = "lost"
+	LostCountKey = "yomo-lost"
+	LostAtKey    = "yomo-lost-at"
 	// ErrorKey carries the explanation of a status reply.
 	ErrorKey = "yomo-error"
 )
