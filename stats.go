@@ -34,6 +34,11 @@ type Stats struct {
 	// MeshLate counts frames delivered after the gap they belonged to was
 	// given up on (they left MeshGaps): out of their flow's order.
 	MeshLate uint64 `json:"mesh_late"`
+	// Datagrams counts the frames of datagram tags (WithDatagramTags)
+	// this zipper received and sent in datagrams, and those it dropped or
+	// knows were lost. They are not in Dropped, and not reported to
+	// functions (DroppedError).
+	Datagrams DatagramStats `json:"datagrams"`
 	// Filtered counts frames an OnFrame hook dropped.
 	Filtered uint64 `json:"filtered"`
 	// Denied counts ACL violations: handshakes refused because of an ACL
@@ -167,6 +172,7 @@ func (z *Zipper) Stats() Stats {
 		MeshDuplicates: z.seqDups.Load(),
 		MeshGaps:       z.seqGaps.Load(),
 		MeshLate:       z.seqLate.Load(),
+		Datagrams:      z.dgram.snapshot(),
 	}
 	s.Links = z.linkStatsLocked()
 	if z.meshOn.Load() {
