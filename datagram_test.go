@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/yomo-dev/yomo"
+	"github.com/yomo-dev/yomo/frame"
 	"github.com/yomo-dev/yomo/internal/chaosnet"
 	"github.com/yomo-dev/yomo/mesh"
 )
@@ -253,4 +254,47 @@ func TestDatagramLoss(t *testing.T) {
 	if st := tz.Stats(); st.Dropped != 0 || st.Connections.Sources != 1 {
 		t.Errorf("zipper dropped %d stream frames, has %d sources", st.Dropped, st.Connections.Sources)
 	}
+}
+
+// TestHostileDatagrams: a client that sends a malformed datagram after
+// its handshake is closed with a protocol error that says why, while the
+// pipeline of well-behaved clients goes on.
+func TestHostileDatagrams(t *testing.T) {
+	tz, p := pipelineZipper(t)
+	hs := handshakeBytes(t, &frame.Handshake{Version: frame.ProtocolVersion, Name: "rogue", Kind: frame.KindSource, ID: 78})
+	body := frame.AppendDataBody(nil, &frame.Data{Tag: pipelineTag, Payload: []byte("x")})
+	cases := []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"unknown type", append([]byte{0x3c, 1}, body...), "unknown type 0x3c"},
+		{"sequence 0", append([]byte{byte(frame.TypeData), 0}, body...), "datagram sequence 0"},
+		{"no body", []byte{byte(frame.TypeData), 1}, "without a data body"},
+		{"malformed body", []byte{byte(frame.TypeData), 1, 0x93, 1, 2}, "malformed"},
+	}
+	p.during(t, func() {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				c := rawConn(t, tz)
+				st, err := c.OpenStream(ctxT(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := st.Write(hs); err != nil {
+					t.Fatal(err)
+				}
+				if ft, _, err := frame.NewReader(st, frame.MaxControlSize).Next(); err != nil || ft != frame.TypeHandshakeAck {
+					t.Fatalf("handshake: %v %v", ft, err)
+				}
+				if err := c.SendDatagram(tc.in); err != nil {
+					t.Fatal(err)
+				}
+				ce := closeErrorOf(t, c, 5*time.Second)
+				if ce.Code != yomo.CloseProtocolForTest || !strings.Contains(ce.Reason, tc.want) {
+					t.Fatalf("closed with %#x %q, want %#x and a reason containing %q", ce.Code, ce.Reason, yomo.CloseProtocolForTest, tc.want)
+				}
+			})
+		}
+	})
 }
