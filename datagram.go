@@ -152,13 +152,14 @@ func (o *dgramOut) run(tc transport.Conn, stop <-chan struct{}) {
 		}
 		seq++
 		buf = frame.AppendDatagram(buf[:0], seq, b)
+		// Counted first: the peer may have it before SendDatagram returns.
+		o.cnt.out.Add(1)
 		if err := tc.SendDatagram(buf); err != nil {
 			// Closed, or a peer without datagrams: lost with the number
 			// it was given, which the peer (if any) sees as a gap.
+			o.cnt.out.Add(^uint64(0))
 			o.cnt.noConn.Add(1)
-			continue
 		}
-		o.cnt.out.Add(1)
 	}
 }
 
