@@ -70,6 +70,9 @@ type client struct {
 	connID    atomic.Uint64
 	zipperMax atomic.Int64 // the zipper's data frame limit (HandshakeAck); 0 before the first
 
+	dgram    dgramCounters // datagram tags (datagram.go)
+	handleMu sync.Mutex    // onData runs for one frame at a time: from the data stream or a datagram
+
 	closing  chan struct{} // closed by Close: flush and finish
 	loopDone chan struct{} // closed when the connection loop returned
 	reportMu sync.Mutex    // serialises error handler calls
@@ -409,7 +412,8 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 // handshake; serve runs it.
 func newSession(c *client, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader) *session {
 	return &session{c: c, tc: tc, ctrl: ctrl, ctrlRd: rd,
-		errc: make(chan error, 3), goaway: make(chan struct{}), stopFlush: make(chan struct{}),
+		dg:   newDgramOut(&c.dgram),
+		errc: make(chan error, 4), goaway: make(chan struct{}), stopFlush: make(chan struct{}),
 		drain: make(chan struct{}), flushDone: make(chan struct{}), started: make(chan struct{}),
 		flushCh: make(chan struct{}), ended: make(chan struct{})}
 }
@@ -562,6 +566,7 @@ type session struct {
 	ctrl   transport.Stream
 	ctrlRd *frame.Reader
 	ctrlMu sync.Mutex // serialises writes to ctrl
+	dg     *dgramOut  // datagrams of datagram tags, sent by serve's sender goroutine
 
 	wg        sync.WaitGroup
 	errc      chan error    // failures of the goroutines (one each at most)
@@ -595,10 +600,12 @@ func (s *session) serve() error {
 	c := s.c
 	defer close(s.ended)
 	defer c.sess.CompareAndSwap(s, nil)
-	s.wg.Add(3)
+	s.wg.Add(5)
 	go s.flush()                                            // owned by serve: ends on stopFlush or a write error
 	go func() { defer s.wg.Done(); s.fail(s.readData()) }() // owned by serve: ends with the zipper's data stream or tc
 	go s.readControl()                                      // owned by serve: ends on GOAWAY or when tc closes
+	go func() { defer s.wg.Done(); s.dg.run(s.tc, nil) }()  // owned by serve: ends when tc closes
+	go s.readDatagrams()                                    // owned by serve: ends when tc closes
 
 	c.mu.Lock()
 	stale := c.hsVer != c.subVer
@@ -683,9 +690,34 @@ func (s *session) readData() error {
 			// (it already gave queued frames a bounded chance to drain).
 			return err
 		}
-		c.onData(d)
+		c.handle(d)
 		return nil
 	})
+}
+
+// readDatagrams hands the zipper's datagrams to the client as they come;
+// only a malformed one ends the session.
+func (s *session) readDatagrams() {
+	defer s.wg.Done()
+	c := s.c
+	err := readDatagrams(c.ctx, s.tc, c.opts.maxFrame, &c.dgram, func(d *frame.Data) error {
+		if err := c.ctx.Err(); err != nil {
+			return nil // closed: see readData
+		}
+		c.handle(d)
+		return nil
+	})
+	if err != nil {
+		s.fail(err)
+	}
+}
+
+// handle hands a frame to onData, one frame at a time: the handler's
+// calls do not overlap whether frames come on the stream or in datagrams.
+func (c *client) handle(d *frame.Data) {
+	c.handleMu.Lock()
+	defer c.handleMu.Unlock()
+	c.onData(d)
 }
 
 func (s *session) readControl() {
@@ -882,6 +914,8 @@ func (c *client) flush(ctx context.Context) error {
 }
 
 // write queues a data frame, waiting up to the write timeout for room.
+// A frame of a datagram tag goes to the live connection's datagram queue
+// instead, which never waits.
 func (c *client) write(d *frame.Data) error {
 	limit := c.opts.maxFrame
 	if zm := int(c.zipperMax.Load()); zm > 0 && zm < limit {
@@ -889,6 +923,9 @@ func (c *client) write(d *frame.Data) error {
 	}
 	if n := len(d.Payload); n > limit {
 		return &frame.SizeError{Type: frame.TypeData, Size: n, Max: limit}
+	}
+	if d.Datagram {
+		return c.writeDatagram(d)
 	}
 	if n := frame.EnvelopeSize(d); n > frame.MaxEnvelope {
 		return fmt.Errorf("yomo: target, key and metadata of %d bytes: %w", n,
@@ -907,6 +944,32 @@ func (c *client) write(d *frame.Data) error {
 		return ErrClosed
 	}
 	return ErrWriteTimeout
+}
+
+// writeDatagram queues d to be sent in a datagram, or drops and counts
+// it when there is no connection (it would not be sent before the frames
+// written after it) or the queue is full.
+func (c *client) writeDatagram(d *frame.Data) error {
+	if n := frame.DataSize(d); n > MaxDatagramFrame {
+		return &DatagramTooLargeError{Tag: d.Tag, Size: n, Max: MaxDatagramFrame}
+	}
+	if rej := c.final.Load(); rej != nil {
+		return rej
+	}
+	s := c.sess.Load()
+	if s == nil {
+		c.dgram.noConn.Add(1)
+		return nil
+	}
+	s.dg.put(d, 0)
+	return nil
+}
+
+// isDatagramTag reports whether the client writes tag in datagrams
+// (WithDatagramTags).
+func (c *client) isDatagramTag(tag Tag) bool {
+	_, ok := c.opts.datagramTags[tag]
+	return ok
 }
 
 // checkWritable returns ErrNotConnected before Connect succeeded,

@@ -76,6 +76,8 @@ type conn struct {
 	link *linkState // mesh links only
 
 	fseq flowSeqs // its frames' flows into the mesh; its reader goroutine's own
+
+	dg atomic.Pointer[dgramOut] // datagrams to the peer; started by the first (startDatagrams)
 }
 
 // connCounters are the counters of a connection.
@@ -124,6 +126,11 @@ func (c *conn) serve() error {
 	c.goOwned(func() { // ends when the peer's data stream or tc ends
 		defer close(c.readDone)
 		if err := c.readData(); err != nil {
+			c.fail(err)
+		}
+	})
+	c.goOwned(func() { // ends when tc ends, or on the peer's protocol error
+		if err := c.readDatagrams(); err != nil {
 			c.fail(err)
 		}
 	})
@@ -398,8 +405,17 @@ func (c *conn) writeData(stop <-chan struct{}) error {
 
 // deliver queues d for the peer, as the connection's overflow policy says;
 // what is not queued is dropped and counted. wait ends a waiting put (the
-// writer's own connection closed).
+// writer's own connection closed). A datagram frame goes to the
+// connection's datagram queue, which never waits.
 func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
+	if d.Datagram {
+		if o := c.startDatagrams(); o != nil {
+			o.put(d, c.recvMax)
+		} else {
+			c.z.dgram.noConn.Add(1)
+		}
+		return
+	}
 	if !c.writerOn.Load() {
 		c.startWriter()
 	}
@@ -417,6 +433,39 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 		return // the link failed after the route was chosen: another path took it
 	}
 	c.noteDropped(1, tc)
+}
+
+// startDatagrams returns the connection's datagram queue, starting its
+// sender on first use; nil once the connection is no longer served.
+func (c *conn) startDatagrams() *dgramOut {
+	if o := c.dg.Load(); o != nil {
+		return o
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if o := c.dg.Load(); o != nil || !c.serving {
+		return o
+	}
+	o := newDgramOut(&c.z.dgram)
+	c.dg.Store(o)
+	stop := c.stop
+	c.goOwned(func() { o.run(c.tc, stop) }) // ends on stop or when tc closes
+	return o
+}
+
+// readDatagrams routes the peer's datagrams, each on arrival, on this
+// goroutine (frames of a stream are routed on readData's).
+func (c *conn) readDatagrams() error {
+	var sc scratch
+	return readDatagrams(c.z.ctx, c.tc, c.z.opts.maxFrame, &c.z.dgram, func(d *frame.Data) error {
+		if c.isLink() {
+			d.Seq = nil // datagrams are not sequenced (frame/spec.md, section 8)
+		} else if c.write != nil && !c.write.has(d.Tag) {
+			return c.z.denyWrite(c, d.Tag)
+		}
+		c.z.route(c, d, &sc)
+		return nil
+	})
 }
 
 // noteDropped counts n frames for c that will never be sent: in the

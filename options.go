@@ -154,6 +154,7 @@ type clientOptions struct {
 	concurrency  int
 	unordered    bool // WithUnorderedHandlers
 	broadcast    bool // WithBroadcast
+	datagramTags map[Tag]struct{}
 	errs         []error
 }
 
@@ -494,5 +495,30 @@ func WithHandlerConcurrency(n int) ClientOption {
 			o.errs = append(o.errs, fmt.Errorf("yomo: handler concurrency %d out of range (1 .. 4096)", n))
 		}
 		o.concurrency = n
+	})
+}
+
+// WithDatagramTags makes a Source or StreamFunction write the frames of
+// these tags unreliably, in QUIC datagrams (RFC 9221), instead of on its
+// data stream: each is sent once, never retransmitted, and never waits
+// for a frame lost before it, so a loss costs that frame alone and no
+// latency to the others. Every zipper forwards a frame that arrived in a
+// datagram in a datagram again, to functions, across mesh links and as
+// backflow; nothing else about routing changes. A frame must fit in one
+// datagram (MaxDatagramFrame): a larger write fails with a
+// *DatagramTooLargeError and sends nothing. Such writes never wait: a
+// frame written while the client is not connected, or when its datagram
+// queue is full, is dropped and counted (DatagramStats); one that the
+// network loses is counted by the receiver when a later one arrives.
+// Frames of a datagram tag have no order, between themselves or with
+// others. Each call adds to the tags.
+func WithDatagramTags(tags ...Tag) ClientOption {
+	return clientFunc(func(o *clientOptions) {
+		if o.datagramTags == nil {
+			o.datagramTags = make(map[Tag]struct{}, len(tags))
+		}
+		for _, t := range tags {
+			o.datagramTags[t] = struct{}{}
+		}
 	})
 }

@@ -64,8 +64,9 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 		if hold := z.meshHold.Load(); hold != nil {
 			until = max(until, (*hold)[d.Tag]) // a link that carried the tag failed: wait for another path
 		}
-		if until == 0 || !z.holdForRoute(until, gen, wait) {
-			if until != 0 {
+		// A datagram is never held: it would block the datagrams behind it.
+		if until == 0 || d.Datagram || !z.holdForRoute(until, gen, wait) {
+			if until != 0 && !d.Datagram {
 				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
 				z.noteMeshLoss(d)
 			}
@@ -97,7 +98,7 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	for _, dst := range sc.dsts {
 		if dst.conn.isLink() {
 			sc.remote = append(sc.remote, dst)
-			if dst.conn.out.custody {
+			if dst.conn.out.custody && !d.Datagram { // datagrams are not sequenced
 				sc.rseq = append(sc.rseq, from.fseq.nextName(z.flowEpoch.Load(), dst.name, dst.conn.link.peer))
 			} else {
 				sc.rseq = append(sc.rseq, frame.SeqNum{})
@@ -109,7 +110,7 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	routed := len(sc.dsts) > 0
 	if len(sc.remote) > 0 {
 		flow := uint64(0)
-		if !knobs.NoMeshCustody.Load() {
+		if !knobs.NoMeshCustody.Load() && !d.Datagram {
 			flow = from.fseq.flowID()
 		}
 		z.forward(d, nil, flow, sc, wait)
@@ -147,8 +148,8 @@ func (z *Zipper) routeFromLink(from *conn, d *frame.Data, sc *scratch, wait <-ch
 		// that carried the tag just failed, wait for one. The link's
 		// later frames wait behind it, in order.
 		until := z.linkHoldUntil(d.Tag)
-		if !z.holdForRoute(until, gen, wait) {
-			if until != 0 {
+		if d.Datagram || !z.holdForRoute(until, gen, wait) {
+			if until != 0 && !d.Datagram {
 				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
 				z.noteMeshLoss(d)
 			}
@@ -301,7 +302,7 @@ func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, from *conn, wa
 	switch {
 	case from == nil:
 		d.Seq = nil // the zipper's own status reply: not sequenced
-	case !from.isLink() && l.out.custody:
+	case !from.isLink() && l.out.custody && !d.Datagram:
 		// A local function's frame enters the mesh here: number it.
 		n := from.fseq.nextOrigin(z.flowEpoch.Load(), d.Origin, l.link.peer)
 		sc.seq = frame.AppendSeq(sc.seq[:0], from.fseq.flowID(), n)

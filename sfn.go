@@ -341,6 +341,7 @@ func (x *fnContext) WriteMessage(m Message) error {
 		Payload:      m.Data,
 		OriginZipper: x.d.OriginZipper,
 		Key:          key,
+		Datagram:     x.f.c.isDatagramTag(m.Tag),
 	}
 	if err := x.f.c.write(&out); err != nil {
 		return x.reportWrite(m.Tag, err)
@@ -354,3 +355,8 @@ func (x *fnContext) reportWrite(tag Tag, err error) error {
 	x.f.c.report(fmt.Errorf("yomo: handler write of tag %d: %w", tag, err))
 	return err
 }
+
+// DatagramStats returns the counters of the frames of datagram tags this
+// function received and wrote (WithDatagramTags), over all its
+// connections.
+func (f *StreamFunction) DatagramStats() DatagramStats { return f.c.dgram.snapshot() }

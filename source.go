@@ -144,6 +144,7 @@ func (s *Source) writeMessage(m *Message, tid uint64) error {
 		Metadata: md,
 		Payload:  m.Data,
 		Key:      bytesOf(m.Key),
+		Datagram: s.c.isDatagramTag(m.Tag),
 	}
 	return s.c.write(&d)
 }
@@ -313,3 +314,8 @@ func statusError(d *frame.Data) error {
 	msg, _ := d.Metadata.Get(frame.ErrorKey)
 	return &HandlerError{Status: status, Message: msg}
 }
+
+// DatagramStats returns the counters of the frames of datagram tags this
+// Source sent (WithDatagramTags) and received as backflow, over all its
+// connections.
+func (s *Source) DatagramStats() DatagramStats { return s.c.dgram.snapshot() }

@@ -48,6 +48,11 @@ type Stats struct {
 	// routed again from a failed link and waiting for a path. Each leaves
 	// it within seconds: delivered, sent on, or dropped and counted.
 	MeshHeld int64 `json:"mesh_held"`
+	// Datagrams counts the frames of datagram tags (WithDatagramTags)
+	// this zipper received and sent in datagrams, and those it dropped or
+	// knows were lost. They are not in Dropped, and not reported to
+	// functions (DroppedError).
+	Datagrams DatagramStats `json:"datagrams"`
 	// Filtered counts frames an OnFrame hook dropped.
 	Filtered uint64 `json:"filtered"`
 	// Denied counts ACL violations: handshakes refused because of an ACL
@@ -183,6 +188,7 @@ func (z *Zipper) Stats() Stats {
 		MeshLate:       z.seqLate.Load(),
 		MeshStale:      z.seqStale.Load(),
 		MeshHeld:       z.meshHeld.Load(),
+		Datagrams:      z.dgram.snapshot(),
 	}
 	s.Links = z.linkStatsLocked()
 	if z.meshOn.Load() {

@@ -100,6 +100,7 @@ type Zipper struct {
 	seqDups  atomic.Uint64
 	seqGaps  atomic.Uint64
 	seqLate  atomic.Uint64
+	dgram    dgramCounters // datagram tags, over every connection (datagram.go)
 	// flowEpoch moves when this zipper loses frames of mesh flows for want
 	// of a path: every writer here starts new flows (seq.go).
 	flowEpoch  atomic.Uint64

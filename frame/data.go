@@ -64,6 +64,12 @@ type Data struct {
 	// without gaps, so the zipper that delivers them drops duplicates and
 	// restores their order after a reroute.
 	Seq []byte
+
+	// Datagram is not part of the encoding: it marks a frame that
+	// travels in datagrams (AppendDatagram, spec.md section 8) rather
+	// than on a data stream, unreliably, at every hop. The receiver of a
+	// datagram sets it after Decode, which clears it.
+	Datagram bool
 }
 
 // MaxEnvelope bounds what a data frame body holds besides its payload
@@ -197,6 +203,14 @@ func (d *Data) size(f byte) int {
 func AppendData(dst []byte, d *Data) []byte {
 	f := d.flags()
 	dst = AppendHeader(dst, TypeData, d.size(f))
+	return appendBody(dst, d, f)
+}
+
+// AppendDataBody appends d's body (AppendData without the header: what a
+// datagram carries, AppendDatagram) to dst. Its length is DataSize(d).
+func AppendDataBody(dst []byte, d *Data) []byte { return appendBody(dst, d, d.flags()) }
+
+func appendBody(dst []byte, d *Data, f byte) []byte {
 	dst = append(dst, f)
 	dst = appendUvarint(dst, uint64(d.Tag))
 	if f&flagOrigin != 0 {
@@ -315,6 +329,7 @@ func (d *Data) Decode(body []byte) error {
 	d.Tag = Tag(v)
 	d.Origin, d.TID = 0, 0
 	d.Target, d.Metadata, d.Key, d.OriginZipper, d.Path, d.Names, d.Seq = nil, nil, nil, nil, nil, nil, nil
+	d.Datagram = false
 	if f&flagOrigin != 0 {
 		if len(b) < 8 {
 			return malformed(TypeData, "origin: "+errShort.Error())

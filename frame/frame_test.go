@@ -915,3 +915,26 @@ func TestDescriptors(t *testing.T) {
 		}
 	}
 }
+
+// TestParseDatagramRejects: every malformed datagram is refused with a
+// typed error, never a panic.
+func TestParseDatagramRejects(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"empty", nil, ErrMalformed},
+		{"type only", []byte{byte(TypeData)}, ErrMalformed},
+		{"sequence 0", []byte{byte(TypeData), 0, 0, 1}, ErrMalformed},
+		{"sequence not shortest", []byte{byte(TypeData), 0x81, 0x00, 0, 1}, ErrMalformed},
+		{"sequence truncated", []byte{byte(TypeData), 0x81}, ErrMalformed},
+		{"no body", []byte{byte(TypeData), 1}, ErrMalformed},
+		{"control type", []byte{byte(TypePing), 1, 0, 1}, ErrUnknownType},
+		{"unknown type", []byte{0xff, 1, 0, 1}, ErrUnknownType},
+	} {
+		if _, _, err := ParseDatagram(c.b); !errors.Is(err, c.want) {
+			t.Errorf("%s: ParseDatagram(%x) = %v, want %v", c.name, c.b, err, c.want)
+		}
+	}
+}

@@ -63,6 +63,20 @@ var dataCases = []dataCase{
 	{"data-backflow", Data{Tag: 10, Origin: 5, TID: 6, OriginZipper: []byte("eu"), Path: AppendStrList(nil, "us"), Payload: []byte("back")}},
 }
 
+// datagramCase is a datagram (spec.md, section 8) pinned by a golden
+// file: a data frame with its sequence number.
+type datagramCase struct {
+	name string
+	seq  uint64
+	d    Data
+}
+
+// datagramCases: the sequence number as a uvarint of 1 and 2 bytes.
+var datagramCases = []datagramCase{
+	{"datagram-source", 1, Data{Tag: 33, TID: 7, Payload: []byte("21.5")}},
+	{"datagram-forwarded", 300, Data{Tag: 33, Origin: 0x9e3779b97f4a7c15, TID: 7, Payload: []byte("21.5")}},
+}
+
 // controlCase is a control frame pinned by a golden file.
 type controlCase struct {
 	name string
@@ -113,6 +127,9 @@ func goldenFrames(t testing.TB) map[string][]byte {
 	}
 	for _, c := range controlCases {
 		m[c.name] = encodeControlCase(t, c)
+	}
+	for _, c := range datagramCases {
+		m[c.name] = AppendDatagram(nil, c.seq, AppendDataBody(nil, &c.d))
 	}
 	return m
 }
@@ -204,6 +221,21 @@ func TestGoldenDecode(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !dataEqual(&d, &c.d) {
+				t.Fatalf("got %+v\nwant %+v", d, c.d)
+			}
+		})
+	}
+	for _, c := range datagramCases {
+		t.Run(c.name, func(t *testing.T) {
+			seq, body, err := ParseDatagram(readGolden(t, c.name))
+			if err != nil || seq != c.seq {
+				t.Fatalf("ParseDatagram: seq %d, %v; want seq %d", seq, err, c.seq)
+			}
+			var d Data
+			if err := d.Decode(body); err != nil {
+				t.Fatal(err)
+			}
+			if !dataEqual(&d, &c.d) || d.Datagram {
 				t.Fatalf("got %+v\nwant %+v", d, c.d)
 			}
 		})

@@ -12,6 +12,9 @@
 //   - relay_test.go: the raw QUIC relay the zipper is measured against
 //     (source → relay → handler on internal/transport), and TestRawRelay,
 //     which checks that it delivers every message in order.
+//   - datagram_test.go: latency of a datagram tag against the same tag
+//     on the stream, through a proxy that loses 3 % of the packets
+//     (BenchmarkDatagramLoss).
 //   - scale_test.go: connection scale (BenchmarkScale): N clients connect
 //     to a zipper, or to a raw QUIC server, running in a child process
 //     (TestScaleServerProcess, skipped unless the benchmark starts it);
@@ -26,6 +29,7 @@
 //	go test -run='^$' -bench='Pipeline|RoundTrip|FanOut|InMemory|Cascade' -benchtime=2s -count=5 -timeout=30m ./internal/perf/ | tee /tmp/bench.txt
 //	go test -run='^$' -bench=Isolation -benchtime=50000x -count=5 ./internal/perf/
 //	go test -run='^$' -bench=Scale -benchtime=1x -count=5 ./internal/perf/
+//	go test -run='^$' -bench=DatagramLoss -benchtime=3000x -count=6 ./internal/perf/
 //	go test -run='^$' -bench=ZipperRoute -count=5 .
 //	benchstat /tmp/bench.txt
 //

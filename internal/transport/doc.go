@@ -1,5 +1,7 @@
 // Package transport carries yomo's connections: multiplexed, flow-controlled
-// streams between clients and zippers (and between zippers).
+// streams between clients and zippers (and between zippers), and
+// unreliable datagrams of up to MaxDatagramSize bytes (SendDatagram,
+// ReceiveDatagram).
 //
 // It is internal. The rest of the project programs against the small
 // interfaces in transport.go (Conn, Stream, SendStream, ReceiveStream,

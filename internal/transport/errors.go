@@ -52,6 +52,10 @@ func (e *StreamError) Error() string {
 	return fmt.Sprintf("transport: stream aborted by %s with code %d", side, e.Code)
 }
 
+// ErrDatagramTooLarge is returned by SendDatagram for a datagram longer
+// than MaxDatagramSize.
+var ErrDatagramTooLarge = errors.New("transport: datagram too large")
+
 // ErrStreamClosed is returned by Write after Close was called on the same
 // sending half.
 var ErrStreamClosed = errors.New("transport: write on closed stream")

@@ -222,3 +222,6 @@ func (e *quicEnv) connect(t *testing.T, cfg QUICConfig) (client, server Conn) {
 	t.Cleanup(func() { r.v.CloseWithError(0, "") })
 	return client, r.v
 }
+
+//go:noinline
+func blockSendDatagram(c Conn, p []byte) error { return c.SendDatagram(p) }

@@ -36,6 +36,8 @@ func Pipe(name string) (client, server Conn) {
 		mc.ctx, sh.cancel[mc.side] = context.WithCancelCause(context.Background())
 		mc.bidi.sig = make(chan struct{}, 1)
 		mc.uni.sig = make(chan struct{}, 1)
+		mc.dgrams.readable = make(chan struct{}, 1)
+		mc.dgrams.writable = make(chan struct{}, 1)
 	}
 	return c, s
 }
@@ -83,6 +85,79 @@ type memConn struct {
 	addr memAddr
 	bidi acceptQueue[*memStream]
 	uni  acceptQueue[*memReceiveStream]
+	// dgrams holds the datagrams the peer sent and this side has not
+	// received yet.
+	dgrams dgramQueue
+}
+
+// memDatagramQueue is how many datagrams one side of a Pipe holds for
+// ReceiveDatagram; the peer's SendDatagram waits while it is full (the
+// in-memory transport loses nothing).
+const memDatagramQueue = 128
+
+// dgramQueue is one direction's datagrams in flight.
+type dgramQueue struct {
+	mu       sync.Mutex
+	items    [][]byte
+	readable chan struct{} // capacity 1: "items may be non-empty"
+	writable chan struct{} // capacity 1: "items may have room"
+}
+
+func (c *memConn) SendDatagram(p []byte) error {
+	if len(p) > MaxDatagramSize {
+		return ErrDatagramTooLarge
+	}
+	q := &c.peer.dgrams
+	for {
+		if err := c.sh.err(c.side); err != nil {
+			return err
+		}
+		q.mu.Lock()
+		if len(q.items) < memDatagramQueue {
+			q.items = append(q.items, append([]byte(nil), p...))
+			room := len(q.items) < memDatagramQueue
+			q.mu.Unlock()
+			signal(q.readable)
+			if room {
+				signal(q.writable) // hand over to another waiting sender
+			}
+			return nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.writable:
+		case <-c.sh.done:
+		}
+	}
+}
+
+func (c *memConn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	q := &c.dgrams
+	for {
+		if err := c.sh.err(c.side); err != nil {
+			return nil, err
+		}
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			b := q.items[0]
+			q.items[0] = nil
+			q.items = q.items[1:]
+			more := len(q.items) > 0
+			q.mu.Unlock()
+			signal(q.writable)
+			if more {
+				signal(q.readable) // hand over to another waiting receiver
+			}
+			return b, nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.readable:
+		case <-c.sh.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 func (c *memConn) OpenStream(ctx context.Context) (Stream, error) {

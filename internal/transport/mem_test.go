@@ -143,3 +143,30 @@ func BenchmarkMemStream(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestPipeDatagramsLossless: the in-memory transport loses no datagram:
+// a sender waits while the peer holds memDatagramQueue of them unread,
+// and goes on once one is taken, in order.
+func TestPipeDatagramsLossless(t *testing.T) {
+	c, s := Pipe("dgram")
+	defer c.CloseWithError(0, "")
+	ctx := testCtx(t)
+	for i := range memDatagramQueue {
+		if err := c.SendDatagram([]byte{byte(i)}); err != nil {
+			t.Fatalf("SendDatagram %d: %v", i, err)
+		}
+	}
+	sent := async(func() error { return blockSendDatagram(c, []byte{byte(memDatagramQueue)}) })
+	waitBlocked(t, "blockSendDatagram")
+	for i := range memDatagramQueue + 1 {
+		b, err := s.ReceiveDatagram(ctx)
+		if err != nil || len(b) != 1 || b[0] != byte(i) {
+			t.Fatalf("datagram %d: got %v, %v", i, b, err)
+		}
+		if i == 0 {
+			if err := await(t, sent, "the waiting SendDatagram"); err != nil {
+				t.Fatalf("the waiting SendDatagram: %v", err)
+			}
+		}
+	}
+}

@@ -116,6 +116,7 @@ func (c QUICConfig) quicConfig() *quic.Config {
 		MaxIncomingUniStreams:          defaultMaxIncomingUniStreams,
 		InitialStreamReceiveWindow:     defaultInitialStreamReceiveWindow,
 		InitialConnectionReceiveWindow: defaultInitialConnectionReceiveWindow,
+		EnableDatagrams:                true,
 	}
 	if c.IdleTimeout > 0 {
 		qc.MaxIdleTimeout = c.IdleTimeout
@@ -599,6 +600,22 @@ func (c *quicConn) LocalAddr() net.Addr  { return c.c.LocalAddr() }
 func (c *quicConn) RemoteAddr() net.Addr { return c.c.RemoteAddr() }
 
 func (c *quicConn) RTT() time.Duration { return c.c.ConnectionStats().SmoothedRTT }
+
+func (c *quicConn) SendDatagram(p []byte) error {
+	if len(p) > MaxDatagramSize {
+		return ErrDatagramTooLarge
+	}
+	err := c.c.SendDatagram(p)
+	if _, ok := errors.AsType[*quic.DatagramTooLargeError](err); ok {
+		return ErrDatagramTooLarge // cannot happen below MaxDatagramSize; mapped all the same
+	}
+	return mapErr(err)
+}
+
+func (c *quicConn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	b, err := c.c.ReceiveDatagram(ctx)
+	return b, mapErr(err)
+}
 
 func (c *quicConn) PeerCertificates() []*x509.Certificate {
 	return c.c.ConnectionState().TLS.PeerCertificates

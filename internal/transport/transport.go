@@ -33,7 +33,32 @@ type Conn interface {
 	// RTT is the smoothed round-trip time of the connection (0 when it has
 	// no network path, or no sample yet). Safe to call concurrently.
 	RTT() time.Duration
+	// SendDatagram sends p as one unreliable datagram (QUIC DATAGRAM
+	// frames, RFC 9221): delivered whole or not at all, never
+	// retransmitted, in no particular order relative to streams or other
+	// datagrams. p is copied. A p longer than MaxDatagramSize fails with
+	// ErrDatagramTooLarge and sends nothing. It blocks while the
+	// transport's own send queue is full (quic-go holds 32 datagrams until
+	// congestion control lets them out; the in-memory transport 128 until
+	// the peer takes them), and fails once the connection is closed.
+	SendDatagram(p []byte) error
+	// ReceiveDatagram waits for the next datagram from the peer. The
+	// returned slice is the caller's. Datagrams that arrive while the
+	// transport's receive queue is full (128 in both transports) are
+	// discarded by QUIC, silently: only a gap in a sequence number the
+	// application puts in them can show it.
+	ReceiveDatagram(ctx context.Context) ([]byte, error)
 }
+
+// MaxDatagramSize is the largest datagram SendDatagram accepts, on every
+// path. quic-go accepts as much as fits the packet size it currently
+// assumes for the path minus the largest packet and frame overhead; that
+// size starts at 1280 bytes and falls to QUIC's minimum of 1200 after a
+// migration to a new path (Path MTU discovery may raise it, but not
+// reliably). 1200 - 37 (packet overhead) - 3 (frame type and length) is
+// 1160. The in-memory transport applies the same limit, so that both
+// behave alike.
+const MaxDatagramSize = 1160
 
 // Migrator is implemented by connections that can move to another local
 // socket without ending (QUIC client connections): see quicConn.Migrate.

@@ -50,6 +50,7 @@ var sharedTests = []struct {
 	{"CancelRead", testCancelRead},
 	{"AcceptContext", testAcceptContext},
 	{"CodeAndReasonLimits", testCodeAndReasonLimits},
+	{"Datagrams", testDatagrams},
 }
 
 func TestTransport(t *testing.T) {
@@ -543,5 +544,47 @@ func testCodeAndReasonLimits(t *testing.T, c, s Conn) {
 	if len(ce.Reason) > MaxReasonLength || len(ce.Reason) < MaxReasonLength-1 ||
 		!utf8.ValidString(ce.Reason) || !strings.HasPrefix(reason, ce.Reason) {
 		t.Errorf("reason of %d bytes, valid UTF-8 %v", len(ce.Reason), utf8.ValidString(ce.Reason))
+	}
+}
+
+// testDatagrams: datagrams of up to MaxDatagramSize cross both ways whole
+// (on loopback, without loss), a larger one fails with
+// ErrDatagramTooLarge, ReceiveDatagram honours its context, and both
+// calls fail with net.ErrClosed once the connection is closed.
+func testDatagrams(t *testing.T, c, s Conn) {
+	ctx := testCtx(t)
+	for _, dir := range []struct {
+		name     string
+		from, to Conn
+	}{{"client to server", c, s}, {"server to client", s, c}} {
+		for _, n := range []int{0, 1, 100, MaxDatagramSize} {
+			p := randBytes(n, uint64(n))
+			if err := dir.from.SendDatagram(p); err != nil {
+				t.Fatalf("%s: SendDatagram(%d bytes): %v", dir.name, n, err)
+			}
+			got, err := dir.to.ReceiveDatagram(ctx)
+			if err != nil {
+				t.Fatalf("%s: ReceiveDatagram: %v", dir.name, err)
+			}
+			if string(got) != string(p) {
+				t.Fatalf("%s: got %d bytes, want the %d sent", dir.name, len(got), n)
+			}
+		}
+		if err := dir.from.SendDatagram(make([]byte, MaxDatagramSize+1)); !errors.Is(err, ErrDatagramTooLarge) {
+			t.Fatalf("%s: SendDatagram(MaxDatagramSize+1) = %v, want ErrDatagramTooLarge", dir.name, err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.ReceiveDatagram(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ReceiveDatagram with nothing sent = %v, want the context's deadline", err)
+	}
+	recv := async(func() error { _, err := s.ReceiveDatagram(ctx); return err })
+	c.CloseWithError(0, "done")
+	if err := await(t, recv, "ReceiveDatagram after close"); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("ReceiveDatagram on a closed connection = %v, want net.ErrClosed", err)
+	}
+	if err := c.SendDatagram([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("SendDatagram on a closed connection = %v, want net.ErrClosed", err)
 	}
 }
