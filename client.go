@@ -133,6 +133,10 @@ func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *c
 		addrs: splitAddrs(addr),
 		out:   newOutbox(1<<62, o.writeBuffer, nil), // Block: no stall decision
 	}
+	// First-hop custody: what the flusher wrote stays in the write buffer
+	// until the zipper's Custody covers it, and goes again on the next
+	// connection when it does not (session.readControl, loop).
+	c.out.custody = true
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.closing = make(chan struct{})
 	c.loopDone = make(chan struct{})
@@ -357,6 +361,8 @@ func (c *client) handshake() *frame.Handshake {
 		Credential:   c.opts.credential,
 		MaxFrameSize: uint32(c.opts.maxFrame),
 		Broadcast:    c.opts.broadcast && c.kind == frame.KindFunction,
+		Custody:      true,
+		Acked:        c.out.releasedCount(), // nothing is released between sessions
 	}
 }
 
@@ -402,13 +408,13 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 	c.connID.Store(ack.ConnID)
 	c.zipperMax.Store(int64(ack.MaxFrameSize))
 	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
-	return newSession(c, tc, st, rd), nil
+	return newSession(c, tc, st, rd, hs.Acked), nil
 }
 
 // newSession returns the session of a connection that completed its
 // handshake; serve runs it.
-func newSession(c *client, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader) *session {
-	return &session{c: c, tc: tc, ctrl: ctrl, ctrlRd: rd,
+func newSession(c *client, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader, acked uint64) *session {
+	return &session{c: c, tc: tc, ctrl: ctrl, ctrlRd: rd, acked: acked,
 		errc: make(chan error, 3), goaway: make(chan struct{}), stopFlush: make(chan struct{}),
 		drain: make(chan struct{}), flushDone: make(chan struct{}), started: make(chan struct{}),
 		flushCh: make(chan struct{}), ended: make(chan struct{})}
@@ -479,6 +485,9 @@ func (c *client) loop(ss *session) {
 			return
 		}
 		c.transition(StateReconnecting, err)
+		// What the zipper did not acknowledge goes first on the next
+		// connection; a zipper that routed it already drops it.
+		c.out.requeue()
 		if errors.Is(err, errGoAway) {
 			c.log.Info("zipper asked to reconnect")
 			c.cur = (c.cur + 1) % len(c.addrs) // to another zipper, if given several
@@ -562,6 +571,9 @@ type session struct {
 	ctrl   transport.Stream
 	ctrlRd *frame.Reader
 	ctrlMu sync.Mutex // serialises writes to ctrl
+	acked  uint64     // the handshake's Acked: the client's frame number before this connection's first
+
+	goawayOnce sync.Once
 
 	wg        sync.WaitGroup
 	errc      chan error    // failures of the goroutines (one each at most)
@@ -628,12 +640,40 @@ func (s *session) serve() error {
 	if !s.finished {
 		close(s.stopFlush)
 	}
+	if errors.Is(err, io.EOF) && s.finished {
+		// The zipper finished: its Custody for the last frames we sent
+		// travels on the control stream; wait for it (bounded) before
+		// closing, so they are not sent again.
+		s.awaitCustody()
+	}
 	closeFor(s.tc, err)
 	s.wg.Wait()
 	if sawGoAway {
 		return errGoAway
 	}
 	return err
+}
+
+// awaitCustody waits until the zipper's Custody covered every frame this
+// session wrote, the connection fails, or closeFlushTimeout passes.
+func (s *session) awaitCustody() {
+	t := time.NewTimer(closeFlushTimeout)
+	defer t.Stop()
+	for {
+		all, wake := s.c.out.releasedAll()
+		if all {
+			return
+		}
+		select {
+		case <-wake:
+		case <-s.errc: // the connection failed
+			return
+		case <-t.C:
+			return
+		case <-s.c.ctx.Done():
+			return
+		}
+	}
 }
 
 // fail hands a goroutine's end to serve; nil means the zipper finished.
@@ -693,7 +733,16 @@ func (s *session) readControl() {
 	err := readControlStream(s.ctrlRd, func(t frame.Type, body []byte) error {
 		switch t {
 		case frame.TypeGoAway:
-			return errGoAway
+			// Go on reading: the zipper's last Custody comes after it.
+			s.goawayOnce.Do(func() { close(s.goaway) })
+			return nil
+		case frame.TypeCustody:
+			v, err := decodeControl(t, body)
+			if err != nil {
+				return err
+			}
+			s.c.out.release(s.acked + v.(*frame.Custody).Frames)
+			return nil
 		case frame.TypePing:
 			v, err := decodeControl(t, body)
 			if err != nil {
@@ -740,10 +789,6 @@ func (s *session) readControl() {
 		}
 		return &protocolError{msg: "unexpected " + t.String() + " frame on the control stream"}
 	})
-	if errors.Is(err, errGoAway) {
-		close(s.goaway)
-		return
-	}
 	s.fail(err)
 }
 

@@ -118,3 +118,15 @@ func InstancesForTest(z *Zipper, tag Tag, fn string) int {
 	}
 	return n
 }
+
+// HoldCustodyForTest stops z's Custody frames to clients: what they write
+// stays unacknowledged, and is sent again after a reconnect.
+func HoldCustodyForTest(z *Zipper) { z.holdCustody.Store(true) }
+
+// BreakConnForTest closes the client's live connection at once, as a
+// network failure would; the client reconnects.
+func BreakConnForTest(s *Source) {
+	if ss := s.c.sess.Load(); ss != nil {
+		ss.tc.CloseWithError(uint64(frame.CloseNormal), "broken by the test")
+	}
+}
