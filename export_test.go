@@ -119,9 +119,10 @@ func InstancesForTest(z *Zipper, tag Tag, fn string) int {
 	return n
 }
 
-// HoldCustodyForTest stops z's Custody frames to clients: what they write
-// stays unacknowledged, and is sent again after a reconnect.
-func HoldCustodyForTest(z *Zipper) { z.holdCustody.Store(true) }
+// HoldCustodyForTest stops (hold) or resumes z's Custody frames to
+// clients: meanwhile what they write stays unacknowledged, and is sent
+// again after a reconnect.
+func HoldCustodyForTest(z *Zipper, hold bool) { z.holdCustody.Store(hold) }
 
 // BreakConnForTest closes the client's live connection at once, as a
 // network failure would; the client reconnects.

@@ -299,6 +299,7 @@ func (o *outbox) requeue() {
 	o.buf = append(o.held[o.heldOff:len(o.held):len(o.held)], o.buf...)
 	o.frames += o.heldFrames
 	o.held, o.heldOff, o.heldFrames = nil, 0, 0
+	o.wake() // for the next flusher
 }
 
 // releasedCount returns how many frames Custody covered so far.
