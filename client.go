@@ -666,7 +666,8 @@ func (s *session) awaitCustody() {
 		}
 		select {
 		case <-wake:
-		case <-s.errc: // the connection failed
+		case err := <-s.errc:
+			s.c.log.Debug("connection ended before the last custody", "err", err)
 			return
 		case <-t.C:
 			return

@@ -204,3 +204,34 @@ func TestOutboxRequeueKeepsOrderAndNumbers(t *testing.T) {
 		t.Fatal("f4, f5 still held after a Custody covering them")
 	}
 }
+
+// BenchmarkOutboxCustody measures a client's write buffer per 1 KiB frame:
+// put, the flusher's take, and with custody the copy kept until a Custody
+// covers it and the release of 256 frames at a time (what first-hop
+// custody adds on the client).
+//
+//	go test -run='^$' -bench=OutboxCustody -count=6 .
+func BenchmarkOutboxCustody(b *testing.B) {
+	for _, custody := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[custody], func(b *testing.B) {
+			o := newOutbox(1<<62, 4<<20, nil)
+			o.custody = custody
+			d := &frame.Data{Tag: 1, Payload: make([]byte, 1024)}
+			b.SetBytes(1024)
+			b.ReportAllocs()
+			var taken uint64
+			for i := range b.N {
+				if !o.put(d, Block, nil, 0, 0) {
+					b.Fatal("put failed")
+				}
+				if i%32 == 31 { // a flusher's batch
+					_, n := o.take()
+					taken += uint64(n)
+				}
+				if custody && i%256 == 255 {
+					o.release(taken)
+				}
+			}
+		})
+	}
+}
