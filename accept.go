@@ -110,7 +110,8 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 		return nil, rej
 	}
 	st.SetReadDeadline(time.Time{})
-	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: c.id, Zipper: z.name, MaxFrameSize: uint32(z.opts.maxFrame)})
+	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: c.id, Zipper: z.name, MaxFrameSize: uint32(z.opts.maxFrame),
+		Custody: c.writer != nil})
 	st.SetWriteDeadline(deadline)
 	if _, err := st.Write(ack); err != nil {
 		z.unregister(c)

@@ -135,8 +135,8 @@ func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *c
 	}
 	// First-hop custody: what the flusher wrote stays in the write buffer
 	// until the zipper's Custody covers it, and goes again on the next
-	// connection when it does not (session.readControl, loop).
-	c.out.custody = true
+	// connection when it does not (session.readControl, loop), if the
+	// zipper says it acknowledges (dial).
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.closing = make(chan struct{})
 	c.loopDone = make(chan struct{})
@@ -407,6 +407,9 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 	}
 	c.connID.Store(ack.ConnID)
 	c.zipperMax.Store(int64(ack.MaxFrameSize))
+	// A zipper that does not acknowledge (an older one) would leave every
+	// frame held: the client then keeps nothing it has written.
+	c.out.setCustody(ack.Custody)
 	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
 	return newSession(c, tc, st, rd, hs.Acked), nil
 }

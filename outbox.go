@@ -302,6 +302,16 @@ func (o *outbox) requeue() {
 	o.wake() // for the next flusher
 }
 
+// setCustody turns custody on or off for the frames taken from now on;
+// called between connections, when nothing is held. Off, the frames taken
+// are forgotten at once and not numbered: the next connection's handshake
+// says acked = the frames released, which does not count them.
+func (o *outbox) setCustody(on bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.custody = on
+}
+
 // releasedCount returns how many frames Custody covered so far.
 func (o *outbox) releasedCount() uint64 {
 	o.mu.Lock()

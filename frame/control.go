@@ -83,6 +83,11 @@ type HandshakeAck struct {
 	// MaxFrameSize is the largest data frame body, in bytes, the zipper
 	// accepts from this client.
 	MaxFrameSize uint32 `msgpack:"max_frame"`
+	// Custody answers a handshake's Custody: the zipper acknowledges the
+	// client's data frames with Custody frames and drops those it routed
+	// already. When it is false the client gets no Custody frames and
+	// keeps nothing once written.
+	Custody bool `msgpack:"custody,omitempty"`
 }
 
 // Rejected refuses a handshake. It is final: the client must not retry.
