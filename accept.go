@@ -243,7 +243,7 @@ func (z *Zipper) unregister(c *conn) {
 	}
 	delete(z.conns, c.id)
 	if c.writer != nil {
-		z.writers.detach(c.writer)
+		z.writers.detach(c)
 	}
 	switch c.hs.Kind {
 	case frame.KindFunction:

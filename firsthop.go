@@ -23,6 +23,11 @@ import (
 // frame after its last connection closed.
 const writerMemory = time.Minute
 
+// writerMaxGone bounds the clients remembered after they left: beyond it,
+// a client that leaves is forgotten at once (its frames sent again after
+// a reconnect may then be delivered twice).
+const writerMaxGone = 1 << 16
+
 // writerKey names a client that keeps its frames: its authenticated
 // identity, name and instance id (an id alone could be claimed by another
 // identity to have this one's frames dropped).
@@ -46,13 +51,14 @@ type writerState struct {
 type writers struct {
 	mu    sync.Mutex
 	m     map[writerKey]*writerState
+	gone  int   // entries of m without a connection
 	swept int64 // nanotime of the last sweep
 }
 
 // attach returns the state of the client k for a new connection of it.
 // It forgets, at most once per writerMemory/4, the clients gone for
 // longer than writerMemory, so the table holds the connected clients and
-// those of the last minute.
+// at most writerMaxGone of those of the last minute.
 func (w *writers) attach(k writerKey) *writerState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -62,6 +68,7 @@ func (w *writers) attach(k writerKey) *writerState {
 		for key, st := range w.m {
 			if st.conns == 0 && now-st.left > int64(writerMemory) {
 				delete(w.m, key)
+				w.gone--
 			}
 		}
 	}
@@ -72,16 +79,26 @@ func (w *writers) attach(k writerKey) *writerState {
 		}
 		st = new(writerState)
 		w.m[k] = st
+	} else if st.conns == 0 {
+		w.gone--
 	}
 	st.conns++
 	return st
 }
 
-// detach notes that a connection of the client of st closed.
-func (w *writers) detach(st *writerState) {
+// detach notes that connection c of its client closed.
+func (w *writers) detach(c *conn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st.conns--
+	st := c.writer
+	if st.conns--; st.conns > 0 {
+		return
+	}
+	if w.gone >= writerMaxGone {
+		delete(w.m, writerKey{ident: c.ident, name: c.hs.Name, id: c.hs.ID})
+		return
+	}
+	w.gone++
 	st.left = nanotime()
 }
 
