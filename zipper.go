@@ -357,7 +357,9 @@ func (z *Zipper) dialMem(name string) (transport.Conn, error) {
 }
 
 // Close closes the zipper immediately: listeners, sockets and every
-// connection. Frames in flight may be lost (Shutdown does not lose them).
+// connection. Frames it holds are lost (those queued counted as dropped),
+// and clients send again what it had not acknowledged, which another
+// zipper may deliver a second time; Shutdown loses and duplicates none.
 // It waits for the zipper's goroutines and is idempotent.
 func (z *Zipper) Close() error {
 	z.mu.Lock()
