@@ -133,10 +133,6 @@ func newClient(kind frame.ClientKind, name, addr string, opts []ClientOption) *c
 		addrs: splitAddrs(addr),
 		out:   newOutbox(1<<62, o.writeBuffer, nil), // Block: no stall decision
 	}
-	// First-hop custody: what the flusher wrote stays in the write buffer
-	// until the zipper's Custody covers it, and goes again on the next
-	// connection when it does not (session.readControl, loop), if the
-	// zipper says it acknowledges (dial).
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.closing = make(chan struct{})
 	c.loopDone = make(chan struct{})
@@ -407,8 +403,11 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 	}
 	c.connID.Store(ack.ConnID)
 	c.zipperMax.Store(int64(ack.MaxFrameSize))
-	// A zipper that does not acknowledge (an older one) would leave every
-	// frame held: the client then keeps nothing it has written.
+	// First-hop custody: what the flusher writes stays in the write buffer
+	// until the zipper's Custody covers it (session.readControl), and goes
+	// again on the next connection when it does not (loop). A zipper that
+	// does not acknowledge (an older one) would leave every frame held:
+	// the client then keeps nothing it has written.
 	c.out.setCustody(ack.Custody)
 	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
 	return newSession(c, tc, st, rd, hs.Acked), nil
@@ -576,7 +575,7 @@ type session struct {
 	ctrlMu sync.Mutex // serialises writes to ctrl
 	acked  uint64     // the handshake's Acked: the client's frame number before this connection's first
 
-	goawayOnce sync.Once
+	goawayOnce sync.Once // closes goaway
 
 	wg        sync.WaitGroup
 	errc      chan error    // failures of the goroutines (one each at most)
