@@ -110,7 +110,8 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 		return nil, rej
 	}
 	st.SetReadDeadline(time.Time{})
-	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: c.id, Zipper: z.name, MaxFrameSize: uint32(z.opts.maxFrame)})
+	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: c.id, Zipper: z.name, MaxFrameSize: uint32(z.opts.maxFrame),
+		Custody: c.writer != nil})
 	st.SetWriteDeadline(deadline)
 	if _, err := st.Write(ack); err != nil {
 		z.unregister(c)
@@ -197,13 +198,13 @@ func (z *Zipper) register(c *conn, hs *frame.Handshake) *rejection {
 	if z.closed || z.draining {
 		return &rejection{frame.RejectShutdown, "zipper is shutting down"}
 	}
+	if (hs.Kind == frame.KindFunction || hs.Custody) && !z.reporting {
+		z.reporting = true
+		z.wg.Add(1)
+		go z.report() // owned by z: ends when Close cancels z.ctx
+	}
 	switch hs.Kind {
 	case frame.KindFunction:
-		if !z.reporting {
-			z.reporting = true
-			z.wg.Add(1)
-			go z.reportDrops() // owned by z: ends when Close cancels z.ctx
-		}
 		c.group = hs.Name
 		if hs.Broadcast {
 			// A group of its own, with a name stable across reconnections
@@ -228,6 +229,7 @@ func (z *Zipper) register(c *conn, hs *frame.Handshake) *rejection {
 		z.sources.Store(hs.ID, c) // a reconnecting source replaces its stale connection
 		z.signalTableLocked()     // backflow held for it may go now
 	}
+	z.attachWriter(c, hs)
 	z.conns[c.id] = c
 	z.accepted.Add(1)
 	return nil
@@ -240,6 +242,9 @@ func (z *Zipper) unregister(c *conn) {
 		return
 	}
 	delete(z.conns, c.id)
+	if c.writer != nil {
+		z.writers.detach(c)
+	}
 	switch c.hs.Kind {
 	case frame.KindFunction:
 		z.router.Remove(c.id)

@@ -360,6 +360,8 @@ func (c *client) handshake() *frame.Handshake {
 		Credential:   c.opts.credential,
 		MaxFrameSize: uint32(c.opts.maxFrame),
 		Broadcast:    c.opts.broadcast && c.kind == frame.KindFunction,
+		Custody:      true,
+		Acked:        c.out.releasedCount(), // nothing is released between sessions
 	}
 }
 
@@ -404,14 +406,20 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 	}
 	c.connID.Store(ack.ConnID)
 	c.zipperMax.Store(int64(ack.MaxFrameSize))
+	// First-hop custody: what the flusher writes stays in the write buffer
+	// until the zipper's Custody covers it (session.readControl), and goes
+	// again on the next connection when it does not (loop). A zipper that
+	// does not acknowledge (an older one) would leave every frame held:
+	// the client then keeps nothing it has written.
+	c.out.setCustody(ack.Custody)
 	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
-	return newSession(c, tc, st, rd), nil
+	return newSession(c, tc, st, rd, hs.Acked), nil
 }
 
 // newSession returns the session of a connection that completed its
 // handshake; serve runs it.
-func newSession(c *client, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader) *session {
-	return &session{c: c, tc: tc, ctrl: ctrl, ctrlRd: rd,
+func newSession(c *client, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader, acked uint64) *session {
+	return &session{c: c, tc: tc, ctrl: ctrl, ctrlRd: rd, acked: acked,
 		dg:   newDgramOut(&c.dgram),
 		errc: make(chan error, 4), goaway: make(chan struct{}), stopFlush: make(chan struct{}),
 		drain: make(chan struct{}), flushDone: make(chan struct{}), started: make(chan struct{}),
@@ -483,6 +491,9 @@ func (c *client) loop(ss *session) {
 			return
 		}
 		c.transition(StateReconnecting, err)
+		// What the zipper did not acknowledge goes first on the next
+		// connection; a zipper that routed it already drops it.
+		c.out.requeue()
 		if errors.Is(err, errGoAway) {
 			c.log.Info("zipper asked to reconnect")
 			c.cur = (c.cur + 1) % len(c.addrs) // to another zipper, if given several
@@ -567,6 +578,9 @@ type session struct {
 	ctrlRd *frame.Reader
 	ctrlMu sync.Mutex // serialises writes to ctrl
 	dg     *dgramOut  // datagrams of datagram tags, sent by serve's sender goroutine
+	acked  uint64     // the handshake's Acked: the client's frame number before this connection's first
+
+	goawayOnce sync.Once // closes goaway
 
 	wg        sync.WaitGroup
 	errc      chan error    // failures of the goroutines (one each at most)
@@ -635,12 +649,41 @@ func (s *session) serve() error {
 	if !s.finished {
 		close(s.stopFlush)
 	}
+	if errors.Is(err, io.EOF) && s.finished {
+		// The zipper finished: its Custody for the last frames we sent
+		// travels on the control stream; wait for it (bounded) before
+		// closing, so they are not sent again.
+		s.awaitCustody()
+	}
 	closeFor(s.tc, err)
 	s.wg.Wait()
 	if sawGoAway {
 		return errGoAway
 	}
 	return err
+}
+
+// awaitCustody waits until the zipper's Custody covered every frame this
+// session wrote, the connection fails, or closeFlushTimeout passes.
+func (s *session) awaitCustody() {
+	t := time.NewTimer(closeFlushTimeout)
+	defer t.Stop()
+	for {
+		all, wake := s.c.out.releasedAll()
+		if all {
+			return
+		}
+		select {
+		case <-wake:
+		case err := <-s.errc:
+			s.c.log.Debug("connection ended before the last custody", "err", err)
+			return
+		case <-t.C:
+			return
+		case <-s.c.ctx.Done():
+			return
+		}
+	}
 }
 
 // fail hands a goroutine's end to serve; nil means the zipper finished.
@@ -725,7 +768,16 @@ func (s *session) readControl() {
 	err := readControlStream(s.ctrlRd, func(t frame.Type, body []byte) error {
 		switch t {
 		case frame.TypeGoAway:
-			return errGoAway
+			// Go on reading: the zipper's last Custody comes after it.
+			s.goawayOnce.Do(func() { close(s.goaway) })
+			return nil
+		case frame.TypeCustody:
+			v, err := decodeControl(t, body)
+			if err != nil {
+				return err
+			}
+			s.c.out.release(s.acked + v.(*frame.Custody).Frames)
+			return nil
 		case frame.TypePing:
 			v, err := decodeControl(t, body)
 			if err != nil {
@@ -772,10 +824,6 @@ func (s *session) readControl() {
 		}
 		return &protocolError{msg: "unexpected " + t.String() + " frame on the control stream"}
 	})
-	if errors.Is(err, errGoAway) {
-		close(s.goaway)
-		return
-	}
 	s.fail(err)
 }
 

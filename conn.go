@@ -60,6 +60,18 @@ type conn struct {
 
 	flushWant atomic.Uint64 // a Flush waits for cnt.framesIn to reach it; 0: none
 
+	// acks counts the peer's frames taken into custody here, for the
+	// Custody frames of links and of clients that keep their frames
+	// (writer set).
+	acks custodyIn
+	// writer is, for a client that keeps its frames until acknowledged
+	// (Handshake.Custody), what the zipper remembers of it across its
+	// connections (firsthop.go); nil for other clients and links.
+	// writerSeq is the client's number of the last frame read here: the
+	// handshake's Acked, plus the frames read since. The reader's own.
+	writer    *writerState
+	writerSeq uint64
+
 	// Clients only.
 	info     ConnInfo // for hooks, set at registration
 	dst      *dest    // this instance in the routing table (functions)
@@ -176,11 +188,11 @@ func (c *conn) fail(err error) {
 // served. Functions, links and sources that observe tags get it at once;
 // a source that observes nothing only when something is first routed to
 // it (a reply to a request), so idle sources cost no goroutine.
-func (c *conn) startWriter() {
+func (c *conn) startWriter() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if !c.serving || c.writerOn.Load() {
-		return
+		return c.writerOn.Load()
 	}
 	c.writerOn.Store(true)
 	c.goOwned(func() { // ends on stop, after a drain, or on a write error
@@ -188,6 +200,7 @@ func (c *conn) startWriter() {
 			c.fail(err)
 		}
 	})
+	return true
 }
 
 // hasWriter reports whether the peer gets a data writer from the start:
@@ -202,12 +215,14 @@ func (c *conn) hasWriter() bool {
 
 // finish ends the zipper's side of the connection once nothing more will
 // be routed to it: the writer writes what is queued and finishes its
-// stream; a connection without a writer has nothing to wait for and is
-// closed.
+// stream. A connection without a writer has nothing to wait for and is
+// closed, unless its client keeps its frames: it gets a writer that only
+// finishes the stream, so that the client, reading to its end, waits for
+// the last Custody rather than seeing the connection close first.
 func (c *conn) finish() {
 	c.drainOnce.Do(func() {
 		close(c.drain)
-		if !c.writerOn.Load() {
+		if !c.writerOn.Load() && (c.writer == nil || !c.startWriter()) {
 			c.tc.CloseWithError(uint64(frame.CloseNormal), "")
 		}
 	})
@@ -350,10 +365,24 @@ func (c *conn) readData() error {
 		} else if c.write != nil && !c.write.has(d.Tag) {
 			return c.z.denyWrite(c, d.Tag)
 		}
-		c.z.route(c, d, &sc)
+		if c.writer != nil {
+			c.writerSeq++
+			c.z.routeOnce(c, d, c.writerSeq, &sc)
+		} else {
+			c.z.route(c, d, &sc)
+		}
 		if c.isLink() {
-			c.link.tookCustody(n)
-		} else if c.flushWant.Load() != 0 {
+			if c.acks.add(n) {
+				c.link.kickControl()
+			}
+			return nil
+		}
+		if c.writer != nil && c.acks.add(n) {
+			if err := c.ackClient(c.ctrlTimeout()); err != nil {
+				return err
+			}
+		}
+		if c.flushWant.Load() != 0 {
 			c.checkFlush()
 		}
 		return nil
@@ -365,15 +394,71 @@ func (c *conn) readData() error {
 			_ = c.link.sendCustody(c)
 			return err // a link's data stream ends only with the link
 		}
-		// The client finished sending. Outside a shutdown it is leaving:
-		// write out what is queued for it and finish our stream, so it can
-		// close knowing it has everything.
+		// The client finished sending: it learns that everything it sent
+		// is here, also during a shutdown (every frame it sent is routed).
+		if c.writer != nil {
+			_ = c.ackClient(c.ctrlTimeout()) // failing, the client sends them again
+		}
+		// Outside a shutdown it is leaving: write out what is queued for
+		// it and finish our stream, so it can close knowing it has
+		// everything.
 		if !c.z.isDraining() {
 			c.finish()
 		}
 		return nil
 	}
 	return err
+}
+
+// How much of the peer's data stream is read before a Custody frame is
+// sent rather than at the next ping (links) or report (clients): small
+// against the queue limits, which count what the peer holds for us.
+const (
+	custodyFrames = 256
+	custodyBytes  = 256 << 10
+)
+
+// custodyIn is the receiving end of custody, one mechanism for links and
+// clients: it counts the frames of the peer's data stream taken into
+// custody here and writes the cumulative Custody frames that tell it so.
+type custodyIn struct {
+	took, tookBytes atomic.Uint64 // the reader's counts
+	dueAt, dueBytes atomic.Uint64 // took and tookBytes when a Custody was last due
+	sent            atomic.Uint64 // the count last sent
+}
+
+// add counts a frame of n bytes taken into custody (on the reader) and
+// reports whether a Custody is due now.
+func (k *custodyIn) add(n int) bool {
+	r, b := k.took.Add(1), k.tookBytes.Add(uint64(n))
+	if r-k.dueAt.Load() < custodyFrames && b-k.dueBytes.Load() < custodyBytes {
+		return false
+	}
+	k.dueAt.Store(r)
+	k.dueBytes.Store(b)
+	return true
+}
+
+// send writes a Custody for what was taken to c's peer, when that changed
+// since the last, giving up after timeout. Two goroutines at most send the
+// same count twice: cumulative, harmless.
+func (k *custodyIn) send(c *conn, timeout time.Duration) error {
+	r := k.took.Load()
+	if r <= k.sent.Load() {
+		return nil
+	}
+	k.sent.Store(r)
+	b, _ := frame.AppendControl(nil, &frame.Custody{Frames: r})
+	return c.writeControl(b, timeout)
+}
+
+// ackClient sends a client that keeps its frames (c.writer is set) the
+// Custody due to it, giving up after timeout.
+func (c *conn) ackClient(timeout time.Duration) error {
+	if c.z.holdCustody.Load() {
+		return nil
+	}
+	return c.acks.send(c, timeout)
 }
 
 // writeData opens our data stream to the peer and writes the outbox to it

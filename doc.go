@@ -52,8 +52,14 @@
 // the stall timeout, so a stuck function delays the others by at most
 // that timeout; Block never drops, DropNewest never waits. Every dropped
 // frame is counted in Stats and reported to the function (*DroppedError).
-// Delivery is at most once: frames in flight on a connection that breaks
-// are lost (and counted where the zipper can see them).
+// A client keeps what it writes until its zipper acknowledged it and
+// sends the rest again after a reconnect; the zipper drops what it routed
+// already. So a broken connection or a graceful Shutdown loses and
+// duplicates nothing a client wrote; a zipper that crashes loses what it
+// acknowledged and had not delivered, and what it routed but had not
+// acknowledged is delivered a second time (README, "What you can rely
+// on"). Frames on their way from a zipper to a function whose connection
+// breaks are lost (those still queued counted as dropped).
 //
 // # Security
 //

@@ -48,8 +48,12 @@ func ConnectAsZipperForTest(s *Source) { s.c.kind = frame.KindZipper }
 // returns route, which routes a decoded data frame from the source (with
 // backflow: from "fn") as a connection's reader does, take, which swaps
 // out the queued frames of the frame's destinations as their flushers do,
-// and done, which unregisters the connections.
-func RouteForTest(z *Zipper, fns int, backflow bool) (route func(*frame.Data), take func(), done func(), err error) {
+// and done, which unregisters the connections. With custody, the source
+// keeps its frames until acknowledged (Handshake.Custody), and route adds
+// what a reader does for such a client: the duplicate check and the
+// custody count (the Custody frames themselves are held: no control
+// stream here).
+func RouteForTest(z *Zipper, fns int, backflow, custody bool) (route func(*frame.Data), take func(), done func(), err error) {
 	var conns []*conn
 	done = func() {
 		for _, c := range conns {
@@ -69,7 +73,7 @@ func RouteForTest(z *Zipper, fns int, backflow bool) (route func(*frame.Data), t
 		conns = append(conns, c)
 		return c
 	}
-	src := add(&frame.Handshake{Kind: frame.KindSource, Name: "src", ID: 42, ObserveTags: []Tag{2}})
+	src := add(&frame.Handshake{Kind: frame.KindSource, Name: "src", ID: 42, ObserveTags: []Tag{2}, Custody: custody})
 	var sinks []*conn
 	for i := range fns {
 		sinks = append(sinks, add(&frame.Handshake{Kind: frame.KindFunction, Name: fmt.Sprintf("fn-%d", i), ObserveTags: []Tag{1}}))
@@ -85,6 +89,16 @@ func RouteForTest(z *Zipper, fns int, backflow bool) (route func(*frame.Data), t
 	}
 	var sc scratch
 	route = func(d *frame.Data) { z.route(from, d, &sc) }
+	if from.writer != nil {
+		z.holdCustody.Store(true)
+		route = func(d *frame.Data) {
+			from.writerSeq++
+			z.routeOnce(from, d, from.writerSeq, &sc)
+			if from.acks.add(len(d.Payload)) {
+				_ = from.ackClient(0)
+			}
+		}
+	}
 	take = func() {
 		for _, c := range sinks {
 			c.out.take()
@@ -117,4 +131,17 @@ func InstancesForTest(z *Zipper, tag Tag, fn string) int {
 		}
 	}
 	return n
+}
+
+// HoldCustodyForTest stops (hold) or resumes z's Custody frames to
+// clients: meanwhile what they write stays unacknowledged, and is sent
+// again after a reconnect.
+func HoldCustodyForTest(z *Zipper, hold bool) { z.holdCustody.Store(hold) }
+
+// BreakConnForTest closes the client's live connection at once, as a
+// network failure would; the client reconnects.
+func BreakConnForTest(s *Source) {
+	if ss := s.c.sess.Load(); ss != nil {
+		ss.tc.CloseWithError(uint64(frame.CloseNormal), "broken by the test")
+	}
 }

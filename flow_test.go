@@ -605,25 +605,7 @@ func TestGoAwayUnderLoadLosesNothing(t *testing.T) {
 	// the move.
 	var wrote atomic.Int64
 	stop := make(chan struct{})
-	writerDone := make(chan error, 1)
-	go func() { // owned by the test: ends when stop closes
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				writerDone <- nil
-				return
-			default:
-			}
-			if err := src.Write(1, []byte(strconv.Itoa(i))); err != nil {
-				writerDone <- fmt.Errorf("write %d: %w", i, err)
-				return
-			}
-			wrote.Add(1)
-			if i%20 == 0 {
-				time.Sleep(100 * time.Microsecond) // pace: about 100k frames/s at most
-			}
-		}
-	}()
+	writerDone := steadyWriter(src, &wrote, stop)
 	eventually(t, 10*time.Second, func() bool { return got.len() > 1000 }, func() string { return "load did not start" })
 	if err := z1.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)

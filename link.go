@@ -64,15 +64,6 @@ type linkState struct {
 	pending []frame.Route // advertisements waiting for the control writer
 	kick    chan struct{} // cap 1: wakes the control writer
 
-	// Custody of the peer's frames: recvd counts the frames of its data
-	// stream routed here (and recvdBytes their bytes); the control writer
-	// sends a Custody frame for them, every custodyFrames frames or
-	// custodyBytes bytes (the reader kicks it), else at its next ping.
-	recvd, recvdBytes atomic.Uint64
-	kickedAt          atomic.Uint64 // recvd when the reader last kicked
-	kickedBytes       atomic.Uint64
-	custodySent       atomic.Uint64 // the count last sent (by the control writer, or the reader at the end)
-
 	up       atomic.Bool  // first pong received: routes flow over it
 	rtt      atomic.Int64 // smoothed round trip, nanoseconds
 	lastPong atomic.Int64 // nanotime of the last pong
@@ -451,40 +442,23 @@ func (l *linkState) runControl(c *conn, stop <-chan struct{}) error {
 	}
 }
 
-// How much of the peer's data stream is read before the reader asks the
-// control writer for a Custody frame rather than waiting for its next ping:
-// small against the queue limits, which count what the peer holds for us.
-const (
-	custodyFrames = 256
-	custodyBytes  = 256 << 10
-)
-
-// tookCustody is called by the link's reader after it routed a frame of n
-// bytes from the peer.
-func (l *linkState) tookCustody(n int) {
-	r, b := l.recvd.Add(1), l.recvdBytes.Add(uint64(n))
-	if r-l.kickedAt.Load() >= custodyFrames || b-l.kickedBytes.Load() >= custodyBytes {
-		l.kickedAt.Store(r)
-		l.kickedBytes.Store(b)
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
+// kickControl wakes the control writer: a Custody is due.
+func (l *linkState) kickControl() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
 	}
 }
 
 // sendCustody tells the peer how many of its frames are routed here, when
-// that changed. A draining zipper sends none: its peers route again what
-// they sent it since (its own links may close before it is forwarded),
-// and the zipper delivering them drops the duplicates.
+// that changed (c.acks). A draining zipper sends none: its peers route
+// again what they sent it since (its own links may close before it is
+// forwarded), and the zipper delivering them drops the duplicates.
 func (l *linkState) sendCustody(c *conn) error {
-	r := l.recvd.Load()
-	if r <= l.custodySent.Load() || c.z.isDraining() {
+	if c.z.isDraining() {
 		return nil
 	}
-	l.custodySent.Store(r) // two writers at most send the same count twice: cumulative, harmless
-	b, _ := frame.AppendControl(nil, &frame.Custody{Frames: r})
-	return c.writeControl(b, linkDeadAfter)
+	return c.acks.send(c, linkDeadAfter)
 }
 
 // deadAfter is how long the link may answer no ping before it is closed.

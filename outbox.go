@@ -47,10 +47,11 @@ type outbox struct {
 	// a destination that was quiet for a while is not taken for stuck.
 	progress atomic.Int64
 
-	// Custody (mesh links only): every frame the flusher takes stays in
-	// held until the peer's Custody frame covers it, and counts against
-	// the queue limits until then. held[heldOff:] are the frames not yet
-	// covered, heldFrames of them; released frames were covered.
+	// Custody (mesh links, and clients: their write buffer): every frame
+	// the flusher takes stays in held until the peer's Custody frame
+	// covers it, and counts against the queue limits until then.
+	// held[heldOff:] are the frames not yet covered, heldFrames of them;
+	// released frames were covered (the first released frames ever put).
 	custody    bool
 	held       []byte
 	heldOff    int
@@ -284,6 +285,52 @@ func (o *outbox) release(covered uint64) {
 		close(o.space)
 		o.space = nil
 	}
+}
+
+// requeue puts the held frames back in front of those queued, in order,
+// for the next connection to send first: the peer of the one that ended
+// never covered them. Called when no flusher runs.
+func (o *outbox) requeue() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.heldFrames == 0 {
+		return
+	}
+	o.buf = append(o.held[o.heldOff:len(o.held):len(o.held)], o.buf...)
+	o.frames += o.heldFrames
+	o.held, o.heldOff, o.heldFrames = nil, 0, 0
+	o.wake() // for the next flusher
+}
+
+// setCustody turns custody on or off for the frames taken from now on;
+// called between connections, when nothing is held. Off, the frames taken
+// are forgotten at once and not numbered: the next connection's handshake
+// says acked = the frames released, which does not count them.
+func (o *outbox) setCustody(on bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.custody = on
+}
+
+// releasedCount returns how many frames Custody covered so far.
+func (o *outbox) releasedCount() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.released
+}
+
+// releasedAll reports whether Custody covered every frame taken so far;
+// when it did not, wake closes at the next release (or take, or close).
+func (o *outbox) releasedAll() (all bool, wake <-chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.heldFrames == 0 {
+		return true, nil
+	}
+	if o.space == nil {
+		o.space = make(chan struct{})
+	}
+	return false, o.space
 }
 
 // closeCustody closes the queue (like close) and returns, in order, the

@@ -144,3 +144,94 @@ func TestOutboxStallTimeoutScalesWithRTT(t *testing.T) {
 		t.Fatal("a destination with 1 s round trips was judged stuck after 1 s")
 	}
 }
+
+// Custody on a client's write buffer: frames taken and not covered go
+// back in front of those queued, in order, and a Custody counts frames
+// from the first ever put, across requeues; room is what is held plus
+// what is queued.
+func TestOutboxRequeueKeepsOrderAndNumbers(t *testing.T) {
+	size := len(frame.AppendData(nil, &frame.Data{Tag: 1, Payload: []byte("f1")}))
+	o := newOutbox(1<<62, 4*size, nil) // room for 4 frames
+	o.custody = true
+	put := func(s string) {
+		t.Helper()
+		if !o.put(&frame.Data{Tag: 1, Payload: []byte(s)}, DropNewest, nil, 0, 0) {
+			t.Fatalf("put %q failed", s)
+		}
+	}
+	payloads := func(b []byte) []string {
+		var out []string
+		for len(b) > 0 {
+			_, n, err := frame.ParseHeader(b, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d frame.Data
+			if err := d.Decode(b[frame.HeaderSize : frame.HeaderSize+n]); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, string(d.Payload))
+			b = b[frame.HeaderSize+n:]
+		}
+		return out
+	}
+	put("f1")
+	put("f2")
+	put("f3")
+	if _, n := o.take(); n != 3 { // the first connection sends f1 … f3
+		t.Fatalf("took %d, want 3", n)
+	}
+	o.release(1) // its zipper covers f1 only
+	put("f4")
+	put("f5")
+	if o.put(&frame.Data{Tag: 1, Payload: []byte("f6")}, DropNewest, nil, 0, 0) {
+		t.Fatal("a frame was queued beyond the limit: held frames do not count")
+	}
+	o.requeue() // the connection ended
+	if all, _ := o.releasedAll(); !all || o.releasedCount() != 1 {
+		t.Fatalf("after requeue: released %d, nothing held: %v", o.releasedCount(), all)
+	}
+	b, n := o.take() // the next connection sends f2 … f5, f2 first
+	if got := payloads(b); n != 4 || len(got) != 4 || got[0] != "f2" || got[3] != "f5" {
+		t.Fatalf("next connection sends %q (%d frames), want f2 … f5", got, n)
+	}
+	o.release(1 + 2) // its zipper covers 2 of them: f2, f3
+	if all, _ := o.releasedAll(); all || o.releasedCount() != 3 {
+		t.Fatalf("released %d, want 3 with f4, f5 held", o.releasedCount())
+	}
+	o.release(5)
+	if all, _ := o.releasedAll(); !all {
+		t.Fatal("f4, f5 still held after a Custody covering them")
+	}
+}
+
+// BenchmarkOutboxCustody measures a client's write buffer per 1 KiB frame:
+// put, the flusher's take, and with custody the copy kept until a Custody
+// covers it and the release of 256 frames at a time (what first-hop
+// custody adds on the client).
+//
+//	go test -run='^$' -bench=OutboxCustody -count=6 .
+func BenchmarkOutboxCustody(b *testing.B) {
+	for _, custody := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[custody], func(b *testing.B) {
+			o := newOutbox(1<<62, 4<<20, nil)
+			o.custody = custody
+			d := &frame.Data{Tag: 1, Payload: make([]byte, 1024)}
+			b.SetBytes(1024)
+			b.ReportAllocs()
+			var taken uint64
+			for i := range b.N {
+				if !o.put(d, Block, nil, 0, 0) {
+					b.Fatal("put failed")
+				}
+				if i%32 == 31 { // a flusher's batch
+					_, n := o.take()
+					taken += uint64(n)
+				}
+				if custody && i%256 == 255 {
+					o.release(taken)
+				}
+			}
+		})
+	}
+}

@@ -23,20 +23,24 @@ func BenchmarkZipperRoute(b *testing.B) {
 	}{{"16B", 16}, {"1KiB", 1 << 10}} {
 		for _, fns := range []int{1, 4} {
 			b.Run(fmt.Sprintf("%s/%dfn", sz.name, fns), func(b *testing.B) {
-				benchRoute(b, sz.n, fns, false)
+				benchRoute(b, sz.n, fns, false, false)
 			})
 		}
+		// The same from a source that keeps its frames until acknowledged
+		// (first-hop custody, which every Source does): what the zipper
+		// adds per frame.
+		b.Run(sz.name+"/1fn/custody", func(b *testing.B) { benchRoute(b, sz.n, 1, false, true) })
 	}
-	b.Run("16B/backflow", func(b *testing.B) { benchRoute(b, 16, 0, true) })
+	b.Run("16B/backflow", func(b *testing.B) { benchRoute(b, 16, 0, true, false) })
 }
 
-func benchRoute(b *testing.B, size, fns int, backflow bool) {
+func benchRoute(b *testing.B, size, fns int, backflow, custody bool) {
 	z, err := yomo.NewZipper("route", yomo.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = z.Close() }()
-	route, take, done, err := yomo.RouteForTest(z, fns, backflow)
+	route, take, done, err := yomo.RouteForTest(z, fns, backflow, custody)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -23,6 +23,10 @@ type Stats struct {
 	// Unroutable counts frames no function observed (and no origin Source
 	// wanted back); they are dropped without an error to the writer.
 	Unroutable uint64 `json:"unroutable"`
+	// ClientDuplicates counts frames from clients dropped because they
+	// had been routed already: the client's connection ended before the
+	// zipper's Custody covered them, and the client sent them again.
+	ClientDuplicates uint64 `json:"client_duplicates"`
 	// MeshDuplicates counts frames from mesh links dropped because they
 	// had been delivered here already: a link failed before its peer's
 	// Custody covered them, and custody sent them again over another path.
@@ -182,6 +186,8 @@ func (z *Zipper) Stats() Stats {
 		Dropped:    z.droppedAll.Load(),
 		Unroutable: z.unroutedN.Load(),
 		Filtered:   z.filtered.Load(),
+
+		ClientDuplicates: z.clientDups.Load(),
 
 		MeshDuplicates: z.seqDups.Load(),
 		MeshGaps:       z.seqGaps.Load(),

@@ -105,6 +105,12 @@ type Zipper struct {
 	// of a path: every writer here starts new flows (seq.go).
 	flowEpoch  atomic.Uint64
 	rejectedBy rejectCounters
+
+	writers    writers       // clients that keep their frames until acknowledged (firsthop.go)
+	clientDups atomic.Uint64 // their frames dropped as routed already
+	// holdCustody, set by tests only (HoldCustodyForTest), stops Custody
+	// to clients: what they wrote stays unacknowledged.
+	holdCustody atomic.Bool
 }
 
 // server is one running Serve call.
@@ -355,7 +361,9 @@ func (z *Zipper) dialMem(name string) (transport.Conn, error) {
 }
 
 // Close closes the zipper immediately: listeners, sockets and every
-// connection. Frames in flight may be lost (Shutdown does not lose them).
+// connection. Frames it holds are lost (those queued counted as dropped),
+// and clients send again what it had not acknowledged, which another
+// zipper may deliver a second time; Shutdown loses and duplicates none.
 // It waits for the zipper's goroutines and is idempotent.
 func (z *Zipper) Close() error {
 	z.mu.Lock()
@@ -472,34 +480,44 @@ func waitDone(ctx context.Context, cs []*conn) error {
 	return nil
 }
 
-// dropReportInterval is how often functions are told of their drops.
+// dropReportInterval is how often functions are told of their drops, and
+// clients that keep their frames of the Custody of those not yet covered.
 const dropReportInterval = 200 * time.Millisecond
 
-// reportDrops tells every function with new drops how many it missed.
-func (z *Zipper) reportDrops() {
+// report tells every function with new drops how many it missed, and
+// every client that keeps its frames the Custody due to it.
+func (z *Zipper) report() {
 	defer z.wg.Done()
 	t := time.NewTicker(dropReportInterval)
 	defer t.Stop()
-	var due []*conn
+	var drops, acks []*conn
 	for {
 		select {
 		case <-z.ctx.Done():
 			return
 		case <-t.C:
 		}
-		due = due[:0]
+		drops, acks = drops[:0], acks[:0]
 		z.mu.Lock()
 		for _, c := range z.conns {
 			if c.hs.Kind == frame.KindFunction && c.cnt.dropped.Load() > c.reported {
-				due = append(due, c)
+				drops = append(drops, c)
+			}
+			if c.writer != nil && c.acks.took.Load() > c.acks.sent.Load() {
+				acks = append(acks, c)
 			}
 		}
 		z.mu.Unlock()
-		for _, c := range due {
+		for _, c := range drops {
 			total := c.cnt.dropped.Load()
 			b, _ := frame.AppendControl(nil, &frame.Dropped{Count: total - c.reported, Total: total})
 			if c.writeControl(b, dropReportInterval) == nil {
 				c.reported = total
+			}
+		}
+		for _, c := range acks {
+			if err := c.ackClient(dropReportInterval); err != nil {
+				c.fail(err) // a control stream cut inside a frame is of no use
 			}
 		}
 	}

@@ -65,6 +65,15 @@ type Handshake struct {
 	// Broadcast says this function instance receives every frame of its
 	// tags rather than sharing them with the other instances of its name.
 	Broadcast bool `msgpack:"broadcast,omitempty"`
+	// Custody says the client keeps every data frame it writes until the
+	// zipper's Custody frames cover it, and sends again, on its next
+	// connection, those they did not: the zipper acknowledges its frames
+	// and drops those it had routed already.
+	Custody bool `msgpack:"custody,omitempty"`
+	// Acked is, with Custody, the number of the client's data frames that
+	// Custody frames on its earlier connections covered: the first data
+	// frame on this connection is its frame number Acked+1.
+	Acked uint64 `msgpack:"acked,omitempty"`
 }
 
 // HandshakeAck accepts a handshake.
@@ -74,6 +83,11 @@ type HandshakeAck struct {
 	// MaxFrameSize is the largest data frame body, in bytes, the zipper
 	// accepts from this client.
 	MaxFrameSize uint32 `msgpack:"max_frame"`
+	// Custody answers a handshake's Custody: the zipper acknowledges the
+	// client's data frames with Custody frames and drops those it routed
+	// already. When it is false the client gets no Custody frames and
+	// keeps nothing once written.
+	Custody bool `msgpack:"custody,omitempty"`
 }
 
 // Rejected refuses a handshake. It is final: the client must not retry.
@@ -124,9 +138,9 @@ type Flushed struct {
 	Frames uint64 `msgpack:"frames"`
 }
 
-// Custody tells a mesh peer that the first Frames data frames of its data
-// stream on this link are in the receiver's custody: the sender may
-// forget them.
+// Custody tells a mesh peer, or a client whose handshake asked for
+// custody, that the first Frames data frames of its data stream on this
+// connection are in the receiver's custody: the sender may forget them.
 type Custody struct {
 	Frames uint64 `msgpack:"frames"`
 }

@@ -850,7 +850,7 @@ func TestIntegerFields(t *testing.T) {
 		return m
 	}
 	want := map[Type]map[string]uint64{
-		TypeHandshake:    {"version": math.MaxUint32, "kind": math.MaxUint8, "id": math.MaxUint64, "tags[]": math.MaxUint32, "max_frame": math.MaxUint32},
+		TypeHandshake:    {"version": math.MaxUint32, "kind": math.MaxUint8, "id": math.MaxUint64, "tags[]": math.MaxUint32, "max_frame": math.MaxUint32, "acked": math.MaxUint64},
 		TypeHandshakeAck: {"conn_id": math.MaxUint64, "max_frame": math.MaxUint32},
 		TypeRejected:     {"code": math.MaxUint16},
 		TypeGoAway:       {},

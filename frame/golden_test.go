@@ -104,6 +104,9 @@ var controlCases = []controlCase{
 	{"subscribed", TypeSubscribed, &Subscribed{Seq: 3, Error: "tag 70000 denied"}},
 	{"flush", TypeFlush, &Flush{Frames: 1 << 20}},
 	{"flushed", TypeFlushed, &Flushed{Frames: 1 << 20}},
+	{"custody", TypeCustody, &Custody{Frames: 256}},
+	{"handshake-source-resumed", TypeHandshake, &Handshake{Version: ProtocolVersion, Name: "temp-sensor", Kind: KindSource, ID: 1001,
+		Resumed: true, Custody: true, Acked: 70000}},
 }
 
 // encodeControlCase encodes c (AppendPing for pongs).

@@ -25,7 +25,7 @@ const (
 	TypeSubscribed   Type = 0x0b // zipper -> client: a Subscribe took effect (or why not)
 	TypeFlush        Type = 0x0c // client -> zipper: tell me when you have read N data frames
 	TypeFlushed      Type = 0x0d // zipper -> client: I have read N data frames
-	TypeCustody      Type = 0x0e // zipper <-> zipper: I have taken your first N data frames
+	TypeCustody      Type = 0x0e // zipper -> zipper or client: I have taken your first N data frames
 )
 
 // streamKind is the kind of stream a frame type travels on.
@@ -90,7 +90,7 @@ var types = [...]descriptor{
 		newValue: func() any { return new(Flush) }},
 	TypeFlushed: {name: "flushed", stream: controlStream, from: "zipper → client", maxBody: MaxControlSize,
 		newValue: func() any { return new(Flushed) }},
-	TypeCustody: {name: "custody", stream: controlStream, from: "zipper ↔ zipper", maxBody: MaxControlSize,
+	TypeCustody: {name: "custody", stream: controlStream, from: "zipper → zipper or client", maxBody: MaxControlSize,
 		newValue: func() any { return new(Custody) }},
 }
 
