@@ -658,6 +658,9 @@ func runChaos(t testing.TB, sc chaosScenario, seed uint64) chaosFigures {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if h := m.meshHeld(); h != 0 {
+		t.Errorf("%s: zippers still hold %d mesh frames 20 s after the traffic stopped", sc.name, h)
+	}
 	if got.unique() < sent && !time.Now().Before(deadline) {
 		t.Logf("%s: not settled after 20 s: zipper a read %d of %d frames, %d mesh frames held, last move %v ago",
 			sc.name, m.sourceFrames("a"), sent, m.meshHeld(), time.Since(lastMove).Round(time.Millisecond))

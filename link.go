@@ -315,7 +315,7 @@ func (z *Zipper) rerouteHeld(c *conn) {
 	}
 	until := nanotime() + int64(meshHoldWindow)
 	z.meshHeld.Add(int64(n))
-	defer func() { z.meshHeld.Add(-int64(n)) }()
+	defer func() { z.meshHeld.Add(-int64(n)) }() // those left, on an early return
 	var sc scratch
 	var d frame.Data
 	for len(b) > 0 {
@@ -326,18 +326,26 @@ func (z *Zipper) rerouteHeld(c *conn) {
 		}
 		body := b[frame.HeaderSize : frame.HeaderSize+size]
 		b = b[frame.HeaderSize+size:]
+		z.rerouteOne(c, body, until, &d, &sc)
 		n--
-		for {
-			gen := z.routeGen.Load()
-			if d.Decode(body) == nil && z.rerouteFrom(c, &d, &sc) { // routing rewrites d: decode each time
-				break
-			}
-			if !z.holdForRoute(until, gen, z.ctx.Done()) {
-				c.noteDropped(1, nil)
-				z.noteLinkLoss(c.link.peer, &d)
-				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
-				break
-			}
+		z.meshHeld.Add(-1)
+	}
+}
+
+// rerouteOne routes again one frame (its encoded body) the failed link c
+// held, waiting for a path until then; with none, it is dropped and
+// counted.
+func (z *Zipper) rerouteOne(c *conn, body []byte, until int64, d *frame.Data, sc *scratch) {
+	for {
+		gen := z.routeGen.Load()
+		if d.Decode(body) == nil && z.rerouteFrom(c, d, sc) { // routing rewrites d: decode each time
+			return
+		}
+		if !z.holdForRoute(until, gen, z.ctx.Done()) {
+			c.noteDropped(1, nil)
+			z.noteLinkLoss(c.link.peer, d)
+			z.flowEpoch.Add(1) // mesh flows restart (seq.go)
+			return
 		}
 	}
 }
