@@ -1,8 +1,10 @@
 package yomo_test
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -155,14 +157,12 @@ func TestFirstHopZipperRestart(t *testing.T) {
 			z2 := next
 			if tc.next {
 				// Something answers at the crashed zipper's address at once
-				// (a zipper at its connection limit), so the clients move on
-				// without waiting for a dial to time out.
-				full := startZipper(t, tz.addr, serverCert, yomo.WithConnectionLimits(1, 1))
-				hog, err := transport.Dial(ctxT(t), full.addr, &tls.Config{RootCAs: pool}, transport.QUICConfig{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { hog.CloseWithError(0, "") })
+				// and closes every connection, so the clients move on to the
+				// next address without waiting for a dial to time out. (A
+				// zipper at its connection limit did this before, but a
+				// client that reconnected before the test took the one slot
+				// stayed there.)
+				refuseAt(t, tz.addr, cert)
 			} else {
 				z2 = startZipper(t, tz.addr, serverCert)
 			}
@@ -222,4 +222,35 @@ func TestFirstHopZipperRestart(t *testing.T) {
 				routed, n, lost, twice)
 		})
 	}
+}
+
+// refuseAt serves QUIC at addr and closes every connection as soon as its
+// handshake completes, until the test ends.
+func refuseAt(t *testing.T, addr string, cert tls.Certificate) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { // owned by the test: ends when the listener closes
+		defer close(done)
+		for {
+			c, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			c.CloseWithError(0, "nothing serves here")
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		pc.Close()
+	})
 }
