@@ -432,30 +432,27 @@ func (f *flowSeqs) flowID() uint64 {
 // peer hop.
 func (f *flowSeqs) nextName(epoch uint64, name, hop string) frame.SeqNum {
 	f.sync(epoch)
-	if f.names == nil {
-		f.names = make(map[string]*seqCounter)
-	}
-	c := f.names[name]
-	if c == nil {
-		c = new(seqCounter)
-		f.names[name] = c
-	}
-	return c.next(hop, nanotime())
+	return counter(&f.names, name).next(hop, nanotime())
 }
 
 // nextOrigin numbers the next frame of c's backflow towards origin, sent
 // to the peer hop.
 func (f *flowSeqs) nextOrigin(epoch uint64, origin uint64, hop string) frame.SeqNum {
 	f.sync(epoch)
-	if f.origins == nil {
-		f.origins = make(map[uint64]*seqCounter)
+	return counter(&f.origins, origin).next(hop, nanotime())
+}
+
+// counter returns the counter of k in *m, making both as needed.
+func counter[K comparable](m *map[K]*seqCounter, k K) *seqCounter {
+	if *m == nil {
+		*m = make(map[K]*seqCounter)
 	}
-	c := f.origins[origin]
+	c := (*m)[k]
 	if c == nil {
 		c = new(seqCounter)
-		f.origins[origin] = c
+		(*m)[k] = c
 	}
-	return c.next(hop, nanotime())
+	return c
 }
 
 // checkSeq reports what is wrong with the sequence area of a frame from
