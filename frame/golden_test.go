@@ -63,6 +63,16 @@ var dataCases = []dataCase{
 	{"data-backflow", Data{Tag: 10, Origin: 5, TID: 6, OriginZipper: []byte("eu"), Path: AppendStrList(nil, "us"), Payload: []byte("back")}},
 }
 
+// bodyCases are Body frames (the first frame of a body stream) pinned by
+// golden files.
+var bodyCases = []dataCase{
+	{"body-minimal", Data{Tag: 1}},
+	{"body-source", Data{Tag: 0x20, Target: []byte("eu"), Key: []byte("file-7"),
+		Metadata: MetadataOf("content-type", "video/mp4")}},
+	{"body-mesh", Data{Tag: 0x20, Origin: 5, OriginZipper: []byte("eu"),
+		Path: AppendStrList(nil, "eu"), Names: AppendStrList(nil, "store")}},
+}
+
 // controlCase is a control frame pinned by a golden file.
 type controlCase struct {
 	name string
@@ -113,6 +123,9 @@ func goldenFrames(t testing.TB) map[string][]byte {
 	}
 	for _, c := range controlCases {
 		m[c.name] = encodeControlCase(t, c)
+	}
+	for _, c := range bodyCases {
+		m[c.name] = AppendBody(nil, &c.d)
 	}
 	return m
 }
@@ -201,6 +214,17 @@ func TestGoldenDecode(t *testing.T) {
 			}
 			var d Data
 			if err := d.Decode(body); err != nil {
+				t.Fatal(err)
+			}
+			if !dataEqual(&d, &c.d) {
+				t.Fatalf("got %+v\nwant %+v", d, c.d)
+			}
+		})
+	}
+	for _, c := range bodyCases {
+		t.Run(c.name, func(t *testing.T) {
+			var d Data
+			if err := ReadBody(bytes.NewReader(readGolden(t, c.name)), &d); err != nil {
 				t.Fatal(err)
 			}
 			if !dataEqual(&d, &c.d) {
