@@ -56,7 +56,8 @@ type client struct {
 	tagSet     atomic.Pointer[map[Tag]struct{}] // tags, for lock-free reads
 	target     string
 	errHandler func(error)
-	onData     func(d *frame.Data) // called on the read goroutine, in order
+	onData     func(d *frame.Data)       // called on the read goroutine, in order
+	onBody     func(st transport.Stream) // a StreamFunction's: handles a body stream; nil for a Source
 
 	subVer    uint64                  // counts changes of tags and target; guarded by mu
 	hsVer     uint64                  // subVer of the last handshake built; guarded by mu
@@ -599,6 +600,10 @@ func (s *session) serve() error {
 	go s.flush()                                            // owned by serve: ends on stopFlush or a write error
 	go func() { defer s.wg.Done(); s.fail(s.readData()) }() // owned by serve: ends with the zipper's data stream or tc
 	go s.readControl()                                      // owned by serve: ends on GOAWAY or when tc closes
+	if c.onBody != nil {
+		s.wg.Add(1)
+		go s.acceptBodies(c.onBody) // owned by serve: ends when tc closes
+	}
 
 	c.mu.Lock()
 	stale := c.hsVer != c.subVer

@@ -127,6 +127,7 @@ func (c *conn) serve() error {
 			c.fail(err)
 		}
 	})
+	c.goOwned(c.acceptBodies) // ends when tc closes
 	if c.hasWriter() {
 		c.startWriter()
 	}
@@ -147,7 +148,8 @@ func (c *conn) serve() error {
 }
 
 // goOwned runs fn on a goroutine owned by serve, which waits for it.
-// c.wmu is held, or serve has not started waiting.
+// c.wmu is held, or serve has not started waiting, or the caller is one
+// of serve's goroutines itself (acceptBodies).
 func (c *conn) goOwned(fn func()) {
 	c.wg.Add(1)
 	go func() { // owned by serve (c.wg)

@@ -101,6 +101,7 @@ type Zipper struct {
 	// of a path: every writer here starts new flows (seq.go).
 	flowEpoch  atomic.Uint64
 	rejectedBy rejectCounters
+	bodies     bodyCounters // body streams (body.go)
 }
 
 // server is one running Serve call.
