@@ -21,7 +21,7 @@ import (
 
 // bodyBuffer is the buffer a zipper copies one body through: all of a
 // body it holds in its own memory, besides the streams' receive windows.
-const bodyBuffer = 32 << 10
+const bodyBuffer = 8 << 20
 
 // maxBodies bounds the bodies a zipper relays at once from one
 // connection, and those a StreamFunction handles at once; more are
@@ -226,10 +226,7 @@ func (r *relay) open(from *conn, d *frame.Data) frame.StreamCode {
 	}
 	ctx, cancel := context.WithTimeout(from.tc.Context(), z.opts.handshakeTimeout)
 	defer cancel()
-	var path []byte
-	if len(dsts) > 0 {
-		path = d.Path.AppendWith(nil, z.name)
-	}
+	path := d.Path.AppendWith(nil, z.name) // for the links among dsts
 	for _, dst := range dsts {
 		e := *d
 		e.Path, e.Names = nil, nil
