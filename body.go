@@ -21,7 +21,7 @@ import (
 
 // bodyBuffer is the buffer a zipper copies one body through: all of a
 // body it holds in its own memory, besides the streams' receive windows.
-const bodyBuffer = 8 << 20
+const bodyBuffer = 32 << 10
 
 // maxBodies bounds the bodies a zipper relays at once from one
 // connection, and those a StreamFunction handles at once; more are

@@ -121,12 +121,16 @@ func TestStreamSlowReaderBoundsWriter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tz := newZipper(t, memTransport)
 		const size, chunk = 16 << 20, 128 << 10
-		permit := make(chan struct{})
+		permit, quit := make(chan struct{}), make(chan struct{})
 		var read atomic.Int64
 		connectStreamFn(t, tz.addr, tz.clients, "slow", 0x20, func(r *yomo.StreamReader) error {
 			buf := make([]byte, chunk)
 			for {
-				<-permit
+				select {
+				case <-permit:
+				case <-quit:
+					return errors.New("the test ended")
+				}
 				n, err := io.ReadFull(r, buf)
 				read.Add(int64(n))
 				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -137,6 +141,7 @@ func TestStreamSlowReaderBoundsWriter(t *testing.T) {
 				}
 			}
 		})
+		t.Cleanup(func() { close(quit) }) // before the function closes: a failed test ends too
 		src := connectSource(t, tz, "src", tz.clients)
 		w, err := src.OpenStream(ctxT(t), 0x20)
 		if err != nil {
