@@ -167,7 +167,7 @@ func (z *Zipper) relayBody(from *conn, up transport.Stream) {
 	}
 	_, err := up.Write([]byte{0}) // routed: the writer may write
 	if err == nil {
-		err = r.copy()
+		err = r.copy(from)
 	}
 	code := frame.StreamCode(0)
 	switch {
@@ -211,6 +211,7 @@ type relay struct {
 
 // bodyOut is one destination of a relayed body.
 type bodyOut struct {
+	conn *conn
 	st   transport.Stream
 	code frame.StreamCode // why it stopped taking the body; 0: it has not; guarded by relay.mu
 }
@@ -241,7 +242,7 @@ func (r *relay) open(from *conn, d *frame.Data) frame.StreamCode {
 			resetBody(st, frame.StreamLost)
 			continue
 		}
-		r.outs = append(r.outs, &bodyOut{st: st})
+		r.outs = append(r.outs, &bodyOut{conn: dst.conn, st: st})
 	}
 	if len(r.outs) == 0 {
 		return frame.StreamLost
@@ -253,7 +254,7 @@ func (r *relay) open(from *conn, d *frame.Data) frame.StreamCode {
 // copy copies the writer's bytes to every destination still taking them,
 // through one buffer, until the writer's stream ends (io.EOF) or fails,
 // or no destination is left.
-func (r *relay) copy() error {
+func (r *relay) copy(from *conn) error {
 	bp := bodyBufPool.Get().(*[]byte)
 	defer bodyBufPool.Put(bp)
 	buf := *bp
@@ -261,6 +262,9 @@ func (r *relay) copy() error {
 	for {
 		n, err := r.up.Read(buf)
 		if n > 0 {
+			if from.isLink() {
+				from.link.heard()
+			}
 			c.bytes.Add(uint64(n))
 			c.buffered.Add(int64(n))
 			left := 0
@@ -272,6 +276,9 @@ func (r *relay) copy() error {
 					code, _ := streamCodeOf(werr)
 					r.drop(o, code)
 					continue
+				}
+				if o.conn.isLink() {
+					o.conn.link.heard()
 				}
 				left++
 			}

@@ -339,7 +339,10 @@ func TestStreamAcrossMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const size = 16 << 20
+	size := int64(16 << 20)
+	if raceEnabled {
+		size = 4 << 20
+	}
 	w, err := src.OpenStreamMessage(ctxT(t), yomo.Message{Tag: 0x20, Metadata: map[string]string{"name": "x"}})
 	if err != nil {
 		t.Fatal(err)

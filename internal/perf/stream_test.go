@@ -82,15 +82,20 @@ func benchBody(b *testing.B, send func() error) {
 	b.SetBytes(*streamSize)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for range b.N {
 		if err := send(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 	if rss {
 		b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
 	}
+	// CPU per GiB moved: less sensitive than MB/s to other load on the
+	// machine (it still counts what contention costs, such as cache misses).
+	b.ReportMetric(cpu.Seconds()/(float64(*streamSize)*float64(b.N)/(1<<30)), "cpu-s/GiB")
 }
 
 // BenchmarkStream: one body of -perf.streamsize bytes (1 GiB) per op,
