@@ -165,9 +165,10 @@ func (z *Zipper) relayBody(from *conn, up transport.Stream) {
 			r.watch(o)
 		}()
 	}
-	_, err := up.Write([]byte{0}) // routed: the writer may write
+	ack := &bodyAcker{st: up}
+	err := ack.send() // count 0: routed, the writer may write
 	if err == nil {
-		err = r.copy(from)
+		err = r.copy(from, ack)
 	}
 	code := frame.StreamCode(0)
 	switch {
@@ -213,6 +214,7 @@ type relay struct {
 type bodyOut struct {
 	conn *conn
 	st   transport.Stream
+	sb   *sentBody         // its bytes against conn's body credit
 	code frame.StreamCode // why it stopped taking the body; 0: it has not; guarded by relay.mu
 }
 
@@ -242,7 +244,7 @@ func (r *relay) open(from *conn, d *frame.Data) frame.StreamCode {
 			resetBody(st, frame.StreamLost)
 			continue
 		}
-		r.outs = append(r.outs, &bodyOut{conn: dst.conn, st: st})
+		r.outs = append(r.outs, &bodyOut{conn: dst.conn, st: st, sb: newSentBody(&dst.conn.credit, st)})
 	}
 	if len(r.outs) == 0 {
 		return frame.StreamLost
@@ -253,8 +255,8 @@ func (r *relay) open(from *conn, d *frame.Data) frame.StreamCode {
 
 // copy copies the writer's bytes to every destination still taking them,
 // through one buffer, until the writer's stream ends (io.EOF) or fails,
-// or no destination is left.
-func (r *relay) copy(from *conn) error {
+// or no destination is left. ack counts what it read for the writer.
+func (r *relay) copy(from *conn, ack *bodyAcker) error {
 	bp := bodyBufPool.Get().(*[]byte)
 	defer bodyBufPool.Put(bp)
 	buf := *bp
@@ -265,6 +267,9 @@ func (r *relay) copy(from *conn) error {
 			if from.isLink() {
 				from.link.heard()
 			}
+			if aerr := ack.add(n); aerr != nil {
+				return aerr
+			}
 			c.bytes.Add(uint64(n))
 			c.buffered.Add(int64(n))
 			left := 0
@@ -272,9 +277,11 @@ func (r *relay) copy(from *conn) error {
 				if r.codeOf(o) != 0 {
 					continue
 				}
-				if _, werr := o.st.Write(buf[:n]); werr != nil {
-					code, _ := streamCodeOf(werr)
-					r.drop(o, code)
+				if _, werr := o.sb.write(buf[:n]); werr != nil {
+					if !errors.Is(werr, errBodyEnded) { // else dropped already
+						code, _ := streamCodeOf(werr)
+						r.drop(o, code)
+					}
 					continue
 				}
 				if o.conn.isLink() {
@@ -311,23 +318,17 @@ func (r *relay) abort(code frame.StreamCode) {
 	}
 }
 
-// watch reads o's reply until it ends: FIN when the destination took the
-// whole body, a reset with its code when it did not.
+// watch reads o's reply until it ends: the destination's counts of what
+// it read (which give back credit), then FIN when it took the whole body,
+// a reset with its code when it did not.
 func (r *relay) watch(o *bodyOut) {
-	var b [16]byte
-	for {
-		_, err := o.st.Read(b[:]) // a zipper's routed byte; nothing else is expected
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, io.EOF) {
-			return
-		}
+	err := o.sb.readReply()
+	if err != nil {
 		if code, remote := streamCodeOf(err); remote {
 			r.drop(o, code)
 		}
-		return
 	}
+	o.sb.end()
 }
 
 // drop records that o stopped taking the body, and why, and ends its
@@ -343,6 +344,7 @@ func (r *relay) drop(o *bodyOut, code frame.StreamCode) {
 	last := r.live == 0
 	r.mu.Unlock()
 	resetBody(o.st, code)
+	o.sb.end() // a write waiting for credit gives up
 	if last {
 		r.up.CancelRead(uint64(code)) // the writer's Write fails with code
 	}

@@ -579,6 +579,8 @@ type session struct {
 	flushedN uint64        // the largest Flushed the zipper sent; guarded by flushMu
 	flushCh  chan struct{} // closed (and replaced) at each Flushed; guarded by flushMu
 	ended    chan struct{} // closed when serve returns
+
+	credit bodyCredit // body bytes in flight towards the zipper (bodycredit.go)
 }
 
 // serve runs the session through its phases and returns why it ended:

@@ -76,6 +76,8 @@ type conn struct {
 	link *linkState // mesh links only
 
 	fseq flowSeqs // its frames' flows into the mesh; its reader goroutine's own
+
+	credit bodyCredit // body bytes in flight towards the peer (bodycredit.go)
 }
 
 // connCounters are the counters of a connection.

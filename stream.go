@@ -118,7 +118,7 @@ func (s *Source) OpenStreamMessage(ctx context.Context, m Message) (*StreamWrite
 		}
 		return nil, bodyErr(err)
 	}
-	w := &StreamWriter{st: st}
+	w := &StreamWriter{st: st, sb: newSentBody(&sess.credit, st), replied: make(chan struct{})}
 	w.stop = context.AfterFunc(ctx, func() { w.abort(context.Cause(ctx)) })
 	fail := func(err error) (*StreamWriter, error) {
 		err = w.errOf(err)
@@ -129,10 +129,15 @@ func (s *Source) OpenStreamMessage(ctx context.Context, m Message) (*StreamWrite
 	if _, err := st.Write(frame.AppendBody(nil, &d)); err != nil {
 		return fail(err)
 	}
-	var b [1]byte // the zipper's byte: routed
+	var b [8]byte // the zipper's first count, 0: routed
 	if _, err := io.ReadFull(st, b[:]); err != nil {
 		return fail(err)
 	}
+	go func() { // owned by w: ends with the reply (FIN, reset, or the connection), which Close and CloseWithError bring about
+		defer close(w.replied)
+		w.reply = w.sb.readReply()
+		w.sb.end()
+	}()
 	return w, nil
 }
 
@@ -144,8 +149,11 @@ func (s *Source) OpenStreamMessage(ctx context.Context, m Message) (*StreamWrite
 // zipper holds at most 32 KiB of a body; the QUIC stream windows of each
 // hop take the rest, up to 16 MiB each; 1 MiB in memory).
 type StreamWriter struct {
-	st   transport.Stream
-	stop func() bool // the OpenStream context's watch
+	st      transport.Stream
+	sb      *sentBody
+	stop    func() bool   // the OpenStream context's watch
+	replied chan struct{} // closed when the reply ended
+	reply   error         // how it ended (nil: FIN); read after replied
 
 	mu      sync.Mutex
 	aborted error // CloseWithError's or the context's reason; guarded by mu
@@ -159,8 +167,14 @@ type StreamWriter struct {
 // cannot go on: ErrStreamRefused or ErrStreamFailed once every
 // destination has stopped reading, ErrStreamLost, or ErrStreamAborted.
 func (w *StreamWriter) Write(p []byte) (int, error) {
-	n, err := w.st.Write(p)
+	n, err := w.sb.write(p)
 	w.written.Add(int64(n))
+	if errors.Is(err, errBodyEnded) {
+		<-w.replied // the reply says why
+		if err = w.reply; err == nil {
+			err = errBodyEnded // a reply that ended with FIN before the body did
+		}
+	}
 	if err != nil {
 		return n, w.errOf(err)
 	}
@@ -183,16 +197,9 @@ func (w *StreamWriter) Close() error {
 		// After a refusal Close fails (the stream is reset); the reply
 		// still says why, so it is read either way.
 		_ = w.st.Close()
-		var b [16]byte
-		for {
-			_, err := w.st.Read(b[:])
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			if err != nil {
-				w.closed = w.errOf(err)
-				return
-			}
+		<-w.replied
+		if w.reply != nil {
+			w.closed = w.errOf(w.reply)
 		}
 	})
 	return w.closed
@@ -246,6 +253,7 @@ type StreamHandler func(r *StreamReader) error
 // with the body's tag, key and metadata.
 type StreamReader struct {
 	st     transport.Stream
+	ack    bodyAcker
 	d      frame.Data
 	eof    bool
 	closed atomic.Bool
@@ -271,6 +279,9 @@ func (r *StreamReader) Read(p []byte) (int, error) {
 	}
 	n, err := r.st.Read(p)
 	r.read += int64(n)
+	if n > 0 {
+		_ = r.ack.add(n) // a reply that cannot be written fails the next Read
+	}
 	switch {
 	case err == nil:
 		return n, nil
@@ -352,7 +363,7 @@ func (f *StreamFunction) handleBody(st transport.Stream) {
 		resetBody(st, frame.StreamRefused)
 		return
 	}
-	r := &StreamReader{st: st, d: d}
+	r := &StreamReader{st: st, ack: bodyAcker{st: st}, d: d}
 	var err error
 	panicked := true
 	func() {

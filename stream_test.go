@@ -400,6 +400,7 @@ func TestStreamsConcurrentWithFrames(t *testing.T) {
 		}
 		got := make(chan bodyResult, bodies)
 		release := make(chan struct{})
+		unblock := sync.OnceFunc(func() { close(release) })
 		for i := range 2 { // two instances share the bodies
 			connectStreamFn(t, tz.addr, tz.clients, "store", 0x20, hashingHandler(fmt.Sprint(i), got))
 		}
@@ -408,6 +409,7 @@ func TestStreamsConcurrentWithFrames(t *testing.T) {
 			_, err := io.Copy(io.Discard, r)
 			return err
 		})
+		t.Cleanup(unblock) // before the function closes: a failed test ends too
 		var frames recorder
 		connectFn(t, tz, "frames", tz.clients, []yomo.Tag{0x30}, func(c yomo.Context) { frames.add(c.Tag(), c.Data()) })
 		src := connectSource(t, tz, "src", tz.clients)
@@ -477,9 +479,78 @@ func TestStreamsConcurrentWithFrames(t *testing.T) {
 			t.Fatalf("the stuck body finished before its reader read: %v", err)
 		default:
 		}
-		close(release)
+		unblock()
 		if err := <-stuckDone; err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestStreamStalledBodiesLeaveRoomForFrames stalls four bodies from one
+// Source at a reader that does not read, until their writers block, then
+// writes frames on the same connection: QUIC's connection window is
+// shared by every stream of the connection, and the body credit keeps
+// the stalled bodies from taking all of it (without it, two stalled
+// bodies stopped the frames). QUIC only: the in-memory transport has no
+// connection window.
+func TestStreamStalledBodiesLeaveRoomForFrames(t *testing.T) {
+	t.Parallel()
+	tz := newZipper(t, quicTransport)
+	release := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	connectStreamFn(t, tz.addr, tz.clients, "stuck", 0x21, func(r *yomo.StreamReader) error {
+		<-release
+		_, err := io.Copy(io.Discard, r)
+		return err
+	})
+	t.Cleanup(unblock) // before the function closes: a failed test ends too
+	var frames recorder
+	connectFn(t, tz, "frames", tz.clients, []yomo.Tag{0x30}, func(c yomo.Context) { frames.add(c.Tag(), c.Data()) })
+	src := connectSource(t, tz, "src", tz.clients)
+
+	const stalled = 4
+	ws := make([]*yomo.StreamWriter, stalled)
+	done := make(chan error, stalled)
+	for i := range ws {
+		w, err := src.OpenStream(ctxT(t), 0x21)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws[i] = w
+		go func() { // owned by the test: ends once release lets the reader read
+			_, err := writeBody(w, 8<<20, uint64(i))
+			done <- errors.Join(err, w.Close())
+		}()
+	}
+	written := func() (n int64) {
+		for _, w := range ws {
+			n += w.Written()
+		}
+		return n
+	}
+	// Until the writers are blocked: what they wrote stops growing (a
+	// pause taken for a block only weakens the test, it cannot fail it).
+	var last int64
+	eventually(t, 5*time.Second, func() bool {
+		time.Sleep(100 * time.Millisecond) // the poll interval, not a synchronisation
+		cur := written()
+		stable := cur == last && cur >= 2<<20
+		last = cur
+		return stable
+	}, func() string { return fmt.Sprintf("the stalled bodies wrote %d bytes", written()) })
+	const count = 2000
+	for i := range count {
+		if err := src.Write(0x30, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, func() bool { return frames.len() == count }, func() string {
+		return fmt.Sprintf("%d of %d frames arrived next to %d stalled bodies (%d bytes written)", frames.len(), count, stalled, written())
+	})
+	unblock()
+	for range stalled {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
