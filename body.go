@@ -214,7 +214,7 @@ type relay struct {
 type bodyOut struct {
 	conn *conn
 	st   transport.Stream
-	sb   *sentBody         // its bytes against conn's body credit
+	sb   *sentBody        // its bytes against conn's body credit
 	code frame.StreamCode // why it stopped taking the body; 0: it has not; guarded by relay.mu
 }
 
