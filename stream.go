@@ -145,9 +145,9 @@ func (s *Source) OpenStreamMessage(ctx context.Context, m Message) (*StreamWrite
 // be called from one goroutine at a time; CloseWithError from any.
 //
 // Flow control runs end to end: Write blocks while the slowest reader is
-// behind by more than the buffers and stream windows on the path (the
-// zipper holds at most 32 KiB of a body; the QUIC stream windows of each
-// hop take the rest, up to 16 MiB each; 1 MiB in memory).
+// behind by more than the buffers and windows on the path (the zipper
+// holds at most 32 KiB of a body; each hop carries at most 2 MiB of the
+// body bytes of one connection in flight).
 type StreamWriter struct {
 	st      transport.Stream
 	sb      *sentBody
