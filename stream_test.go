@@ -511,14 +511,16 @@ func TestStreamStalledBodiesLeaveRoomForFrames(t *testing.T) {
 	const stalled = 4
 	ws := make([]*yomo.StreamWriter, stalled)
 	done := make(chan error, stalled)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // -race on a loaded machine moves a few MB/s
+	defer cancel()
 	for i := range ws {
-		w, err := src.OpenStream(ctxT(t), 0x21)
+		w, err := src.OpenStream(ctx, 0x21)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ws[i] = w
 		go func() { // owned by the test: ends once release lets the reader read
-			_, err := writeBody(w, 8<<20, uint64(i))
+			_, err := writeBody(w, 3<<20, uint64(i)) // 12 MiB in all: far more than the windows take
 			done <- errors.Join(err, w.Close())
 		}()
 	}
