@@ -56,7 +56,8 @@ type client struct {
 	tagSet     atomic.Pointer[map[Tag]struct{}] // tags, for lock-free reads
 	target     string
 	errHandler func(error)
-	onData     func(d *frame.Data) // called on the read goroutine, in order
+	onData     func(d *frame.Data)       // called on the read goroutine, in order
+	onBody     func(st transport.Stream) // a StreamFunction's: handles a body stream; nil for a Source
 
 	subVer    uint64                  // counts changes of tags and target; guarded by mu
 	hsVer     uint64                  // subVer of the last handshake built; guarded by mu
@@ -597,6 +598,8 @@ type session struct {
 	flushedN uint64        // the largest Flushed the zipper sent; guarded by flushMu
 	flushCh  chan struct{} // closed (and replaced) at each Flushed; guarded by flushMu
 	ended    chan struct{} // closed when serve returns
+
+	credit bodyCredit // body bytes in flight towards the zipper (bodycredit.go)
 }
 
 // serve runs the session through its phases and returns why it ended:
@@ -620,6 +623,10 @@ func (s *session) serve() error {
 	go s.readControl()                                      // owned by serve: ends on GOAWAY or when tc closes
 	go func() { defer s.wg.Done(); s.dg.run(s.tc, nil) }()  // owned by serve: ends when tc closes
 	go s.readDatagrams()                                    // owned by serve: ends when tc closes
+	if c.onBody != nil {
+		s.wg.Add(1)
+		go s.acceptBodies(c.onBody) // owned by serve: ends when tc closes
+	}
 
 	c.mu.Lock()
 	stale := c.hsVer != c.subVer

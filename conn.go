@@ -89,7 +89,8 @@ type conn struct {
 
 	fseq flowSeqs // its frames' flows into the mesh; its reader goroutine's own
 
-	dg atomic.Pointer[dgramOut] // datagrams to the peer; started by the first (startDatagrams)
+	dg     atomic.Pointer[dgramOut] // datagrams to the peer; started by the first (startDatagrams)
+	credit bodyCredit               // body bytes in flight towards the peer (bodycredit.go)
 }
 
 // connCounters are the counters of a connection.
@@ -146,6 +147,7 @@ func (c *conn) serve() error {
 			c.fail(err)
 		}
 	})
+	c.goOwned(c.acceptBodies) // ends when tc closes
 	if c.hasWriter() {
 		c.startWriter()
 	}
@@ -166,7 +168,8 @@ func (c *conn) serve() error {
 }
 
 // goOwned runs fn on a goroutine owned by serve, which waits for it.
-// c.wmu is held, or serve has not started waiting.
+// c.wmu is held, or serve has not started waiting, or the caller is one
+// of serve's goroutines itself (acceptBodies).
 func (c *conn) goOwned(fn func()) {
 	c.wg.Add(1)
 	go func() { // owned by serve (c.wg)

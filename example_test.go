@@ -3,9 +3,11 @@ package yomo_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -541,4 +543,62 @@ func ExampleWithDatagramTags() {
 	// 52.52,13.40
 	// true
 	// {In:1 Out:1 Lost:0 Late:0 TooLarge:0 QueueFull:0 NoConnection:0}
+}
+
+// A body of any size as a stream: the source writes it, the function
+// reads it as it arrives, and Close says whether every reader took it.
+func ExampleSource_OpenStream() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
+
+	z, err := yomo.NewZipper("embedded", quiet)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer z.Close()
+	local := yomo.WithInMemory(z)
+
+	store := yomo.NewStreamFunction("store", "in-memory", local, quiet)
+	store.SetObserveDataTags(0x20)
+	store.SetStreamHandler(func(r *yomo.StreamReader) error {
+		h := sha256.New()
+		n, err := io.Copy(h, r)
+		name, _ := r.Metadata("name")
+		fmt.Printf("stored %s: %d bytes, sha256 %x…\n", name, n, h.Sum(nil)[:4])
+		return err
+	})
+	if err := store.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	src := yomo.NewSource("uploader", "in-memory", local, quiet)
+	if err := src.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.OpenStream(ctx, 0x30); errors.Is(err, yomo.ErrNoResponders) {
+		fmt.Println("nothing observes 0x30")
+	}
+	w, err := src.OpenStreamMessage(ctx, yomo.Message{Tag: 0x20, Metadata: map[string]string{"name": "zeros.bin"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := io.CopyN(w, zeros{}, 10<<20); err != nil { // 10 MiB, never all in memory
+		log.Fatal(err)
+	}
+	fmt.Println("close:", w.Close())
+	// Output:
+	// nothing observes 0x30
+	// stored zeros.bin: 10485760 bytes, sha256 e5b844cc…
+	// close: <nil>
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

@@ -230,17 +230,23 @@ func TestHostileDataStream(t *testing.T) {
 		in      []byte
 		fin     bool
 		want    string
+		body    bool // write on a new body stream (bidirectional) rather than a data stream
 	}{
-		{"1 GiB data header", false, []byte{byte(frame.TypeData), 0x40, 0, 0, 0}, false, "data frame of 1073741824 bytes exceeds the limit of 4259840"},
-		{"over the frame limit", false, append(frame.AppendHeader(nil, frame.TypeData, 4<<20+frame.MaxEnvelope+1), make([]byte, 1000)...), false, "exceeds the limit of 4259840"},
-		{"unknown type", false, []byte{0x3c, 0, 0, 0, 1, 0x90}, false, "frame: unknown type 0x3c"},
-		{"garbage", false, []byte("\x00garbage garbage garbage"), false, "frame: unknown type 0x00"},
-		{"control frame on a data stream", false, frame.AppendPing(nil, 1, false), false, "unexpected ping frame on a data stream"},
-		{"malformed data body", false, append(frame.AppendHeader(nil, frame.TypeData, 3), 0x93, 1, 2), false, "malformed"},
-		{"truncated data frame", false, frame.AppendData(nil, &frame.Data{Tag: pipelineTag, Payload: make([]byte, 100)})[:50], true, "truncated frame"},
-		{"second handshake", true, hs, false, "unexpected handshake frame on the control stream"},
-		{"unknown type on control", true, []byte{0x3c, 0, 0, 0, 1, 0x80}, false, "frame: unknown type 0x3c"},
-		{"1 GiB control header", true, []byte{byte(frame.TypePing), 0x40, 0, 0, 0}, false, "ping frame of 1073741824 bytes exceeds the limit of 65536"},
+		{"1 GiB data header", false, []byte{byte(frame.TypeData), 0x40, 0, 0, 0}, false, "data frame of 1073741824 bytes exceeds the limit of 4259840", false},
+		{"over the frame limit", false, append(frame.AppendHeader(nil, frame.TypeData, 4<<20+frame.MaxEnvelope+1), make([]byte, 1000)...), false, "exceeds the limit of 4259840", false},
+		{"unknown type", false, []byte{0x3c, 0, 0, 0, 1, 0x90}, false, "frame: unknown type 0x3c", false},
+		{"garbage", false, []byte("\x00garbage garbage garbage"), false, "frame: unknown type 0x00", false},
+		{"control frame on a data stream", false, frame.AppendPing(nil, 1, false), false, "unexpected ping frame on a data stream", false},
+		{"malformed data body", false, append(frame.AppendHeader(nil, frame.TypeData, 3), 0x93, 1, 2), false, "malformed", false},
+		{"truncated data frame", false, frame.AppendData(nil, &frame.Data{Tag: pipelineTag, Payload: make([]byte, 100)})[:50], true, "truncated frame", false},
+		{"second handshake", true, hs, false, "unexpected handshake frame on the control stream", false},
+		{"unknown type on control", true, []byte{0x3c, 0, 0, 0, 1, 0x80}, false, "frame: unknown type 0x3c", false},
+		{"1 GiB control header", true, []byte{byte(frame.TypePing), 0x40, 0, 0, 0}, false, "ping frame of 1073741824 bytes exceeds the limit of 65536", false},
+		{name: "1 GiB body header", body: true, in: []byte{byte(frame.TypeBody), 0x40, 0, 0, 0}, want: "body frame of 1073741824 bytes exceeds the limit of 65536"},
+		{name: "data frame on a body stream", body: true, in: frame.AppendData(nil, &frame.Data{Tag: pipelineTag}), want: "a data frame opens a body stream"},
+		{name: "body frame with a payload", body: true, in: append(frame.AppendHeader(nil, frame.TypeBody, 3), 0, 1, 'x'), want: "malformed"},
+		{name: "truncated body frame", body: true, in: frame.AppendBody(nil, &frame.Data{Tag: pipelineTag, Target: []byte("target")})[:9], fin: true, want: "truncated body frame"},
+		{name: "garbage on a body stream", body: true, in: []byte("\x00garbage garbage garbage"), want: "frame: unknown type 0x00"},
 	}
 	p.during(t, func() {
 		for _, tc := range cases {
@@ -262,7 +268,12 @@ func TestHostileDataStream(t *testing.T) {
 						Write([]byte) (int, error)
 						Close() error
 					} = st
-					if !tc.control {
+					switch {
+					case tc.body:
+						if w, err = c.OpenStream(ctxT(t)); err != nil {
+							t.Fatal(err)
+						}
+					case !tc.control:
 						if w, err = c.OpenUniStream(ctxT(t)); err != nil {
 							t.Fatal(err)
 						}

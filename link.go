@@ -469,6 +469,13 @@ func (l *linkState) sendCustody(c *conn) error {
 	return c.acks.send(c, linkDeadAfter)
 }
 
+// heard records evidence that the peer is alive other than a pong: it
+// sent body bytes on the link, or took some (its flow control let a
+// write through). A body that fills the link delays the pings behind
+// its bytes, on a busy machine beyond deadAfter; the link is not dead
+// while the body moves.
+func (l *linkState) heard() { l.lastPong.Store(nanotime()) }
+
 // deadAfter is how long the link may answer no ping before it is closed.
 func (l *linkState) deadAfter() time.Duration {
 	return max(minDeadAfter, deadRTTs*time.Duration(l.rtt.Load()))

@@ -415,3 +415,59 @@ func (z *Zipper) noteUnroutable(tag Tag) {
 	z.unroutable[tag]++
 	z.mu.Unlock()
 }
+
+// bodyDest is where a body goes: a local function instance, or a mesh
+// link and the function names it is for beyond it.
+type bodyDest struct {
+	conn  *conn
+	names []string // a link's
+}
+
+// bodyDests routes a body (frame/spec.md §9) as dispatch and routeNames
+// route a data frame of its tag, target and key, from a client or from
+// the link from: one instance of each function name, near or over a
+// link; never backflow. It returns nil when the body goes nowhere.
+func (z *Zipper) bodyDests(from *conn, d *frame.Data) []bodyDest {
+	var out []bodyDest
+	add := func(dst *dest) {
+		if dst.conn.isLink() {
+			for i := range out {
+				if out[i].conn == dst.conn {
+					out[i].names = append(out[i].names, dst.name)
+					return
+				}
+			}
+		}
+		out = append(out, bodyDest{conn: dst.conn, names: []string{dst.name}})
+	}
+	tbl, it := z.table.Load(), z.instTable.Load()
+	target := unsafeString(d.Target)
+	if !from.isLink() {
+		for _, dst := range tbl.RouteKey(d.Tag, target, d.Key, nil) {
+			if len(d.Key) > 0 {
+				dst = keyedDest(it, d, dst)
+			}
+			add(dst)
+		}
+		return out
+	}
+	path := d.Path
+	if path.Contains(z.name) {
+		return nil
+	}
+	d.Names.Range(func(name []byte) bool {
+		var dst *dest
+		var ok bool
+		n := unsafeString(name)
+		if strings.IndexByte(n, router.MemberSep) >= 0 {
+			dst, ok = it.RouteName(d.Tag, target, n)
+		} else if dst, ok = tbl.RouteNameKey(d.Tag, target, n, d.Key); ok && len(d.Key) > 0 {
+			dst = keyedDest(it, d, dst)
+		}
+		if ok && (!dst.conn.isLink() || dst.conn != from && !path.Contains(dst.conn.link.peer)) {
+			add(dst)
+		}
+		return true
+	})
+	return out
+}

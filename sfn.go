@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/yomo-dev/yomo/frame"
 	"github.com/yomo-dev/yomo/router"
@@ -25,6 +26,8 @@ type StreamFunction struct {
 	handler Handler      // guarded by hmu
 	hctx    fnContext
 	workers *workers // with WithHandlerConcurrency(n > 1)
+
+	shandler atomic.Pointer[StreamHandler] // SetStreamHandler; nil: bodies are refused
 }
 
 // NewStreamFunction returns a function named name for the zipper at
@@ -35,6 +38,7 @@ func NewStreamFunction(name, zipperAddr string, opts ...ClientOption) *StreamFun
 	f := &StreamFunction{c: newClient(frame.KindFunction, name, zipperAddr, opts)}
 	f.hctx.f = f
 	f.c.onData = f.onData
+	f.c.onBody = f.handleBody
 	return f
 }
 
@@ -118,12 +122,15 @@ func (f *StreamFunction) SetErrorHandler(fn func(err error)) { f.c.setErrorHandl
 
 // Connect connects to the zipper and returns once the zipper accepted the
 // handshake, or with the error (see Source.Connect). It needs a handler
-// and at least one observed tag.
+// and at least one observed tag. The handler is a frame handler
+// (SetHandler), a stream handler (SetStreamHandler), or both; frames
+// that arrive for a function with no frame handler are reported to the
+// error handler and not handled.
 func (f *StreamFunction) Connect(ctx context.Context) error {
 	f.hmu.RLock()
 	h := f.handler
 	f.hmu.RUnlock()
-	if h == nil {
+	if h == nil && f.shandler.Load() == nil {
 		return ErrNoHandler
 	}
 	var started *workers
@@ -183,6 +190,10 @@ func (f *StreamFunction) call(x *fnContext, d *frame.Data) {
 		}
 		x.d = nil
 	}()
+	if f.handler == nil {
+		f.c.report(fmt.Errorf("yomo: a frame of tag %d and no frame handler (SetHandler)", d.Tag))
+		return
+	}
 	x.d = d
 	f.handler(x)
 }

@@ -63,6 +63,8 @@ type Stats struct {
 	// (also in Connections.RejectedBy["denied"]) and data frames written to
 	// a tag the writer may not write (each dropped, its connection closed).
 	Denied uint64 `json:"denied"`
+	// Streams counts body streams (Source.OpenStream).
+	Streams StreamStats `json:"streams"`
 	// UnroutableByTag breaks Unroutable down by tag.
 	UnroutableByTag map[Tag]uint64 `json:"unroutable_by_tag,omitempty"`
 	// Functions has one entry per function name, sorted by name.
@@ -74,6 +76,36 @@ type Stats struct {
 	// Routes lists, for a zipper in a mesh, every function it can reach
 	// and where it sends their frames, sorted by tag and name.
 	Routes []RouteStats `json:"routes,omitempty"`
+}
+
+// StreamStats counts the bodies (Source.OpenStream) a zipper relayed,
+// from Sources and from mesh links, each by how it ended: Delivered,
+// Unroutable, Refused, Aborted, Lost or Limited. A body relayed by
+// several zippers of a mesh is counted by each.
+type StreamStats struct {
+	// Open is the number of bodies being relayed now.
+	Open int64 `json:"open"`
+	// Buffered is the number of body bytes in the zipper's relay buffers
+	// now: at most 32 KiB per open body, whatever the bodies' sizes (the
+	// rest waits in the writers, held back by flow control).
+	Buffered int64 `json:"buffered"`
+	// Bytes counts body bytes read from writers and links.
+	Bytes uint64 `json:"bytes"`
+	// Delivered counts bodies every destination read to the end and
+	// accepted (its handler returned nil).
+	Delivered uint64 `json:"delivered"`
+	// Unroutable counts bodies refused at open: nothing observes the tag.
+	Unroutable uint64 `json:"unroutable"`
+	// Refused counts bodies a destination stopped reading before the end,
+	// or whose handler returned an error.
+	Refused uint64 `json:"refused"`
+	// Aborted counts bodies their writer abandoned.
+	Aborted uint64 `json:"aborted"`
+	// Lost counts bodies cut by a connection that closed on their path.
+	Lost uint64 `json:"lost"`
+	// Limited counts bodies refused because a connection already had 64
+	// bodies open.
+	Limited uint64 `json:"limited"`
 }
 
 // RouteStats is the route a mesh zipper uses to reach a function.
@@ -196,6 +228,10 @@ func (z *Zipper) Stats() Stats {
 		MeshHeld:       z.meshHeld.Load(),
 		Datagrams:      z.dgram.snapshot(),
 	}
+	b := &z.bodies
+	s.Streams = StreamStats{Open: b.open.Load(), Buffered: b.buffered.Load(), Bytes: b.bytes.Load(),
+		Delivered: b.delivered.Load(), Unroutable: b.unroutable.Load(), Refused: b.refused.Load(),
+		Aborted: b.aborted.Load(), Lost: b.lost.Load(), Limited: b.limited.Load()}
 	s.Links = z.linkStatsLocked()
 	if z.meshOn.Load() {
 		for _, e := range z.mesh.Entries() {

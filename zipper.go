@@ -111,6 +111,7 @@ type Zipper struct {
 	// holdCustody, set by tests only (HoldCustodyForTest), stops Custody
 	// to clients: what they wrote stays unacknowledged.
 	holdCustody atomic.Bool
+	bodies      bodyCounters // body streams (body.go)
 }
 
 // server is one running Serve call.

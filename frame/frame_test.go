@@ -505,7 +505,7 @@ func TestReaderErrors(t *testing.T) {
 		{"header only", valid[:HeaderSize], 0, 0, io.ErrUnexpectedEOF},
 		{"truncated large body", large[:len(large)-1], 0, 0, io.ErrUnexpectedEOF},
 		{"unknown type 0", []byte{0x00, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
-		{"unknown type 15", []byte{0x0f, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
+		{"unknown type 16", []byte{0x10, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
 		{"unknown type ff", append(append([]byte(nil), valid...), 0xff, 0, 0, 0, 0), 0, 1, ErrUnknownType},
 		{"data over max", AppendData(nil, &Data{Payload: make([]byte, 100)}), 100, 0, ErrFrameTooLarge},
 		{"data over default", AppendHeader(nil, TypeData, DefaultMaxSize+1), 0, 0, ErrFrameTooLarge},
@@ -899,6 +899,13 @@ func TestDescriptors(t *testing.T) {
 		}
 		names[d.name] = typ
 		data := d.stream == dataStream
+		if d.stream == bodyStream {
+			// A body stream's first frame: the data encoding, a fixed limit.
+			if d.newValue != nil || d.maxBody != MaxEnvelope || d.from == "" {
+				t.Errorf("%v: value %v, limit %d, from %q", typ, d.newValue != nil, d.maxBody, d.from)
+			}
+			continue
+		}
 		if data != (d.newValue == nil) || data != (d.maxBody == 0) || d.stream == 0 || d.from == "" {
 			t.Errorf("%v: stream %d, value %v, limit %d, from %q", typ, d.stream, d.newValue != nil, d.maxBody, d.from)
 		}

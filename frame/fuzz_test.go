@@ -38,6 +38,9 @@ func addGoldenFrames(f *testing.F) {
 		f.Add(b)
 		all = append(all, b...)
 	}
+	for _, c := range bodyCases {
+		f.Add(readGolden(f, c.name))
+	}
 	f.Add(all)
 }
 
@@ -45,6 +48,10 @@ func addGoldenFrames(f *testing.F) {
 // fails with ErrMalformed, and what decodes survives a round trip; a
 // control body likewise.
 func checkFrameBody(t *testing.T, typ Type, body []byte) {
+	if typ == TypeBody {
+		checkBodyFrame(t, body)
+		return
+	}
 	if typ == TypeData {
 		var d Data
 		if err := d.Decode(body); err != nil {

@@ -63,6 +63,16 @@ var dataCases = []dataCase{
 	{"data-backflow", Data{Tag: 10, Origin: 5, TID: 6, OriginZipper: []byte("eu"), Path: AppendStrList(nil, "us"), Payload: []byte("back")}},
 }
 
+// bodyCases are Body frames (the first frame of a body stream) pinned by
+// golden files.
+var bodyCases = []dataCase{
+	{"body-minimal", Data{Tag: 1}},
+	{"body-source", Data{Tag: 0x20, Target: []byte("eu"), Key: []byte("file-7"),
+		Metadata: MetadataOf("content-type", "video/mp4")}},
+	{"body-mesh", Data{Tag: 0x20, Origin: 5, OriginZipper: []byte("eu"),
+		Path: AppendStrList(nil, "eu"), Names: AppendStrList(nil, "store")}},
+}
+
 // datagramCase is a datagram (spec.md, section 8) pinned by a golden
 // file: a data frame with its sequence number.
 type datagramCase struct {
@@ -133,6 +143,9 @@ func goldenFrames(t testing.TB) map[string][]byte {
 	}
 	for _, c := range datagramCases {
 		m[c.name] = AppendDatagram(nil, c.seq, AppendDataBody(nil, &c.d))
+	}
+	for _, c := range bodyCases {
+		m[c.name] = AppendBody(nil, &c.d)
 	}
 	return m
 }
@@ -239,6 +252,17 @@ func TestGoldenDecode(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !dataEqual(&d, &c.d) || d.Datagram {
+				t.Fatalf("got %+v\nwant %+v", d, c.d)
+			}
+		})
+	}
+	for _, c := range bodyCases {
+		t.Run(c.name, func(t *testing.T) {
+			var d Data
+			if err := ReadBody(bytes.NewReader(readGolden(t, c.name)), &d); err != nil {
+				t.Fatal(err)
+			}
+			if !dataEqual(&d, &c.d) {
 				t.Fatalf("got %+v\nwant %+v", d, c.d)
 			}
 		})

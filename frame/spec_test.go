@@ -63,8 +63,11 @@ func TestSpecFrameTypes(t *testing.T) {
 			t.Errorf("frame types: %s is %s in the spec, %s in the package", row[1], row[0], d.name)
 		}
 		stream, body := "control, ", "map, §6."
-		if d.stream == dataStream {
+		switch d.stream {
+		case dataStream:
 			stream, body = "data, ", "compact, §5"
+		case bodyStream:
+			stream, body = "body, ", "compact, §5"
 		}
 		if want := stream + d.from; row[2] != want {
 			t.Errorf("frame types: %s travels on %q in the spec, %q in the package", row[0], row[2], want)
@@ -142,5 +145,20 @@ func TestSpecCodes(t *testing.T) {
 	}
 	if known != 0 {
 		t.Errorf("rejection codes: spec.md and the package do not list the same number")
+	}
+}
+
+// TestSpecStreamCodes checks spec.md's table of stream codes against the
+// package's.
+func TestSpecStreamCodes(t *testing.T) {
+	rows := specTable(t, readSpec(t), "| code | name | sent when |")
+	for _, row := range rows {
+		v, err := strconv.ParseUint(row[0], 0, 64)
+		if err != nil || len(row) != 3 || !StreamCode(v).Known() || StreamCode(v).String() != row[1] {
+			t.Errorf("stream codes: %q, package: %v", row, StreamCode(v))
+		}
+	}
+	if want := len(streamNames) - 1; len(rows) != want {
+		t.Errorf("stream codes: %d in spec.md, %d in the package", len(rows), want)
 	}
 }

@@ -26,6 +26,7 @@ const (
 	TypeFlush        Type = 0x0c // client -> zipper: tell me when you have read N data frames
 	TypeFlushed      Type = 0x0d // zipper -> client: I have read N data frames
 	TypeCustody      Type = 0x0e // zipper -> zipper or client: I have taken your first N data frames
+	TypeBody         Type = 0x0f // first frame of a body stream: the body's tag, target, key, metadata
 )
 
 // streamKind is the kind of stream a frame type travels on.
@@ -34,6 +35,7 @@ type streamKind uint8
 const (
 	controlStream streamKind = iota + 1 // the control stream; the body is a msgpack map
 	dataStream                          // a data stream; the body is the compact data encoding
+	bodyStream                          // a body stream, first and only frame; the compact data encoding without payload
 )
 
 // descriptor is all the package knows about one frame type. The type's
@@ -92,6 +94,7 @@ var types = [...]descriptor{
 		newValue: func() any { return new(Flushed) }},
 	TypeCustody: {name: "custody", stream: controlStream, from: "zipper → zipper or client", maxBody: MaxControlSize,
 		newValue: func() any { return new(Custody) }},
+	TypeBody: {name: "body", stream: bodyStream, from: "opener → acceptor", maxBody: MaxEnvelope},
 }
 
 // typeOfValue maps the Go type of a control value to the frame type

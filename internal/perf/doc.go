@@ -9,6 +9,10 @@
 //     raw relay in the same run.
 //   - cascade_test.go: source → zipper → zipper → function
 //     (BenchmarkCascade).
+//   - stream_test.go: one body of 1 GiB (-perf.streamsize) through a
+//     zipper and through two meshed zippers to a stream handler, next to
+//     raw QUIC streams copied by one and two relays (BenchmarkStream):
+//     MB/s and the process's peak RSS.
 //   - relay_test.go: the raw QUIC relay the zipper is measured against
 //     (source → relay → handler on internal/transport), and TestRawRelay,
 //     which checks that it delivers every message in order.
@@ -30,6 +34,7 @@
 //	go test -run='^$' -bench=Isolation -benchtime=50000x -count=5 ./internal/perf/
 //	go test -run='^$' -bench=Scale -benchtime=1x -count=5 ./internal/perf/
 //	go test -run='^$' -bench=DatagramLoss -benchtime=3000x -count=6 ./internal/perf/
+//	go test -run='^$' -bench=Stream -benchtime=1x -count=3 -timeout=30m ./internal/perf/
 //	go test -run='^$' -bench=ZipperRoute -count=5 .
 //	benchstat /tmp/bench.txt
 //
