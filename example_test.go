@@ -602,3 +602,59 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// A Source whose address changes (a phone moving from Wi-Fi to cellular,
+// here a new local socket) keeps its connection: QUIC migrates it, the
+// zipper sees no reconnect, and nothing in flight is lost.
+func ExampleSource_Migrate() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
+
+	z, err := yomo.NewZipper("edge", quiet)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer z.Close()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go z.Serve(ctx, pc) // returns when the zipper is closed
+
+	got := make(chan string, 2)
+	fn := yomo.NewStreamFunction("track", "in-memory", yomo.WithInMemory(z), quiet)
+	fn.SetObserveDataTags(0x20)
+	fn.SetHandler(func(c yomo.Context) { got <- string(c.Data()) })
+	if err := fn.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer fn.Close()
+
+	phone := yomo.NewSource("phone", pc.LocalAddr().String(), quiet, yomo.WithRootCAPEM(z.RootCAPEM()))
+	if err := phone.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer phone.Close()
+	if err := phone.Write(0x20, []byte("on wi-fi")); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(<-got)
+
+	cellular, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := phone.Migrate(ctx, cellular); err != nil { // phone owns cellular from now on
+		log.Fatal(err)
+	}
+	if err := phone.Write(0x20, []byte("on cellular")); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(<-got)
+	fmt.Println("sources connected:", z.Stats().Connections.Sources)
+	// Output:
+	// on wi-fi
+	// on cellular
+	// sources connected: 1
+}
