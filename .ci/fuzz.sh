@@ -24,6 +24,8 @@ targets=(
 	"./frame   FuzzReader         150000" # frame decoder: length-prefixed framing
 	"./frame   FuzzControl        100000" # frame decoder: control frame bodies
 	"./frame   FuzzDataRoundTrip   80000" # frame decoder: data frames
+	"./frame   FuzzDatagram        40000" # frame decoder: datagrams
+	"./frame   FuzzReadBody        40000" # frame decoder: body stream headers
 	".         FuzzHandshake       50000" # zipper handshake path (auth, ACLs, limits)
 	"./router  FuzzRouter          40000" # routing table against a model
 	"./mesh    FuzzMeshConverges   25000" # path-vector routes against Floyd-Warshall
