@@ -33,8 +33,8 @@ type losses struct {
 // its origin Source's next loss notice; frames of no Source (or notices
 // themselves) are only counted where they were dropped.
 func (z *Zipper) noteMeshLoss(d *frame.Data) {
-	if d.Origin == 0 || d.TID&frame.TIDReplyOnly != 0 {
-		return
+	if d.Origin == 0 || d.TID&frame.TIDReplyOnly != 0 || !z.meshOn.Load() {
+		return // the notices go out with the mesh's sweeper
 	}
 	k := lossKey{zipper: z.name, origin: d.Origin, tag: d.Tag}
 	if len(d.OriginZipper) > 0 {

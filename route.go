@@ -60,15 +60,15 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 		if z.dispatch(from, d, z.table.Load(), sc, wait) {
 			return
 		}
-		until := from.graceUntil
-		if hold := z.meshHold.Load(); hold != nil {
-			until = max(until, (*hold)[d.Tag]) // a link that carried the tag failed: wait for another path
-		}
+		meshUntil := z.meshHoldOf(d.Tag) // a link that carried the tag failed: wait for another path
+		until := max(from.graceUntil, meshUntil)
 		// A datagram is never held: it would block the datagrams behind it.
 		if until == 0 || d.Datagram || !z.holdForRoute(until, gen, wait) {
 			if until != 0 && !d.Datagram {
 				z.flowEpoch.Add(1) // mesh flows restart (seq.go)
-				z.noteMeshLoss(d)
+			}
+			if meshUntil != 0 && !d.Datagram {
+				z.noteMeshLoss(d) // it had a path through a link that failed
 			}
 			z.noteUnroutable(d.Tag)
 			z.noResponders(d, sc, wait)
@@ -168,10 +168,22 @@ func (z *Zipper) linkHoldUntil(tag Tag) int64 {
 	if young := z.born + int64(meshHoldWindow); nanotime() < young {
 		until = young
 	}
+	return max(until, z.meshHoldOf(tag))
+}
+
+// meshHoldOf returns until when a link that carried tag failed (the
+// frames of the tag wait for another path until then), or 0. A hold
+// that ended more than meshHoldWindow ago is none: the frames queued
+// behind a held one while it waited are still lost for want of a path
+// (and reported to their Source); frames written long after are only
+// unroutable.
+func (z *Zipper) meshHoldOf(tag Tag) int64 {
 	if hold := z.meshHold.Load(); hold != nil {
-		until = max(until, (*hold)[tag])
+		if u := (*hold)[tag]; u+int64(meshHoldWindow) > nanotime() {
+			return u
+		}
 	}
-	return until
+	return 0
 }
 
 // rerouteFrom routes again a frame that was written or queued on the link
