@@ -124,9 +124,12 @@ func TestConnectBurst(t *testing.T) {
 
 // burstConnect dials addr once and performs a Source's handshake.
 func burstConnect(ctx context.Context, addr string, tlsConf *tls.Config, i int) (transport.Conn, error) {
-	// A handshake timeout above the default 5 s: 2000 handshakes on two
-	// busy CPUs take a while; only refusals are under test.
-	c, err := transport.Dial(ctx, addr, tlsConf, transport.QUICConfig{HandshakeTimeout: 10 * time.Second})
+	// A handshake timeout well above the default 5 s: 2000 handshakes on
+	// two busy CPUs take a while, and a handshake whose packets the
+	// socket buffer dropped waits out QUIC's growing probe timeouts (1, 2,
+	// 4, 8 s...); only refusals are under test. (10 s let a tenth of 500
+	// time out under -race with other packages' tests running.)
+	c, err := transport.Dial(ctx, addr, tlsConf, transport.QUICConfig{HandshakeTimeout: 30 * time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +149,7 @@ func burstConnect(ctx context.Context, addr string, tlsConf *tls.Config, i int) 
 	if _, err := st.Write(hs); err != nil {
 		return fail(err)
 	}
-	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	st.SetReadDeadline(time.Now().Add(30 * time.Second))
 	typ, body, err := frame.NewReader(st, frame.MaxControlSize).Next()
 	if err != nil {
 		return fail(err)

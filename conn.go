@@ -267,6 +267,9 @@ func writeControlOn(mu *sync.Mutex, st transport.Stream, b []byte, timeout time.
 // readControl reads the peer's control frames until the stream fails.
 func (c *conn) readControl() error {
 	return readControlStream(c.ctrlRd, func(t frame.Type, body []byte) error {
+		if c.isLink() {
+			c.link.heard() // any frame from the peer shows it is alive
+		}
 		switch t {
 		case frame.TypePing:
 			v, err := decodeControl(t, body)
@@ -361,6 +364,7 @@ func (c *conn) readData() error {
 	err := readDataStream(c.z.ctx, c.tc, c.z.opts.maxFrame+frame.MaxEnvelope, func(d *frame.Data, n int) error {
 		c.cnt.framesIn.Add(1)
 		if c.isLink() {
+			c.link.heard()
 			c.cnt.bytesIn.Add(uint64(n))
 			if err := checkSeq(d); err != nil {
 				return &protocolError{msg: "data frame: " + err.Error(), err: err}

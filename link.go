@@ -469,11 +469,12 @@ func (l *linkState) sendCustody(c *conn) error {
 	return c.acks.send(c, linkDeadAfter)
 }
 
-// heard records evidence that the peer is alive other than a pong: it
-// sent body bytes on the link, or took some (its flow control let a
-// write through). A body that fills the link delays the pings behind
-// its bytes, on a busy machine beyond deadAfter; the link is not dead
-// while the body moves.
+// heard records evidence that the peer is alive other than a pong: any
+// frame read from it (data or control), or body bytes sent or taken on
+// the link (its flow control let a write through). Frames or a body that
+// fill the link delay the pings behind them, on a busy machine beyond
+// deadAfter; the link is not dead while they move. A cut stops all of
+// them alike.
 func (l *linkState) heard() { l.lastPong.Store(nanotime()) }
 
 // deadAfter is how long the link may answer no ping before it is closed.
