@@ -36,8 +36,8 @@ func Pipe(name string) (client, server Conn) {
 		mc.ctx, sh.cancel[mc.side] = context.WithCancelCause(context.Background())
 		mc.bidi.sig = make(chan struct{}, 1)
 		mc.uni.sig = make(chan struct{}, 1)
-		mc.dgrams.readable = make(chan struct{}, 1)
-		mc.dgrams.writable = make(chan struct{}, 1)
+		mc.dgrams.sig = make(chan struct{}, 1)
+		mc.dgrams.limit, mc.dgrams.room = memDatagramQueue, make(chan struct{}, 1)
 	}
 	return c, s
 }
@@ -87,7 +87,7 @@ type memConn struct {
 	uni  acceptQueue[*memReceiveStream]
 	// dgrams holds the datagrams the peer sent and this side has not
 	// received yet.
-	dgrams dgramQueue
+	dgrams acceptQueue[[]byte]
 }
 
 // memDatagramQueue is how many datagrams one side of a Pipe holds for
@@ -95,69 +95,15 @@ type memConn struct {
 // in-memory transport loses nothing).
 const memDatagramQueue = 128
 
-// dgramQueue is one direction's datagrams in flight.
-type dgramQueue struct {
-	mu       sync.Mutex
-	items    [][]byte
-	readable chan struct{} // capacity 1: "items may be non-empty"
-	writable chan struct{} // capacity 1: "items may have room"
-}
-
 func (c *memConn) SendDatagram(p []byte) error {
 	if len(p) > MaxDatagramSize {
 		return ErrDatagramTooLarge
 	}
-	q := &c.peer.dgrams
-	for {
-		if err := c.sh.err(c.side); err != nil {
-			return err
-		}
-		q.mu.Lock()
-		if len(q.items) < memDatagramQueue {
-			q.items = append(q.items, append([]byte(nil), p...))
-			room := len(q.items) < memDatagramQueue
-			q.mu.Unlock()
-			signal(q.readable)
-			if room {
-				signal(q.writable) // hand over to another waiting sender
-			}
-			return nil
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.writable:
-		case <-c.sh.done:
-		}
-	}
+	return c.peer.dgrams.pushWait(append([]byte(nil), p...), c.sh, c.side)
 }
 
 func (c *memConn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
-	q := &c.dgrams
-	for {
-		if err := c.sh.err(c.side); err != nil {
-			return nil, err
-		}
-		q.mu.Lock()
-		if len(q.items) > 0 {
-			b := q.items[0]
-			q.items[0] = nil
-			q.items = q.items[1:]
-			more := len(q.items) > 0
-			q.mu.Unlock()
-			signal(q.writable)
-			if more {
-				signal(q.readable) // hand over to another waiting receiver
-			}
-			return b, nil
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.readable:
-		case <-c.sh.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return c.dgrams.pop(ctx, c.sh, c.side)
 }
 
 func (c *memConn) OpenStream(ctx context.Context) (Stream, error) {
@@ -213,11 +159,16 @@ func (c *memConn) RemoteAddr() net.Addr                  { return c.addr }
 func (c *memConn) PeerCertificates() []*x509.Certificate { return nil }
 func (c *memConn) RTT() time.Duration                    { return 0 }
 
-// acceptQueue holds streams opened by the peer and not yet accepted.
+// acceptQueue holds what the peer sent and this side has not taken yet:
+// streams opened and not accepted, datagrams not received.
 type acceptQueue[T any] struct {
 	mu    sync.Mutex
 	items []T
 	sig   chan struct{} // capacity 1: "items may be non-empty"
+	// limit, when set, bounds items: pushWait waits on room (capacity 1:
+	// "items may have room") while it is full.
+	limit int
+	room  chan struct{}
 }
 
 func (q *acceptQueue[T]) push(v T) {
@@ -225,6 +176,32 @@ func (q *acceptQueue[T]) push(v T) {
 	q.items = append(q.items, v)
 	q.mu.Unlock()
 	signal(q.sig)
+}
+
+// pushWait appends v once there is room, or fails when the connection
+// is closed.
+func (q *acceptQueue[T]) pushWait(v T, sh *memShared, side int) error {
+	for {
+		if err := sh.err(side); err != nil {
+			return err
+		}
+		q.mu.Lock()
+		if len(q.items) < q.limit {
+			q.items = append(q.items, v)
+			room := len(q.items) < q.limit
+			q.mu.Unlock()
+			signal(q.sig)
+			if room {
+				signal(q.room) // hand over to another waiting sender
+			}
+			return nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.room:
+		case <-sh.done:
+		}
+	}
 }
 
 func (q *acceptQueue[T]) pop(ctx context.Context, sh *memShared, side int) (T, error) {
@@ -240,8 +217,11 @@ func (q *acceptQueue[T]) pop(ctx context.Context, sh *memShared, side int) (T, e
 			q.items = q.items[1:]
 			more := len(q.items) > 0
 			q.mu.Unlock()
+			if q.room != nil {
+				signal(q.room)
+			}
 			if more {
-				signal(q.sig) // hand over to another waiting Accept
+				signal(q.sig) // hand over to another waiting taker
 			}
 			return v, nil
 		}
