@@ -79,23 +79,38 @@ func streamCodeOf(err error) (code frame.StreamCode, ok bool) {
 // acceptBodies accepts the body streams the peer opens and relays each on
 // a goroutine of its own, until the connection ends.
 func (c *conn) acceptBodies() {
+	acceptBodyStreams(c.z.ctx, c.tc, func() { c.z.bodies.count(frame.StreamLimit) },
+		func(st transport.Stream, done func()) {
+			c.goOwned(func() { // ends when the body ended, or with either connection
+				defer done()
+				c.z.relayBody(c, st)
+			})
+		})
+}
+
+// acceptBodyStreams accepts the body streams the peer of tc opens until
+// tc ends, zipper and client side alike: at most maxBodies at once, one
+// more is reset with StreamLimit (and refused, when set, is called). run
+// starts serving an accepted stream on a goroutine its caller owns and
+// calls done when that ends.
+func acceptBodyStreams(ctx context.Context, tc transport.Conn, refused func(), run func(st transport.Stream, done func())) {
 	sem := make(chan struct{}, maxBodies)
+	done := func() { <-sem }
 	for {
-		st, err := c.tc.AcceptStream(c.z.ctx)
+		st, err := tc.AcceptStream(ctx)
 		if err != nil {
 			return
 		}
 		select {
 		case sem <- struct{}{}:
 		default:
-			c.z.bodies.count(frame.StreamLimit)
+			if refused != nil {
+				refused()
+			}
 			resetBody(st, frame.StreamLimit)
 			continue
 		}
-		c.goOwned(func() { // ends when the body ended, or with either connection
-			defer func() { <-sem }()
-			c.z.relayBody(c, st)
-		})
+		run(st, done)
 	}
 }
 

@@ -323,25 +323,14 @@ func (f *StreamFunction) SetStreamHandler(fn StreamHandler) {
 // one of the session's goroutines.
 func (s *session) acceptBodies(handle func(st transport.Stream)) {
 	defer s.wg.Done()
-	sem := make(chan struct{}, maxBodies)
-	for {
-		st, err := s.tc.AcceptStream(s.c.ctx)
-		if err != nil {
-			return
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			resetBody(st, frame.StreamLimit)
-			continue
-		}
+	acceptBodyStreams(s.c.ctx, s.tc, nil, func(st transport.Stream, done func()) {
 		s.wg.Add(1)
 		go func() { // owned by the session's serve (s.wg): ends when the handler returns
 			defer s.wg.Done()
-			defer func() { <-sem }()
+			defer done()
 			handle(st)
 		}()
-	}
+	})
 }
 
 // handleBody reads the Body frame of a body stream and runs the stream
