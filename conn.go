@@ -54,8 +54,9 @@ type conn struct {
 	stop     chan struct{} // closed when serve winds down
 	failOnce sync.Once
 	first    error      // the first failure; set once through fail
-	wmu      sync.Mutex // guards serving and the start of the writer
+	wmu      sync.Mutex // guards serving, served and the start of the writer
 	serving  bool       // goroutines may start
+	served   bool       // serve has ended: nothing starts any more
 	writerOn atomic.Bool
 
 	flushWant atomic.Uint64 // a Flush waits for cnt.framesIn to reach it; 0: none
@@ -135,6 +136,11 @@ func (c *conn) serve() error {
 	c.stop = make(chan struct{})
 	c.wmu.Lock()
 	c.serving = true
+	if o := c.dg.Load(); o != nil {
+		// Datagrams were routed to the peer between its registration
+		// and now: they waited in the queue.
+		c.goOwned(func() { o.run(c.tc, c.stop) }) // ends on stop or when tc closes
+	}
 	c.wmu.Unlock()
 	c.goOwned(func() { // ends when the peer's data stream or tc ends
 		defer close(c.readDone)
@@ -160,7 +166,7 @@ func (c *conn) serve() error {
 	}
 	c.fail(c.readControl()) // returns once tc is closed, by anyone
 	c.wmu.Lock()
-	c.serving = false // no goroutine starts from now on
+	c.serving, c.served = false, true // no goroutine starts from now on
 	c.wmu.Unlock()
 	close(c.stop)
 	c.wg.Wait()
@@ -528,20 +534,23 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 }
 
 // startDatagrams returns the connection's datagram queue, starting its
-// sender on first use; nil once the connection is no longer served.
+// sender on first use (or, for a peer registered and not yet served,
+// when serve starts); nil once the connection is no longer served.
 func (c *conn) startDatagrams() *dgramOut {
 	if o := c.dg.Load(); o != nil {
 		return o
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if o := c.dg.Load(); o != nil || !c.serving {
+	if o := c.dg.Load(); o != nil || c.served {
 		return o
 	}
 	o := newDgramOut(&c.z.dgram)
 	c.dg.Store(o)
-	stop := c.stop
-	c.goOwned(func() { o.run(c.tc, stop) }) // ends on stop or when tc closes
+	if c.serving {
+		stop := c.stop
+		c.goOwned(func() { o.run(c.tc, stop) }) // ends on stop or when tc closes
+	}
 	return o
 }
 

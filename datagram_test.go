@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -297,4 +298,45 @@ func TestHostileDatagrams(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestDatagramRightAfterConnect: a datagram written as soon as both
+// clients are connected reaches the function. The zipper registers a
+// connection (its routes exist, the client is told it is connected) a
+// moment before it starts serving it; a datagram routed to it in between
+// waits in its queue. (It used to be dropped as NoConnection in about 1
+// of 100 runs in memory.)
+func TestDatagramRightAfterConnect(t *testing.T) {
+	quiet := yomo.WithLogger(slog.New(slog.DiscardHandler))
+	const runs = 400
+	for i := range runs {
+		z, err := yomo.NewZipper("edge", quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := yomo.WithInMemory(z)
+		got := make(chan string, 1)
+		fn := yomo.NewStreamFunction("track", "in-memory", local, quiet)
+		fn.SetObserveDataTags(0x20)
+		fn.SetHandler(func(c yomo.Context) { got <- string(c.Data()) })
+		src := yomo.NewSource("gps", "in-memory", local, quiet, yomo.WithDatagramTags(0x20))
+		if err := fn.Connect(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := src.Connect(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := src.Write(0x20, []byte("fix")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("run %d: the datagram never reached the function; zipper %+v, source %+v",
+				i, z.Stats().Datagrams, src.DatagramStats())
+		}
+		_ = src.Close()
+		_ = fn.Close()
+		_ = z.Close()
+	}
 }
