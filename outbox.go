@@ -47,16 +47,23 @@ type outbox struct {
 	// a destination that was quiet for a while is not taken for stuck.
 	progress atomic.Int64
 
-	// Custody (mesh links, and clients: their write buffer): every frame
-	// the flusher takes stays in held until the peer's Custody frame
-	// covers it, and counts against the queue limits until then.
-	// held[heldOff:] are the frames not yet covered, heldFrames of them;
-	// released frames were covered (the first released frames ever put).
+	// Custody (mesh links, and clients: their write buffer): every batch
+	// the flusher takes stays in held, as it was written (no copy), until
+	// the peer's Custody frames cover its frames, and counts against the
+	// queue limits until then. held[heldHead:] are the batches with
+	// frames not yet covered, heldFrames frames and heldBytes bytes of
+	// them; released frames were covered (the first released frames ever
+	// put). A batch wholly covered goes to freed, from which take reuses
+	// it as the next queue buffer: take runs when the flusher is done
+	// writing its last batch, so no buffer is reused while written.
 	custody    bool
-	held       []byte
-	heldOff    int
+	held       []heldBatch
+	heldHead   int
 	heldFrames int
+	heldBytes  int
 	released   uint64
+	freed      [][]byte // at most keepFreed, of 2*maxBytes capacity in all
+	freedBytes int
 
 	// rtt, when set, is the round-trip time of the destination's
 	// connection: DropStalled waits at least stallRTTs of it, so a healthy
@@ -65,6 +72,19 @@ type outbox struct {
 	// taken for stuck. Called only when a queue is full.
 	rtt func() time.Duration
 }
+
+// heldBatch is a batch the flusher took and the peer has not yet wholly
+// covered: b[off:] holds its n frames not covered.
+type heldBatch struct {
+	b   []byte
+	off int
+	n   int
+}
+
+// keepFreed is how many wholly covered batches are kept for reuse: about
+// as many as are held at once under load, so that buffers circulate
+// rather than being allocated for each batch.
+const keepFreed = 8
 
 // stallRTTs is how many round trips of its connection a destination may
 // take nothing before DropStalled judges it stuck, if that is longer than
@@ -116,7 +136,7 @@ func (o *outbox) tryPut(d *frame.Data) (queued, full bool) {
 func (o *outbox) hasRoom() bool {
 	if o.custody {
 		n := o.frames + o.heldFrames
-		return n == 0 || (n < o.maxFrames && len(o.buf)+len(o.held)-o.heldOff < o.maxBytes)
+		return n == 0 || (n < o.maxFrames && len(o.buf)+o.heldBytes < o.maxBytes)
 	}
 	return o.frames == 0 || (o.frames < o.maxFrames && len(o.buf) < o.maxBytes)
 }
@@ -222,7 +242,34 @@ func (o *outbox) take() ([]byte, int) {
 	o.mu.Lock()
 	b, n := o.buf, o.frames
 	next := o.spare[:0]
-	if cap(next) > shrinkAbove {
+	switch {
+	case o.custody && n == 0:
+		next = b // nothing taken: the buffer stays
+	case o.custody:
+		// The batch stays held: the next buffer is one the peer covered.
+		// The buffers a past burst grew are released once traffic has
+		// stayed well below their size for a while, as spare is below.
+		if k := len(o.freed); k > 0 && cap(o.freed[k-1]) > shrinkAbove {
+			if len(b) < cap(o.freed[k-1])/4 {
+				o.small++
+			} else {
+				o.small = 0
+			}
+			if o.small >= shrinkAfter {
+				clear(o.freed)
+				o.freed, o.freedBytes, o.small = o.freed[:0], 0, 0
+			}
+		}
+		if k := len(o.freed); k > 0 {
+			next, o.freed[k-1] = o.freed[k-1][:0], nil
+			o.freed = o.freed[:k-1]
+			o.freedBytes -= cap(next)
+		} else {
+			// Room for a batch twice the last, so that buffers in use
+			// settle at a size rather than grow at each larger batch.
+			next = make([]byte, 0, max(2*len(b), 64<<10))
+		}
+	case cap(next) > shrinkAbove:
 		// A past burst grew it. Release it once traffic has stayed well
 		// below its size for a while (not at the first small batch, which
 		// would free and regrow it over and over under steady load).
@@ -236,8 +283,9 @@ func (o *outbox) take() ([]byte, int) {
 		}
 	}
 	if o.custody && n > 0 {
-		o.held = append(o.held, b...)
+		o.held = append(o.held, heldBatch{b: b, n: n})
 		o.heldFrames += n
+		o.heldBytes += len(b)
 	}
 	o.buf, o.frames = next, 0
 	o.taken += uint64(n)
@@ -249,8 +297,11 @@ func (o *outbox) take() ([]byte, int) {
 		close(o.space)
 		o.space = nil
 	}
+	custody := o.custody
 	o.mu.Unlock()
-	o.spare = b
+	if !custody {
+		o.spare = b
+	}
 	return b, n
 }
 
@@ -265,20 +316,32 @@ func (o *outbox) release(covered uint64) {
 		return
 	}
 	for o.released < covered && o.heldFrames > 0 {
-		_, n, err := frame.ParseHeader(o.held[o.heldOff:], math.MaxInt)
+		h := &o.held[o.heldHead]
+		_, n, err := frame.ParseHeader(h.b[h.off:], math.MaxInt)
 		if err != nil {
 			break // cannot happen: held holds frames we encoded
 		}
-		o.heldOff += frame.HeaderSize + n
+		h.off += frame.HeaderSize + n
+		h.n--
 		o.heldFrames--
+		o.heldBytes -= frame.HeaderSize + n
 		o.released++
+		if h.n == 0 {
+			if len(o.freed) < keepFreed && o.freedBytes+cap(h.b) <= 2*o.maxBytes {
+				o.freed = append(o.freed, h.b)
+				o.freedBytes += cap(h.b)
+			}
+			*h = heldBatch{}
+			o.heldHead++
+		}
 	}
 	if o.heldFrames == 0 {
-		o.held, o.heldOff = o.held[:0], 0
-	} else if o.heldOff > len(o.held)/2 {
+		o.held, o.heldHead = o.held[:0], 0
+	} else if o.heldHead > len(o.held)/2 {
 		// Amortised: the live part moves only when it is the smaller half.
-		k := copy(o.held, o.held[o.heldOff:])
-		o.held, o.heldOff = o.held[:k], 0
+		k := copy(o.held, o.held[o.heldHead:])
+		clear(o.held[k:])
+		o.held, o.heldHead = o.held[:k], 0
 	}
 	o.progress.Store(nanotime())
 	if o.space != nil {
@@ -296,10 +359,25 @@ func (o *outbox) requeue() {
 	if o.heldFrames == 0 {
 		return
 	}
-	o.buf = append(o.held[o.heldOff:len(o.held):len(o.held)], o.buf...)
+	o.buf = append(o.heldLocked(), o.buf...)
 	o.frames += o.heldFrames
-	o.held, o.heldOff, o.heldFrames = nil, 0, 0
+	o.dropHeldLocked()
 	o.wake() // for the next flusher
+}
+
+// heldLocked returns a copy of the frames held, in order; o.mu is held.
+func (o *outbox) heldLocked() []byte {
+	b := make([]byte, 0, o.heldBytes)
+	for _, h := range o.held[o.heldHead:] {
+		b = append(b, h.b[h.off:]...)
+	}
+	return b
+}
+
+// dropHeldLocked forgets the frames held; o.mu is held.
+func (o *outbox) dropHeldLocked() {
+	o.held, o.heldHead, o.heldFrames, o.heldBytes = nil, 0, 0, 0
+	o.freed, o.freedBytes = nil, 0
 }
 
 // setCustody turns custody on or off for the frames taken from now on;
@@ -343,9 +421,9 @@ func (o *outbox) closeCustody() ([]byte, int) {
 		return nil, 0
 	}
 	o.closed = true
-	b := append(o.held[o.heldOff:len(o.held):len(o.held)], o.buf...)
+	b := append(o.heldLocked(), o.buf...)
 	n := o.heldFrames + o.frames
-	o.held, o.heldOff, o.heldFrames = nil, 0, 0
+	o.dropHeldLocked()
 	o.buf, o.frames = nil, 0
 	if o.space != nil {
 		close(o.space)

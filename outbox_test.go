@@ -1,6 +1,7 @@
 package yomo
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -202,6 +203,78 @@ func TestOutboxRequeueKeepsOrderAndNumbers(t *testing.T) {
 	o.release(5)
 	if all, _ := o.releasedAll(); !all {
 		t.Fatal("f4, f5 still held after a Custody covering them")
+	}
+}
+
+// Custody keeps the batches written as they are, and reuses a batch the
+// peer covered as a queue buffer: never the batch the flusher is still
+// writing (covered already: the peer read its first frames while the
+// flusher wrote the rest), only once the flusher takes again. Frames held
+// across several batches are released and sent again in order.
+func TestOutboxCustodyReusesOnlyWrittenBatches(t *testing.T) {
+	o := newOutbox(1<<20, 1<<30, nil)
+	o.custody = true
+	payload := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 1000) }
+	put := func(i int) {
+		t.Helper()
+		if !o.put(&frame.Data{Tag: 1, Payload: payload(i)}, DropNewest, nil, 0, 0) {
+			t.Fatalf("put %d failed", i)
+		}
+	}
+	next := 0
+	batch := func(k int) []byte {
+		t.Helper()
+		for range k {
+			put(next)
+			next++
+		}
+		b, n := o.take()
+		if n != k {
+			t.Fatalf("took %d frames, want %d", n, k)
+		}
+		return b
+	}
+	for round := range 20 {
+		b := batch(3 + round%4)
+		want := bytes.Clone(b)
+		o.release(o.takenCount()) // the peer covers all of it while it is written
+		for range 5 {
+			put(next) // producers fill the queue meanwhile
+			next++
+		}
+		if !bytes.Equal(b, want) {
+			t.Fatalf("round %d: the batch being written was overwritten once covered", round)
+		}
+		o.mu.Lock()
+		o.frames, o.buf = 0, o.buf[:0] // dropped: the test only checks reuse
+		o.mu.Unlock()
+		next -= 5
+	}
+	// Three batches held, the first partly covered: a new connection
+	// sends the rest again, in order.
+	start := next
+	batch(2)
+	batch(3)
+	batch(4)
+	o.release(o.takenCount() - 8)
+	o.requeue()
+	b, n := o.take()
+	if n != 8 {
+		t.Fatalf("requeued %d frames, want 8", n)
+	}
+	for i := start + 1; len(b) > 0; i++ {
+		_, size, err := frame.ParseHeader(b, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d frame.Data
+		if err := d.Decode(b[frame.HeaderSize : frame.HeaderSize+size]); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(d.Payload, payload(i)) {
+			t.Fatalf("requeued frame %d has payload %d", i-start, d.Payload[0])
+		}
+		b = b[frame.HeaderSize+size:]
 	}
 }
 

@@ -81,6 +81,7 @@ func BenchmarkCascade(b *testing.B) {
 		benchAwait(b, rs, nil, failed)
 		dropped := func() uint64 { return atA.dropped() + atB.dropped() }
 		start := benchStart(b, rs, size)
+		cpu0 := cpuTime()
 		for range b.N {
 			if err := src.Write(1, payload); err != nil {
 				b.Fatal(err)
@@ -88,6 +89,7 @@ func BenchmarkCascade(b *testing.B) {
 		}
 		benchAwait(b, rs, dropped, failed)
 		elapsed := time.Since(start)
+		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 		b.StopTimer()
 		b.ReportMetric(float64(rs[0].n.Load()-1)/elapsed.Seconds(), "msgs/s")
 		b.ReportMetric(float64(dropped())/float64(b.N), "dropped/op")
