@@ -115,6 +115,7 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 	st.SetWriteDeadline(deadline)
 	if _, err := st.Write(ack); err != nil {
 		z.unregister(c)
+		c.neverServed()
 		c.tc.CloseWithError(uint64(frame.CloseProtocol), "handshake write failed")
 		return nil, err
 	}

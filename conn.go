@@ -533,6 +533,18 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 	c.noteDropped(1, tc)
 }
 
+// neverServed ends a connection that was registered and will not be
+// served: what was routed to it meanwhile is dropped and counted.
+func (c *conn) neverServed() {
+	c.wmu.Lock()
+	c.served = true
+	c.wmu.Unlock()
+	if o := c.dg.Load(); o != nil {
+		o.done.Store(true)
+		o.discard()
+	}
+}
+
 // startDatagrams returns the connection's datagram queue, starting its
 // sender on first use (or, for a peer registered and not yet served,
 // when serve starts); nil once the connection is no longer served.
