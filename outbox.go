@@ -48,9 +48,10 @@ type outbox struct {
 	progress atomic.Int64
 
 	// Custody (mesh links, and clients: their write buffer): every batch
-	// the flusher takes stays in held, as it was written (no copy), until
-	// the peer's Custody frames cover its frames, and counts against the
-	// queue limits until then. held[heldHead:] are the batches with
+	// the flusher takes stays in held, a large one as it was written (no
+	// copy), small ones copied together (holdWhole), until the peer's
+	// Custody frames cover its frames, and counts against the queue
+	// limits until then. held[heldHead:] are the batches with
 	// frames not yet covered, heldFrames frames and heldBytes bytes of
 	// them; released frames were covered (the first released frames ever
 	// put). A batch wholly covered goes to freed, from which take reuses
@@ -73,12 +74,14 @@ type outbox struct {
 	rtt func() time.Duration
 }
 
-// heldBatch is a batch the flusher took and the peer has not yet wholly
-// covered: b[off:] holds its n frames not covered.
+// heldBatch is a batch the flusher took (or, copied, several small ones)
+// that the peer has not yet wholly covered: b[off:] holds its n frames
+// not covered.
 type heldBatch struct {
-	b   []byte
-	off int
-	n   int
+	b      []byte
+	off    int
+	n      int
+	copied bool // b is a buffer of copies (holdCopyLocked), never written by the flusher
 }
 
 // keepFreed is how many wholly covered batches are kept for reuse: about
@@ -242,34 +245,15 @@ func (o *outbox) take() ([]byte, int) {
 	o.mu.Lock()
 	b, n := o.buf, o.frames
 	next := o.spare[:0]
-	switch {
-	case o.custody && n == 0:
-		next = b // nothing taken: the buffer stays
-	case o.custody:
-		// The batch stays held: the next buffer is one the peer covered.
-		// The buffers a past burst grew are released once traffic has
-		// stayed well below their size for a while, as spare is below.
-		if k := len(o.freed); k > 0 && cap(o.freed[k-1]) > shrinkAbove {
-			if len(b) < cap(o.freed[k-1])/4 {
-				o.small++
-			} else {
-				o.small = 0
-			}
-			if o.small >= shrinkAfter {
-				clear(o.freed)
-				o.freed, o.freedBytes, o.small = o.freed[:0], 0, 0
-			}
-		}
-		if k := len(o.freed); k > 0 {
-			next, o.freed[k-1] = o.freed[k-1][:0], nil
-			o.freed = o.freed[:k-1]
-			o.freedBytes -= cap(next)
+	whole := false // b itself is held: it is not the next spare
+	if o.custody && n > 0 {
+		if len(b) >= holdWhole {
+			next, whole = o.holdWholeLocked(b, n), true
 		} else {
-			// Room for a batch twice the last, so that buffers in use
-			// settle at a size rather than grow at each larger batch.
-			next = make([]byte, 0, max(2*len(b), 64<<10))
+			o.holdCopyLocked(b, n)
 		}
-	case cap(next) > shrinkAbove:
+	}
+	if !whole && cap(next) > shrinkAbove {
 		// A past burst grew it. Release it once traffic has stayed well
 		// below its size for a while (not at the first small batch, which
 		// would free and regrow it over and over under steady load).
@@ -282,11 +266,6 @@ func (o *outbox) take() ([]byte, int) {
 			next, o.small = nil, 0
 		}
 	}
-	if o.custody && n > 0 {
-		o.held = append(o.held, heldBatch{b: b, n: n})
-		o.heldFrames += n
-		o.heldBytes += len(b)
-	}
 	o.buf, o.frames = next, 0
 	o.taken += uint64(n)
 	o.writing = n > 0
@@ -297,12 +276,84 @@ func (o *outbox) take() ([]byte, int) {
 		close(o.space)
 		o.space = nil
 	}
-	custody := o.custody
 	o.mu.Unlock()
-	if !custody {
+	if !whole {
 		o.spare = b
 	}
 	return b, n
+}
+
+// Custody holds a batch of at least holdWhole bytes as it is, and copies a
+// smaller one into a buffer of copyHeld bytes that collects small batches:
+// a large batch is not copied (two passes over every byte, and a working
+// set twice as large, cost the cascade 7 %), and a small one (a request,
+// a trickle of frames) costs no buffer of its own.
+const (
+	holdWhole = 16 << 10
+	copyHeld  = 64 << 10
+)
+
+// holdWholeLocked holds the batch b of n frames as it is and returns the
+// next queue buffer: one the peer covered, or a new one. o.mu is held.
+func (o *outbox) holdWholeLocked(b []byte, n int) []byte {
+	o.held = append(o.held, heldBatch{b: b, n: n})
+	o.heldFrames += n
+	o.heldBytes += len(b)
+	// The buffers a past burst grew are released once traffic has stayed
+	// well below their size for a while, as spare is in take.
+	if k := len(o.freed); k > 0 && cap(o.freed[k-1]) > shrinkAbove {
+		if len(b) < cap(o.freed[k-1])/4 {
+			o.small++
+		} else {
+			o.small = 0
+		}
+		if o.small >= shrinkAfter {
+			clear(o.freed)
+			o.freed, o.freedBytes, o.small = o.freed[:0], 0, 0
+		}
+	}
+	if next := o.popFreedLocked(0); next != nil {
+		return next
+	}
+	// Room for a batch twice this one, so that buffers in use settle at
+	// a size rather than grow at each larger batch.
+	return make([]byte, 0, 2*len(b))
+}
+
+// holdCopyLocked holds a copy of the small batch b of n frames, in the
+// last held buffer of copies when it has room. o.mu is held.
+func (o *outbox) holdCopyLocked(b []byte, n int) {
+	if k := len(o.held); k > o.heldHead {
+		if h := &o.held[k-1]; h.copied && len(h.b)+len(b) <= cap(h.b) {
+			h.b = append(h.b, b...)
+			h.n += n
+			o.heldFrames += n
+			o.heldBytes += len(b)
+			return
+		}
+	}
+	buf := o.popFreedLocked(copyHeld)
+	if buf == nil {
+		buf = make([]byte, 0, copyHeld)
+	}
+	o.held = append(o.held, heldBatch{b: append(buf, b...), n: n, copied: true})
+	o.heldFrames += n
+	o.heldBytes += len(b)
+}
+
+// popFreedLocked returns a covered buffer of at least min bytes of
+// capacity for reuse, emptied, or nil. Called from take only: the flusher
+// has finished writing every buffer in freed. o.mu is held.
+func (o *outbox) popFreedLocked(min int) []byte {
+	k := len(o.freed)
+	if k == 0 || cap(o.freed[k-1]) < min {
+		return nil
+	}
+	b := o.freed[k-1][:0]
+	o.freed[k-1] = nil
+	o.freed = o.freed[:k-1]
+	o.freedBytes -= cap(b)
+	return b
 }
 
 // release forgets the held frames the peer's Custody covers: the first

@@ -206,15 +206,23 @@ func TestOutboxRequeueKeepsOrderAndNumbers(t *testing.T) {
 	}
 }
 
-// Custody keeps the batches written as they are, and reuses a batch the
-// peer covered as a queue buffer: never the batch the flusher is still
-// writing (covered already: the peer read its first frames while the
-// flusher wrote the rest), only once the flusher takes again. Frames held
-// across several batches are released and sent again in order.
+// Custody keeps large batches as they were written (small ones copied
+// together), and reuses a batch the peer covered as a queue buffer: never
+// the batch the flusher is still writing (covered already: the peer read
+// its first frames while the flusher wrote the rest), only once the
+// flusher takes again. Frames held across several batches, large and
+// small, are released and sent again in order.
 func TestOutboxCustodyReusesOnlyWrittenBatches(t *testing.T) {
 	o := newOutbox(1<<20, 1<<30, nil)
 	o.custody = true
-	payload := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 1000) }
+	// Frames 0-99 and 200-299 make batches of 20 KiB and more, held
+	// whole; frames 100-199 make small batches, copied.
+	payload := func(i int) []byte {
+		if i/100%2 == 1 {
+			return bytes.Repeat([]byte{byte(i)}, 100)
+		}
+		return bytes.Repeat([]byte{byte(i)}, 6000)
+	}
 	put := func(i int) {
 		t.Helper()
 		if !o.put(&frame.Data{Tag: 1, Payload: payload(i)}, DropNewest, nil, 0, 0) {
@@ -234,7 +242,10 @@ func TestOutboxCustodyReusesOnlyWrittenBatches(t *testing.T) {
 		}
 		return b
 	}
-	for round := range 20 {
+	for round := range 40 {
+		if round == 20 {
+			next = 100 // small frames from here on
+		}
 		b := batch(3 + round%4)
 		want := bytes.Clone(b)
 		o.release(o.takenCount()) // the peer covers all of it while it is written
@@ -250,17 +261,20 @@ func TestOutboxCustodyReusesOnlyWrittenBatches(t *testing.T) {
 		o.mu.Unlock()
 		next -= 5
 	}
-	// Three batches held, the first partly covered: a new connection
-	// sends the rest again, in order.
-	start := next
-	batch(2)
-	batch(3)
-	batch(4)
-	o.release(o.takenCount() - 8)
+	// Batches held, small and large, the first partly covered: a new
+	// connection sends the rest again, in order.
+	next = 196
+	batch(2) // 196, 197: small, copied
+	batch(3) // 198 … 200: 6.2 KB, copied
+	batch(4) // 201 … 204: 24 KB, held whole
+	batch(3) // 205 … 207: 18 KB, held whole
+	// The peer covers 196 only.
+	o.release(o.takenCount() - 11)
+	start := 196
 	o.requeue()
 	b, n := o.take()
-	if n != 8 {
-		t.Fatalf("requeued %d frames, want 8", n)
+	if n != 11 {
+		t.Fatalf("requeued %d frames, want 11", n)
 	}
 	for i := start + 1; len(b) > 0; i++ {
 		_, size, err := frame.ParseHeader(b, 1<<20)
@@ -275,6 +289,38 @@ func TestOutboxCustodyReusesOnlyWrittenBatches(t *testing.T) {
 			t.Fatalf("requeued frame %d has payload %d", i-start, d.Payload[0])
 		}
 		b = b[frame.HeaderSize+size:]
+	}
+}
+
+// A trickle of single frames under custody (a Source's requests, one at a
+// time) allocates nothing once warm: small batches are copied into shared
+// buffers that are reused once covered. (Holding each batch whole cost a
+// 64 KiB buffer per frame and doubled the round trip.)
+func TestOutboxCustodySmallBatchesAllocateNothing(t *testing.T) {
+	o := newOutbox(1<<62, 4<<20, nil)
+	o.custody = true
+	d := &frame.Data{Tag: 1, Payload: []byte("ping")}
+	var sent int
+	step := func() {
+		o.put(d, DropNewest, nil, 0, 0)
+		if _, n := o.take(); n != 1 {
+			t.Fatalf("took %d frames, want 1", n)
+		}
+		if sent++; sent%256 == 0 {
+			o.release(uint64(sent)) // a Custody every 256 frames
+		}
+	}
+	for range 10_000 {
+		step() // warm: buffers grown, some covered
+	}
+	// Per 256 frames: AllocsPerRun's average is a whole number.
+	a := testing.AllocsPerRun(40, func() {
+		for range 256 {
+			step()
+		}
+	})
+	if a >= 1 {
+		t.Fatalf("%.0f allocations per 256 frames, want none", a)
 	}
 }
 
