@@ -423,12 +423,22 @@ func (c *conn) readData() error {
 	return err
 }
 
-// How much of the peer's data stream is read before a Custody frame is
-// sent rather than at the next ping (links) or report (clients): small
-// against the queue limits, which count what the peer holds for us.
+// How much of a client's data stream is read before a Custody frame is
+// sent rather than at the next report: small against its write buffer
+// (4 MiB by default), which counts what it holds for us.
 const (
 	custodyFrames = 256
 	custodyBytes  = 256 << 10
+)
+
+// The same for a link, at most: an eighth of the queue limits, which
+// count what the peer holds for us (and are the same on both sides of a
+// link unless configured otherwise). Fewer Custody frames under load:
+// at 256 frames instead of 1024 the 1 KiB cascade lost 2 points more
+// throughput to custody (BENCHMARKS.md).
+const (
+	linkCustodyFrames = 1024
+	linkCustodyBytes  = 1 << 20
 )
 
 // custodyIn is the receiving end of custody, one mechanism for links and
@@ -438,13 +448,27 @@ type custodyIn struct {
 	took, tookBytes atomic.Uint64 // the reader's counts
 	dueAt, dueBytes atomic.Uint64 // took and tookBytes when a Custody was last due
 	sent            atomic.Uint64 // the count last sent
+	// A Custody is due after every frames frames or bytes bytes (0:
+	// custodyFrames, custodyBytes). Set before the reader starts.
+	frames, bytes uint64
+}
+
+// setLink sets the Custody interval of a link whose zipper has the queue
+// limits maxFrames and maxBytes.
+func (k *custodyIn) setLink(maxFrames, maxBytes int) {
+	k.frames = uint64(max(1, min(linkCustodyFrames, maxFrames/8)))
+	k.bytes = uint64(max(1, min(linkCustodyBytes, maxBytes/8)))
 }
 
 // add counts a frame of n bytes taken into custody (on the reader) and
 // reports whether a Custody is due now.
 func (k *custodyIn) add(n int) bool {
 	r, b := k.took.Add(1), k.tookBytes.Add(uint64(n))
-	if r-k.dueAt.Load() < custodyFrames && b-k.dueBytes.Load() < custodyBytes {
+	every, everyBytes := k.frames, k.bytes
+	if every == 0 {
+		every, everyBytes = custodyFrames, custodyBytes
+	}
+	if r-k.dueAt.Load() < every && b-k.dueBytes.Load() < everyBytes {
 		return false
 	}
 	k.dueAt.Store(r)

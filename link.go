@@ -194,6 +194,7 @@ func (z *Zipper) newLink(peer string, c *conn, ctrl transport.Stream, rd *frame.
 	c.policy = DropStalled // a link is never blocked by one slow peer
 	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
 	c.out.custody = !knobs.NoMeshCustody.Load()
+	c.acks.setLink(z.opts.queueFrames, z.opts.queueBytes)
 	z.mu.Lock()
 	c.cnt = &z.peerLocked(peer).cnt
 	z.mu.Unlock()

@@ -354,3 +354,37 @@ func BenchmarkOutboxCustody(b *testing.B) {
 		})
 	}
 }
+
+// A link's Custody is due every 1024 frames or 1 MiB with the default
+// queue limits, and every eighth of smaller limits, so that the peer's
+// held frames never fill its queue before a Custody comes; a client's
+// every 256 frames or 256 KiB.
+func TestCustodyInterval(t *testing.T) {
+	due := func(k *custodyIn, size int) int {
+		for i := 1; i <= 1<<20; i++ {
+			if k.add(size) {
+				return i
+			}
+		}
+		return -1
+	}
+	var client, link, small custodyIn
+	link.setLink(DefaultQueueFrames, DefaultQueueBytes)
+	small.setLink(64, 64<<10)
+	for _, c := range []struct {
+		name string
+		k    *custodyIn
+		size int
+		want int
+	}{
+		{"client, 16 B frames", &client, 16, custodyFrames},
+		{"link, 16 B frames", &link, 16, linkCustodyFrames},
+		{"link, 4 KiB frames", &link, 4 << 10, (1 << 20) / (4 << 10)},
+		{"small queue, 16 B frames", &small, 16, 8},
+		{"small queue, 4 KiB frames", &small, 4 << 10, 2},
+	} {
+		if got := due(c.k, c.size); got != c.want {
+			t.Errorf("%s: a Custody due after %d frames, want %d", c.name, got, c.want)
+		}
+	}
+}
