@@ -495,7 +495,7 @@ func (c *client) loop(ss *session) {
 		// What the zipper did not acknowledge goes first on the next
 		// connection; a zipper that routed it already drops it.
 		c.out.requeue()
-		if errors.Is(err, errGoAway) {
+		if errors.Is(err, errGoAway) || goAwayClose(err) {
 			c.log.Info("zipper asked to reconnect")
 			c.cur = (c.cur + 1) % len(c.addrs) // to another zipper, if given several
 		} else {

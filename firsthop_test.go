@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/yomo-dev/yomo"
+	"github.com/yomo-dev/yomo/frame"
 	"github.com/yomo-dev/yomo/internal/transport"
 )
 
@@ -253,4 +254,75 @@ func refuseAt(t *testing.T, addr string, cert tls.Certificate) {
 		<-done
 		pc.Close()
 	})
+}
+
+// TestGoAwayCloseMovesToNextAddress: a zipper that closes a client's
+// connection with the goaway code (frame/spec.md §4.1; a zipper does so
+// when it cannot send the GOAWAY frame) sends the client to its next
+// address, as a GOAWAY frame does, not back to the same zipper.
+func TestGoAwayCloseMovesToNextAddress(t *testing.T) {
+	cert, pool, err := transport.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first address: accepts the handshake, then closes with goaway.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	leave := make(chan struct{}) // closed once the client is connected
+	done := make(chan struct{})
+	go func() { // owned by the test: ends when the listener closes
+		defer close(done)
+		for {
+			c, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if st, err := c.AcceptStream(ctx); err == nil {
+				if ft, _, err := frame.NewReader(st, frame.MaxControlSize).Next(); err == nil && ft == frame.TypeHandshake {
+					ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "leaving", MaxFrameSize: 1 << 20})
+					_, _ = st.Write(ack)
+				}
+			}
+			cancel()
+			select {
+			case <-leave:
+			case <-c.Context().Done():
+			}
+			c.CloseWithError(uint64(frame.CloseGoAway), "zipper shutting down")
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		pc.Close()
+	})
+	next := startZipper(t, "", yomo.WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}))
+
+	src := yomo.NewSource("src", pc.LocalAddr().String()+","+next.addr,
+		yomo.WithTLSConfig(&tls.Config{RootCAs: pool}), yomo.WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond))
+	t.Cleanup(func() { src.Close() })
+	if err := src.Connect(ctxT(t)); err != nil { // to the first address
+		t.Fatal(err)
+	}
+	if src.State() != yomo.StateConnected {
+		t.Fatalf("state %v after Connect", src.State())
+	}
+	close(leave)
+	eventually(t, 10*time.Second, func() bool { return next.Stats().Connections.Sources == 1 },
+		func() string {
+			return fmt.Sprintf("the source is not at the next address; the first accepted %d connections", accepted.Load())
+		})
+	if n := accepted.Load(); n != 1 {
+		t.Fatalf("the first address accepted %d connections: the source went back to a zipper that said goaway", n)
+	}
 }

@@ -180,4 +180,12 @@ func rejectedFromClose(err error) (*RejectedError, bool) {
 	return nil, false
 }
 
+// goAwayClose reports whether err is the zipper closing the connection
+// with the goaway code (frame/spec.md §4.1): like a GOAWAY frame, it
+// sends the client to its next address.
+func goAwayClose(err error) bool {
+	var ce *transport.CloseError
+	return errors.As(err, &ce) && ce.Remote && frame.CloseCode(ce.Code) == frame.CloseGoAway
+}
+
 var errContextDone = errors.New("yomo: Context used after its handler returned")
