@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +23,10 @@ import (
 // binary (the command, or the test binary) with this variable set and the
 // child's flags as arguments.
 const childEnv = "YOMO_SIDEBYSIDE_CHILD"
+
+// profileEnv, when set to a directory, makes every child write a CPU
+// profile of its whole life there, named system-role-name-pid.cpu.prof.
+const profileEnv = "YOMO_SIDEBYSIDE_CPUPROFILE"
 
 // childMaxLife bounds a child's life, plus 3 × its traffic duration, even
 // if the orchestrator never closes its stdin (it also dies with the
@@ -94,6 +100,13 @@ func ChildMain() int {
 		fmt.Fprintln(os.Stderr, "child: lived too long, exiting")
 		os.Exit(3)
 	})
+	if dir := os.Getenv(profileEnv); dir != "" {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%s-%s-%d.cpu.prof", a.system, a.role, a.name, os.Getpid())))
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := runChild(a); err != nil {
 		fmt.Fprintf(os.Stderr, "child %s/%s: %v\n", a.role, a.system, err)
 		fmt.Printf("error %v\n", err)
