@@ -319,8 +319,12 @@ func (p *Proxy) readTarget(c *client) {
 	}
 }
 
-// send writes one released datagram.
+// send writes one released datagram. It is counted as forwarded before
+// the write: the peer may have it, and answer it, before the write
+// returns, and Stats must not show the answer without its cause. A write
+// that fails moves it to dropped.
 func (q *queue) send(pk packet) {
+	q.cnt.forwarded.Add(1)
 	var err error
 	if q == q.p.toTarget {
 		_, err = pk.c.up.Write(pk.b)
@@ -328,10 +332,9 @@ func (q *queue) send(pk packet) {
 		_, err = q.p.pc.WriteToUDP(pk.b, pk.c.addr)
 	}
 	if err != nil {
+		q.cnt.forwarded.Add(^uint64(0))
 		q.cnt.dropped.Add(1)
-		return
 	}
-	q.cnt.forwarded.Add(1)
 }
 
 // packet is a datagram waiting for its release time.
