@@ -13,7 +13,7 @@ import (
 // A zipper that loses a Source's frames in the mesh for want of a path
 // tells that Source: its error handler gets *LostError with the count.
 func TestMeshLossReportedToSource(t *testing.T) {
-	a, b := meshPair(t)
+	a, b, link := meshPairVia(t, true)
 	fn := upperFn(t, b, "far", 7)
 	defer fn.Close()
 	var mu sync.Mutex
@@ -43,7 +43,12 @@ func TestMeshLossReportedToSource(t *testing.T) {
 		return false
 	}, func() string { return fmt.Sprintf("a has no route to far via b: %+v", a.Stats().Routes) })
 
-	b.Close() // a crash: the link fails, the tag's frames have no path
+	// The link is cut (b and its function live on): the tag's frames
+	// have no path. (Closing b instead raced: when b closed its
+	// function's connection first, it withdrew the route before the
+	// link failed, and the frames were only unroutable, not lost on a
+	// path that failed.)
+	link.Cut()
 	eventually(t, 10*time.Second, func() bool {
 		for _, l := range a.Stats().Links {
 			if l.Peer == "b" && l.State != "up" {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/yomo-dev/yomo"
+	"github.com/yomo-dev/yomo/internal/chaosnet"
 	"github.com/yomo-dev/yomo/internal/transport"
 	"github.com/yomo-dev/yomo/mesh"
 )
@@ -110,9 +111,16 @@ func TestRequest(t *testing.T) {
 	})
 }
 
-// meshPair serves two linked zippers on 127.0.0.1 and waits until a sees
-// the routes of wantFn at b.
+// meshPair serves two zippers on 127.0.0.1, a linked to b.
 func meshPair(t *testing.T) (a, b *yomo.Zipper) {
+	t.Helper()
+	a, b, _ = meshPairVia(t, false)
+	return a, b
+}
+
+// meshPairVia is meshPair, with a's link to b through a chaosnet proxy
+// (returned) when proxied is set.
+func meshPairVia(t *testing.T, proxied bool) (a, b *yomo.Zipper, p *chaosnet.Proxy) {
 	t.Helper()
 	cert, pool, err := transport.SelfSigned()
 	if err != nil {
@@ -127,7 +135,15 @@ func meshPair(t *testing.T) (a, b *yomo.Zipper) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err = yomo.NewZipper("a", yomo.WithTLSConfig(conf), yomo.WithMesh(mesh.Peer{Name: "b", Addr: pcB.LocalAddr().String()}))
+	addrB := pcB.LocalAddr().String()
+	if proxied {
+		if p, err = chaosnet.Listen(addrB, chaosnet.Config{Seed: 1}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		addrB = p.Addr()
+	}
+	a, err = yomo.NewZipper("a", yomo.WithTLSConfig(conf), yomo.WithMesh(mesh.Peer{Name: "b", Addr: addrB}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +160,7 @@ func meshPair(t *testing.T) (a, b *yomo.Zipper) {
 		b.Close()
 		wg.Wait()
 	})
-	return a, b
+	return a, b, p
 }
 
 func TestRequestAcrossMesh(t *testing.T) {
