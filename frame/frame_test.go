@@ -27,16 +27,28 @@ func dataEqual(a, b *Data) bool {
 // controlEqual compares two decoded control values, treating nil and empty
 // tag lists as equal (omitempty drops an empty list).
 func controlEqual(a, b any) bool {
-	ha, ok1 := a.(*Handshake)
-	hb, ok2 := b.(*Handshake)
-	if ok1 && ok2 {
-		x, y := *ha, *hb
-		if len(x.ObserveTags) == 0 && len(y.ObserveTags) == 0 {
-			x.ObserveTags, y.ObserveTags = nil, nil
+	return reflect.DeepEqual(tagsNormal(a), tagsNormal(b))
+}
+
+// tagsNormal returns a copy of a Handshake or Subscribe whose empty tag
+// list is nil: an empty list and none mean the same (no tags observed)
+// and encode the same (absent). Other frames are returned as they are.
+func tagsNormal(v any) any {
+	switch x := v.(type) {
+	case *Handshake:
+		c := *x
+		if len(c.ObserveTags) == 0 {
+			c.ObserveTags = nil
 		}
-		return reflect.DeepEqual(x, y)
+		return c
+	case *Subscribe:
+		c := *x
+		if len(c.ObserveTags) == 0 {
+			c.ObserveTags = nil
+		}
+		return c
 	}
-	return reflect.DeepEqual(a, b)
+	return v
 }
 
 func TestTypeString(t *testing.T) {
