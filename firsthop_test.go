@@ -226,9 +226,20 @@ func TestFirstHopZipperRestart(t *testing.T) {
 }
 
 // refuseAt serves QUIC at addr and closes every connection as soon as its
-// handshake completes, until the test ends.
+// handshake completes.
 func refuseAt(t *testing.T, addr string, cert tls.Certificate) {
 	t.Helper()
+	serveRaw(t, addr, cert, func(c transport.Conn) { c.CloseWithError(0, "nothing serves here") })
+}
+
+// serveRaw serves QUIC at addr (127.0.0.1:0 when empty) until the test
+// ends, calling handle with each connection in turn, and returns the
+// address.
+func serveRaw(t *testing.T, addr string, cert tls.Certificate, handle func(transport.Conn)) string {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +257,7 @@ func refuseAt(t *testing.T, addr string, cert tls.Certificate) {
 			if err != nil {
 				return
 			}
-			c.CloseWithError(0, "nothing serves here")
+			handle(c)
 		}
 	}()
 	t.Cleanup(func() {
@@ -254,6 +265,7 @@ func refuseAt(t *testing.T, addr string, cert tls.Certificate) {
 		<-done
 		pc.Close()
 	})
+	return pc.LocalAddr().String()
 }
 
 // TestGoAwayCloseMovesToNextAddress: a zipper that closes a client's
@@ -266,49 +278,27 @@ func TestGoAwayCloseMovesToNextAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first address: accepts the handshake, then closes with goaway.
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
-	}
 	var accepted atomic.Int64
 	leave := make(chan struct{}) // closed once the client is connected
-	done := make(chan struct{})
-	go func() { // owned by the test: ends when the listener closes
-		defer close(done)
-		for {
-			c, err := ln.Accept(context.Background())
-			if err != nil {
-				return
+	first := serveRaw(t, "", cert, func(c transport.Conn) {
+		accepted.Add(1)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if st, err := c.AcceptStream(ctx); err == nil {
+			if ft, _, err := frame.NewReader(st, frame.MaxControlSize).Next(); err == nil && ft == frame.TypeHandshake {
+				ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "leaving", MaxFrameSize: 1 << 20})
+				_, _ = st.Write(ack)
 			}
-			accepted.Add(1)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if st, err := c.AcceptStream(ctx); err == nil {
-				if ft, _, err := frame.NewReader(st, frame.MaxControlSize).Next(); err == nil && ft == frame.TypeHandshake {
-					ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "leaving", MaxFrameSize: 1 << 20})
-					_, _ = st.Write(ack)
-				}
-			}
-			cancel()
-			select {
-			case <-leave:
-			case <-c.Context().Done():
-			}
-			c.CloseWithError(uint64(frame.CloseGoAway), "zipper shutting down")
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		pc.Close()
+		select {
+		case <-leave:
+		case <-c.Context().Done():
+		}
+		c.CloseWithError(uint64(frame.CloseGoAway), "zipper shutting down")
 	})
 	next := startZipper(t, "", yomo.WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}))
 
-	src := yomo.NewSource("src", pc.LocalAddr().String()+","+next.addr,
+	src := yomo.NewSource("src", first+","+next.addr,
 		yomo.WithTLSConfig(&tls.Config{RootCAs: pool}), yomo.WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond))
 	t.Cleanup(func() { src.Close() })
 	if err := src.Connect(ctxT(t)); err != nil { // to the first address
