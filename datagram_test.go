@@ -277,17 +277,7 @@ func TestHostileDatagrams(t *testing.T) {
 	p.during(t, func() {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				c := rawConn(t, tz)
-				st, err := c.OpenStream(ctxT(t))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := st.Write(hs); err != nil {
-					t.Fatal(err)
-				}
-				if ft, _, err := frame.NewReader(st, frame.MaxControlSize).Next(); err != nil || ft != frame.TypeHandshakeAck {
-					t.Fatalf("handshake: %v %v", ft, err)
-				}
+				c, _ := handshaken(t, tz, hs)
 				if err := c.SendDatagram(tc.in); err != nil {
 					t.Fatal(err)
 				}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/yomo-dev/yomo"
+	"github.com/yomo-dev/yomo/frame"
 	"github.com/yomo-dev/yomo/internal/transport"
 )
 
@@ -414,6 +415,25 @@ func rawConn(t *testing.T, tz *testZipper) transport.Conn {
 	}
 	t.Cleanup(func() { tc.CloseWithError(0, "") })
 	return tc
+}
+
+// handshaken dials tz over QUIC, sends the handshake frame hs on a
+// control stream and waits for HandshakeAck; it returns the connection
+// and its control stream.
+func handshaken(t *testing.T, tz *testZipper, hs []byte) (transport.Conn, transport.Stream) {
+	t.Helper()
+	c := rawConn(t, tz)
+	st, err := c.OpenStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write(hs); err != nil {
+		t.Fatal(err)
+	}
+	if ft, _, err := frame.NewReader(st, frame.MaxControlSize).Next(); err != nil || ft != frame.TypeHandshakeAck {
+		t.Fatalf("handshake: %v %v", ft, err)
+	}
+	return c, st
 }
 
 // closeErrorOf waits until tc is closed and returns how.

@@ -252,18 +252,8 @@ func TestHostileDataStream(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				growth := heapGrowth(func() {
-					c := rawConn(t, tz)
-					st, err := c.OpenStream(ctxT(t))
-					if err != nil {
-						t.Fatal(err)
-					}
-					if _, err := st.Write(hs); err != nil {
-						t.Fatal(err)
-					}
-					ft, _, err := frame.NewReader(st, frame.MaxControlSize).Next()
-					if err != nil || ft != frame.TypeHandshakeAck {
-						t.Fatalf("handshake: %v %v", ft, err)
-					}
+					c, st := handshaken(t, tz, hs)
+					var err error
 					var w interface {
 						Write([]byte) (int, error)
 						Close() error
