@@ -10,28 +10,42 @@ import (
 )
 
 // outbox is a bounded queue of encoded frames waiting to be written to one
-// stream. Producers encode frames straight into its buffer (no per-frame
-// allocation, no per-frame goroutine); one flusher swaps the buffer out and
-// writes everything queued in a single stream write, so small frames
-// coalesce into few writes and packets under load.
+// stream. Producers encode frames straight into its segments (no
+// per-frame allocation, no per-frame goroutine); one flusher takes
+// everything queued at once and writes it in few stream writes, so small
+// frames coalesce into few writes and packets under load.
 //
-// Limits count what waits in the buffer, not the batch being written, so
-// at most about twice the byte limit is held per outbox.
+// Frames are encoded at the end of the tail segment until it is full; a
+// new tail comes from the outbox's pool of segments that nothing refers
+// to any more. So a queue that grows never copies what it holds (growing
+// one contiguous buffer did, and cost a quarter of a zipper's CPU under
+// load), and a busy outbox allocates nothing.
+//
+// Limits count what waits, and with custody what is held, not the batch
+// being written.
 type outbox struct {
 	maxFrames int
 	maxBytes  int
 
 	mu     sync.Mutex
-	buf    []byte
-	frames int
+	q      []span        // the frames waiting, in order
+	qBytes int           // their bytes
+	frames int           // their number
 	space  chan struct{} // closed when room is made; nil when nobody waits
 	closed bool
 	ready  chan struct{} // cap 1: wakes the flusher
 
-	spare   []byte // the flusher's buffer, touched only by the flusher
-	small   int    // batches in a row much smaller than spare; guarded by mu
-	writing bool   // the flusher holds a batch it has not finished writing; guarded by mu
-	taken   uint64 // frames taken by flushers, ever; guarded by mu
+	tail *seg // where the next frame is encoded, when it fits
+	// batch: the spans of the flusher's last take, referenced until its
+	// next take (by then it has written them); views: their bytes, as
+	// handed to the flusher. Both are reused from take to take.
+	batch     []span
+	views     [][]byte
+	pool      []*seg // segments nothing refers to, for the next tails
+	poolBytes int
+	small     int    // takes in a row much smaller than the pool; guarded by mu
+	writing   bool   // the flusher holds a batch it has not finished writing; guarded by mu
+	taken     uint64 // frames taken by flushers, ever; guarded by mu
 	// stalled: DropStalled judged the destination stuck; frames for its
 	// full queue are dropped at once until the flusher finds the queue
 	// empty (the destination caught up). So a slow destination whose
@@ -47,24 +61,19 @@ type outbox struct {
 	// a destination that was quiet for a while is not taken for stuck.
 	progress atomic.Int64
 
-	// Custody (mesh links, and clients: their write buffer): every batch
-	// the flusher takes stays in held, a large one as it was written (no
-	// copy), small ones copied together (holdWhole), until the peer's
-	// Custody frames cover its frames, and counts against the queue
-	// limits until then. held[heldHead:] are the batches with
-	// frames not yet covered, heldFrames frames and heldBytes bytes of
-	// them; released frames were covered (the first released frames ever
-	// put). A batch wholly covered goes to freed, from which take reuses
-	// it as the next queue buffer: take runs when the flusher is done
-	// writing its last batch, so no buffer is reused while written.
+	// Custody (mesh links, and clients: their write buffer): the spans
+	// of every batch the flusher takes stay in held, in the segments they
+	// were encoded in (no copy), until the peer's Custody frames cover
+	// their frames, and count against the queue limits until then.
+	// held[heldHead:] are the spans with frames not yet covered,
+	// heldFrames frames and heldBytes bytes of them; released frames were
+	// covered (the first released frames ever put).
 	custody    bool
-	held       []heldBatch
+	held       []span
 	heldHead   int
 	heldFrames int
 	heldBytes  int
 	released   uint64
-	freed      [][]byte // at most keepFreed, of 2*maxBytes capacity in all
-	freedBytes int
 
 	// rtt, when set, is the round-trip time of the destination's
 	// connection: DropStalled waits at least stallRTTs of it, so a healthy
@@ -74,20 +83,30 @@ type outbox struct {
 	rtt func() time.Duration
 }
 
-// heldBatch is a batch the flusher took (or, copied, several small ones)
-// that the peer has not yet wholly covered: b[off:] holds its n frames
-// not covered.
-type heldBatch struct {
-	b      []byte
-	off    int
-	n      int
-	copied bool // b is a buffer of copies (holdCopyLocked), never written by the flusher
+// seg is a buffer frames are encoded into, one after another, never
+// beyond its capacity: the bytes of a frame stay where they were encoded
+// until the segment is recycled, which is when no span refers to it and
+// it is not the tail.
+type seg struct {
+	b    []byte // the frames encoded so far; grows under the outbox's mu
+	refs int    // spans referring to it: queued, being written, held
 }
 
-// keepFreed is how many wholly covered batches are kept for reuse: about
-// as many as are held at once under load, so that buffers circulate
-// rather than being allocated for each batch.
-const keepFreed = 8
+// span is n whole frames, the bytes s.b[off:end].
+type span struct {
+	s        *seg
+	off, end int
+	n        int
+}
+
+// Segment sizes: an outbox's first segment has segMin bytes, and each
+// next one twice its predecessor's up to segMax, so that a connection
+// that sends little costs little and a busy one writes large batches. A
+// frame larger than segMax gets a segment of its own size, never pooled.
+const (
+	segMin = 4 << 10
+	segMax = 256 << 10
+)
 
 // stallRTTs is how many round trips of its connection a destination may
 // take nothing before DropStalled judges it stuck, if that is longer than
@@ -139,9 +158,9 @@ func (o *outbox) tryPut(d *frame.Data) (queued, full bool) {
 func (o *outbox) hasRoom() bool {
 	if o.custody {
 		n := o.frames + o.heldFrames
-		return n == 0 || (n < o.maxFrames && len(o.buf)+o.heldBytes < o.maxBytes)
+		return n == 0 || (n < o.maxFrames && o.qBytes+o.heldBytes < o.maxBytes)
 	}
-	return o.frames == 0 || (o.frames < o.maxFrames && len(o.buf) < o.maxBytes)
+	return o.frames == 0 || (o.frames < o.maxFrames && o.qBytes < o.maxBytes)
 }
 
 // appendLocked queues d; o.mu is held and hasRoom returned true.
@@ -153,8 +172,79 @@ func (o *outbox) appendLocked(d *frame.Data) {
 		// would then see the time of its last write, long ago, and drop.
 		o.progress.Store(nanotime())
 	}
-	o.buf = frame.AppendData(o.buf, d)
+	size := frame.DataSize(d)
+	t := o.tail
+	switch {
+	case t == nil || cap(t.b)-len(t.b) < size && (t.refs > 0 || cap(t.b) < size):
+		t = o.newTailLocked(size)
+	case t.refs == 0:
+		// Nothing refers to the tail's frames any more (written, and
+		// covered under custody): encode from its start again, into
+		// memory still in the cache.
+		t.b = t.b[:0]
+	}
+	off := len(t.b)
+	t.b = frame.AppendData(t.b, d)
+	if k := len(o.q); k > 0 && o.q[k-1].s == t && o.q[k-1].end == off {
+		o.q[k-1].end = len(t.b)
+		o.q[k-1].n++
+	} else {
+		o.q = append(o.q, span{s: t, off: off, end: len(t.b), n: 1})
+		t.refs++
+	}
+	o.qBytes += len(t.b) - off
 	o.frames++
+}
+
+// newTailLocked makes a segment with room for size bytes the tail and
+// returns it: one from the pool, or a new one twice the size of the last
+// (within segMin and segMax). o.mu is held.
+func (o *outbox) newTailLocked(size int) *seg {
+	want := segMin
+	if old := o.tail; old != nil {
+		want = min(segMax, 2*cap(old.b))
+		o.tail = nil
+		if old.refs == 0 {
+			o.recycleLocked(old)
+		}
+	}
+	want = max(want, size)
+	var t *seg
+	for t == nil && len(o.pool) > 0 {
+		k := len(o.pool) - 1
+		t = o.pool[k]
+		o.pool[k] = nil
+		o.pool = o.pool[:k]
+		o.poolBytes -= cap(t.b)
+		if cap(t.b) < want {
+			t = nil // smaller than traffic needs now: left to the collector
+		}
+	}
+	if t == nil {
+		t = &seg{b: make([]byte, 0, want)}
+	}
+	o.tail = t
+	return t
+}
+
+// unrefLocked drops one span's reference to s, recycling s when it was
+// the last and s is not the tail. o.mu is held.
+func (o *outbox) unrefLocked(s *seg) {
+	if s.refs--; s.refs == 0 && s != o.tail {
+		o.recycleLocked(s)
+	}
+}
+
+// recycleLocked puts s, which nothing refers to, in the pool, if the pool
+// has room: at most twice the byte limit, as when the queue and the held
+// frames are full and a new batch starts. o.mu is held.
+func (o *outbox) recycleLocked(s *seg) {
+	if o.closed || cap(s.b) > segMax || o.poolBytes+cap(s.b) > 2*o.maxBytes {
+		return
+	}
+	s.b = s.b[:0]
+	o.pool = append(o.pool, s)
+	o.poolBytes += cap(s.b)
 }
 
 // putSlow waits for room in a full queue (Block or DropStalled).
@@ -216,13 +306,9 @@ func (o *outbox) putSlow(d *frame.Data, policy OverflowPolicy, wait <-chan struc
 	}
 }
 
-// shrinkAbove: a spare buffer larger than this is released when the
-// traffic that grew it has passed, that is after shrinkAfter batches in a
-// row used less than a quarter of it.
-const (
-	shrinkAbove = 1 << 20
-	shrinkAfter = 64
-)
+// shrinkAfter is how many batches in a row must use less than a quarter
+// of the pool's segments before half of them are let go.
+const shrinkAfter = 64
 
 // writeChunk bounds one stream write of the flusher.
 const writeChunk = 64 << 10
@@ -239,34 +325,59 @@ func (o *outbox) wake() {
 	}
 }
 
-// take swaps out everything queued. The returned slice is owned by the
-// flusher until its next call to take.
-func (o *outbox) take() ([]byte, int) {
+// take swaps out everything queued, as the byte slices to write in
+// order, with the number of frames. The slices, and the slice holding
+// them, are the flusher's until its next call to take: by then it has
+// written them, and take lets their segments go.
+func (o *outbox) take() ([][]byte, int) {
 	o.mu.Lock()
-	b, n := o.buf, o.frames
-	next := o.spare[:0]
-	whole := false // b itself is held: it is not the next spare
-	if o.custody && n > 0 {
-		if len(b) >= holdWhole {
-			next, whole = o.holdWholeLocked(b, n), true
-		} else {
-			o.holdCopyLocked(b, n)
-		}
+	for i := range o.batch {
+		o.unrefLocked(o.batch[i].s)
 	}
-	if !whole && cap(next) > shrinkAbove {
-		// A past burst grew it. Release it once traffic has stayed well
-		// below its size for a while (not at the first small batch, which
-		// would free and regrow it over and over under steady load).
-		if len(b) < cap(next)/4 {
+	clear(o.batch)
+	n, bytes := o.frames, o.qBytes
+	batch := o.q
+	o.q, o.batch = o.batch[:0], batch
+	clear(o.views)
+	views := o.views[:0]
+	for _, sp := range batch {
+		views = append(views, sp.s.b[sp.off:sp.end])
+	}
+	o.views = views
+	if o.custody {
+		for _, sp := range batch {
+			if k := len(o.held); k > o.heldHead && o.held[k-1].s == sp.s && o.held[k-1].end == sp.off {
+				o.held[k-1].end = sp.end
+				o.held[k-1].n += sp.n
+				continue
+			}
+			sp.s.refs++
+			o.held = append(o.held, sp)
+		}
+		o.heldFrames += n
+		o.heldBytes += bytes
+	}
+	if o.poolBytes > 0 {
+		// Segments a past burst left in the pool are let go once traffic
+		// has stayed well below their size for a while (not at the first
+		// small batch, which would free and reallocate them over and over
+		// under steady load): half of them after shrinkAfter batches in a
+		// row used less than a quarter of the pool.
+		if bytes < o.poolBytes/4 {
 			o.small++
 		} else {
 			o.small = 0
 		}
 		if o.small >= shrinkAfter {
-			next, o.small = nil, 0
+			k := len(o.pool) / 2
+			for _, s := range o.pool[k:] {
+				o.poolBytes -= cap(s.b)
+			}
+			clear(o.pool[k:])
+			o.pool, o.small = o.pool[:k], 0
 		}
 	}
-	o.buf, o.frames = next, 0
+	o.qBytes, o.frames = 0, 0
 	o.taken += uint64(n)
 	o.writing = n > 0
 	if n == 0 {
@@ -277,84 +388,7 @@ func (o *outbox) take() ([]byte, int) {
 		o.space = nil
 	}
 	o.mu.Unlock()
-	if !whole {
-		o.spare = b
-	}
-	return b, n
-}
-
-// Custody holds a batch of at least holdWhole bytes as it is, and copies a
-// smaller one into a buffer of copyHeld bytes that collects small batches:
-// a large batch is not copied (the copy and the compaction behind it, two
-// more passes over every byte under the queue's lock, cost the 1 KiB
-// cascade about 2 % of its throughput), and a small one (a request, a
-// trickle of frames) costs no buffer of its own.
-const (
-	holdWhole = 16 << 10
-	copyHeld  = 64 << 10
-)
-
-// holdWholeLocked holds the batch b of n frames as it is and returns the
-// next queue buffer: one the peer covered, or a new one. o.mu is held.
-func (o *outbox) holdWholeLocked(b []byte, n int) []byte {
-	o.held = append(o.held, heldBatch{b: b, n: n})
-	o.heldFrames += n
-	o.heldBytes += len(b)
-	// The buffers a past burst grew are released once traffic has stayed
-	// well below their size for a while, as spare is in take.
-	if k := len(o.freed); k > 0 && cap(o.freed[k-1]) > shrinkAbove {
-		if len(b) < cap(o.freed[k-1])/4 {
-			o.small++
-		} else {
-			o.small = 0
-		}
-		if o.small >= shrinkAfter {
-			clear(o.freed)
-			o.freed, o.freedBytes, o.small = o.freed[:0], 0, 0
-		}
-	}
-	if next := o.popFreedLocked(0); next != nil {
-		return next
-	}
-	// Room for a batch twice this one, so that buffers in use settle at
-	// a size rather than grow at each larger batch.
-	return make([]byte, 0, 2*len(b))
-}
-
-// holdCopyLocked holds a copy of the small batch b of n frames, in the
-// last held buffer of copies when it has room. o.mu is held.
-func (o *outbox) holdCopyLocked(b []byte, n int) {
-	if k := len(o.held); k > o.heldHead {
-		if h := &o.held[k-1]; h.copied && len(h.b)+len(b) <= cap(h.b) {
-			h.b = append(h.b, b...)
-			h.n += n
-			o.heldFrames += n
-			o.heldBytes += len(b)
-			return
-		}
-	}
-	buf := o.popFreedLocked(copyHeld)
-	if buf == nil {
-		buf = make([]byte, 0, copyHeld)
-	}
-	o.held = append(o.held, heldBatch{b: append(buf, b...), n: n, copied: true})
-	o.heldFrames += n
-	o.heldBytes += len(b)
-}
-
-// popFreedLocked returns a covered buffer of at least min bytes of
-// capacity for reuse, emptied, or nil. Called from take only: the flusher
-// has finished writing every buffer in freed. o.mu is held.
-func (o *outbox) popFreedLocked(min int) []byte {
-	k := len(o.freed)
-	if k == 0 || cap(o.freed[k-1]) < min {
-		return nil
-	}
-	b := o.freed[k-1][:0]
-	o.freed[k-1] = nil
-	o.freed = o.freed[:k-1]
-	o.freedBytes -= cap(b)
-	return b
+	return views, n
 }
 
 // release forgets the held frames the peer's Custody covers: the first
@@ -369,7 +403,7 @@ func (o *outbox) release(covered uint64) {
 	}
 	for o.released < covered && o.heldFrames > 0 {
 		h := &o.held[o.heldHead]
-		_, n, err := frame.ParseHeader(h.b[h.off:], math.MaxInt)
+		_, n, err := frame.ParseHeader(h.s.b[h.off:h.end], math.MaxInt)
 		if err != nil {
 			break // cannot happen: held holds frames we encoded
 		}
@@ -379,11 +413,8 @@ func (o *outbox) release(covered uint64) {
 		o.heldBytes -= frame.HeaderSize + n
 		o.released++
 		if h.n == 0 {
-			if len(o.freed) < keepFreed && o.freedBytes+cap(h.b) <= 2*o.maxBytes {
-				o.freed = append(o.freed, h.b)
-				o.freedBytes += cap(h.b)
-			}
-			*h = heldBatch{}
+			o.unrefLocked(h.s)
+			*h = span{}
 			o.heldHead++
 		}
 	}
@@ -411,25 +442,15 @@ func (o *outbox) requeue() {
 	if o.heldFrames == 0 {
 		return
 	}
-	o.buf = append(o.heldLocked(), o.buf...)
+	// The held spans' references become the queue's.
+	q := make([]span, 0, len(o.held)-o.heldHead+len(o.q))
+	q = append(append(q, o.held[o.heldHead:]...), o.q...)
+	o.q = q
 	o.frames += o.heldFrames
-	o.dropHeldLocked()
+	o.qBytes += o.heldBytes
+	clear(o.held)
+	o.held, o.heldHead, o.heldFrames, o.heldBytes = o.held[:0], 0, 0, 0
 	o.wake() // for the next flusher
-}
-
-// heldLocked returns a copy of the frames held, in order; o.mu is held.
-func (o *outbox) heldLocked() []byte {
-	b := make([]byte, 0, o.heldBytes)
-	for _, h := range o.held[o.heldHead:] {
-		b = append(b, h.b[h.off:]...)
-	}
-	return b
-}
-
-// dropHeldLocked forgets the frames held; o.mu is held.
-func (o *outbox) dropHeldLocked() {
-	o.held, o.heldHead, o.heldFrames, o.heldBytes = nil, 0, 0, 0
-	o.freed, o.freedBytes = nil, 0
 }
 
 // setCustody turns custody on or off for the frames taken from now on;
@@ -473,15 +494,29 @@ func (o *outbox) closeCustody() ([]byte, int) {
 		return nil, 0
 	}
 	o.closed = true
-	b := append(o.heldLocked(), o.buf...)
+	b := make([]byte, 0, o.heldBytes+o.qBytes)
+	for _, sp := range o.held[o.heldHead:] {
+		b = append(b, sp.s.b[sp.off:sp.end]...)
+	}
+	for _, sp := range o.q {
+		b = append(b, sp.s.b[sp.off:sp.end]...)
+	}
 	n := o.heldFrames + o.frames
-	o.dropHeldLocked()
-	o.buf, o.frames = nil, 0
+	o.held, o.heldHead, o.heldFrames, o.heldBytes = nil, 0, 0, 0
+	o.dropLocked()
 	if o.space != nil {
 		close(o.space)
 		o.space = nil
 	}
 	return b, n
+}
+
+// dropLocked forgets the frames queued and the segments: the queue is
+// closed. The flusher's last batch stays valid memory while it writes it.
+// o.mu is held.
+func (o *outbox) dropLocked() {
+	o.q, o.qBytes, o.frames = nil, 0, 0
+	o.tail, o.pool, o.poolBytes = nil, nil, 0
 }
 
 // isClosed reports whether close or closeCustody was called.
@@ -510,7 +545,7 @@ func (o *outbox) mark() uint64 {
 func (o *outbox) depth() (frames, bytes int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.frames, len(o.buf)
+	return o.frames, o.qBytes
 }
 
 // close makes further puts fail and releases waiting producers. It
@@ -523,7 +558,7 @@ func (o *outbox) close() int {
 	}
 	o.closed = true
 	n := o.frames
-	o.buf, o.frames = nil, 0
+	o.dropLocked()
 	if o.space != nil {
 		close(o.space)
 		o.space = nil
@@ -548,7 +583,7 @@ func (o *outbox) flush(w interface{ Write([]byte) (int, error) }, stop, drain <-
 			draining = true
 		}
 		for {
-			b, n := o.take()
+			views, n := o.take()
 			if n == 0 {
 				break
 			}
@@ -557,13 +592,15 @@ func (o *outbox) flush(w interface{ Write([]byte) (int, error) }, stop, drain <-
 			}
 			// Write in chunks so progress is visible at a fine grain even
 			// when a large batch accumulated.
-			for len(b) > 0 {
-				c := min(len(b), writeChunk)
-				if _, err := w.Write(b[:c]); err != nil {
-					return n, err
+			for _, b := range views {
+				for len(b) > 0 {
+					c := min(len(b), writeChunk)
+					if _, err := w.Write(b[:c]); err != nil {
+						return n, err
+					}
+					o.progress.Store(nanotime())
+					b = b[c:]
 				}
-				o.progress.Store(nanotime())
-				b = b[c:]
 			}
 		}
 		if draining {

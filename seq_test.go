@@ -45,7 +45,8 @@ func (h *seqHarness) ageGap(d time.Duration) {
 // last call, in queue order.
 func (h *seqHarness) delivered(t *testing.T) []string {
 	t.Helper()
-	b, _ := h.to.out.take()
+	views, _ := h.to.out.take()
+	b := joined(views)
 	var got []string
 	for len(b) > 0 {
 		_, n, err := frame.ParseHeader(b, math.MaxInt)
