@@ -102,9 +102,9 @@ type span struct {
 // Segment sizes: an outbox's first segment has segMin bytes, and each
 // next one twice its predecessor's up to segMax, so that a connection
 // that sends little costs little and a busy one writes large batches. A
-// frame larger than segMax gets a segment of its own size, never pooled.
+// frame larger than segMax gets a segment of its own size.
 const (
-	segMin = 4 << 10
+	segMin = 1 << 10
 	segMax = 256 << 10
 )
 
@@ -239,7 +239,7 @@ func (o *outbox) unrefLocked(s *seg) {
 // has room: at most twice the byte limit, as when the queue and the held
 // frames are full and a new batch starts. o.mu is held.
 func (o *outbox) recycleLocked(s *seg) {
-	if o.closed || cap(s.b) > segMax || o.poolBytes+cap(s.b) > 2*o.maxBytes {
+	if o.closed || o.poolBytes+cap(s.b) > 2*o.maxBytes {
 		return
 	}
 	s.b = s.b[:0]
