@@ -361,6 +361,50 @@ func TestOutboxCustodyLargeBatchesAllocateNothing(t *testing.T) {
 	}
 }
 
+// After a burst, the segments it left in the pool are let go once traffic
+// stays small: a connection that was busy once does not keep megabytes.
+// They are kept while traffic stays large.
+func TestOutboxPoolShrinksAfterBurst(t *testing.T) {
+	o := newOutbox(1<<20, 8<<20, nil)
+	big := &frame.Data{Tag: 1, Payload: make([]byte, 4<<10)}
+	small := &frame.Data{Tag: 1, Payload: []byte("x")}
+	batch := func(d *frame.Data, k int) {
+		t.Helper()
+		for range k {
+			if !o.put(d, DropNewest, nil, 0, 0) {
+				t.Fatal("put failed")
+			}
+		}
+		if _, n := o.take(); n != k {
+			t.Fatalf("took %d frames, want %d", n, k)
+		}
+	}
+	pooled := func() int {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.poolBytes
+	}
+	batch(big, 1000) // a 4 MiB burst
+	batch(small, 1)  // the burst is written
+	burst := pooled()
+	if burst < 2<<20 {
+		t.Fatalf("%d bytes pooled after a 4 MiB burst, want its segments", burst)
+	}
+	for range 2 * shrinkAfter {
+		batch(big, 300) // batches over a quarter of the pool: it stays
+	}
+	batch(small, 1) // the last is written
+	if got := pooled(); got < burst*3/4 {
+		t.Fatalf("pool fell from %d to %d bytes under large batches", burst, got)
+	}
+	for range 8 * shrinkAfter {
+		batch(small, 1)
+	}
+	if got := pooled(); got > 64<<10 {
+		t.Fatalf("%d bytes still pooled after %d small batches", got, 8*shrinkAfter)
+	}
+}
+
 // BenchmarkOutboxCustody measures a client's write buffer per 1 KiB frame:
 // put, the flusher's take, and with custody the copy kept until a Custody
 // covers it and the release of 256 frames at a time (what first-hop
