@@ -420,11 +420,15 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 // newSession returns the session of a connection that completed its
 // handshake; serve runs it.
 func newSession(c *client, tc transport.Conn, ctrl transport.Stream, rd *frame.Reader, acked uint64) *session {
-	return &session{c: c, tc: tc, ctrl: ctrl, ctrlRd: rd, acked: acked,
-		dg:   newDgramOut(&c.dgram),
+	s := &session{c: c, tc: tc, ctrl: ctrl, ctrlRd: rd, acked: acked,
 		errc: make(chan error, 4), goaway: make(chan struct{}), stopFlush: make(chan struct{}),
 		drain: make(chan struct{}), flushDone: make(chan struct{}), started: make(chan struct{}),
 		flushCh: make(chan struct{}), ended: make(chan struct{})}
+	if len(c.opts.datagramTags) > 0 {
+		// Only a client that writes datagrams has their queue and sender.
+		s.dg = newDgramOut(&c.dgram)
+	}
+	return s
 }
 
 // handshakeOn performs the dialing side of the handshake on a new
@@ -578,7 +582,7 @@ type session struct {
 	ctrl   transport.Stream
 	ctrlRd *frame.Reader
 	ctrlMu sync.Mutex // serialises writes to ctrl
-	dg     *dgramOut  // datagrams of datagram tags, sent by serve's sender goroutine
+	dg     *dgramOut  // datagrams of datagram tags, sent by serve's sender goroutine; nil without datagram tags
 	acked  uint64     // the handshake's Acked: the client's frame number before this connection's first
 
 	goawayOnce sync.Once // closes goaway
@@ -617,12 +621,15 @@ func (s *session) serve() error {
 	c := s.c
 	defer close(s.ended)
 	defer c.sess.CompareAndSwap(s, nil)
-	s.wg.Add(5)
+	s.wg.Add(4)
 	go s.flush()                                            // owned by serve: ends on stopFlush or a write error
 	go func() { defer s.wg.Done(); s.fail(s.readData()) }() // owned by serve: ends with the zipper's data stream or tc
 	go s.readControl()                                      // owned by serve: ends on GOAWAY or when tc closes
-	go func() { defer s.wg.Done(); s.dg.run(s.tc, nil) }()  // owned by serve: ends when tc closes
 	go s.readDatagrams()                                    // owned by serve: ends when tc closes
+	if s.dg != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.dg.run(s.tc, nil) }() // owned by serve: ends when tc closes
+	}
 	if c.onBody != nil {
 		s.wg.Add(1)
 		go s.acceptBodies(c.onBody) // owned by serve: ends when tc closes
@@ -1012,7 +1019,7 @@ func (c *client) writeDatagram(d *frame.Data) error {
 		return rej
 	}
 	s := c.sess.Load()
-	if s == nil {
+	if s == nil || s.dg == nil {
 		c.dgram.noConn.Add(1)
 		return nil
 	}
