@@ -318,6 +318,7 @@ func nanotime() int64 { return int64(time.Since(clockBase)) }
 
 var clockBase = time.Now()
 
+// wake tells the flusher there is work, without waiting.
 func (o *outbox) wake() {
 	select {
 	case o.ready <- struct{}{}:

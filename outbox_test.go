@@ -2,6 +2,9 @@ package yomo
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -280,6 +283,83 @@ func TestOutboxCustodyReusesOnlyWrittenBatches(t *testing.T) {
 	}
 	check(joined(views), next-(held-5), held-5)
 }
+
+// Producers encode into the tail segment while the flusher writes the
+// part of it taken before: every frame written arrives whole, once, in
+// each producer's order, with custody releasing as the flusher goes and
+// without. Under -race this also checks that the flusher reads no byte a
+// producer writes.
+func TestOutboxConcurrentProducersAndFlusher(t *testing.T) {
+	for _, custody := range []bool{false, true} {
+		o := newOutbox(256, 64<<10, nil)
+		o.custody = custody
+		const producers, each = 4, 3000
+		var got [producers]int // the next number expected from each producer
+		var frames int
+		var stream []byte // what was written and not yet parsed: writes cut frames anywhere
+		w := writerFunc(func(b []byte) (int, error) {
+			stream = append(stream, b...)
+			for len(stream) >= frame.HeaderSize {
+				_, size, err := frame.ParseHeader(stream, 1<<20)
+				if err != nil {
+					return 0, err
+				}
+				if len(stream) < frame.HeaderSize+size {
+					break // the rest of the frame comes with the next write
+				}
+				var d frame.Data
+				if err := d.Decode(stream[frame.HeaderSize : frame.HeaderSize+size]); err != nil {
+					return 0, err
+				}
+				p, i := int(d.Tag), int(binary.BigEndian.Uint32(d.Payload))
+				if p >= producers || i != got[p] || !bytes.Equal(d.Payload[4:], bytes.Repeat([]byte{byte(i)}, i%700)) {
+					return 0, fmt.Errorf("producer %d: frame %d arrived where frame %d was due, or damaged", p, i, got[p])
+				}
+				got[p]++
+				frames++
+				stream = stream[frame.HeaderSize+size:]
+			}
+			if custody {
+				o.release(uint64(frames)) // the peer covers what it read
+			}
+			return len(b), nil
+		})
+		stop, drain := make(chan struct{}), make(chan struct{})
+		flushed := make(chan error, 1)
+		go func() { // owned by the test: drain ends it
+			_, err := o.flush(w, stop, drain, nil)
+			o.close() // a failed write: the producers stop
+			flushed <- err
+		}()
+		var wg sync.WaitGroup
+		for p := range producers {
+			wg.Go(func() {
+				for i := range each {
+					payload := binary.BigEndian.AppendUint32(nil, uint32(i))
+					payload = append(payload, bytes.Repeat([]byte{byte(i)}, i%700)...)
+					if !o.put(&frame.Data{Tag: frame.Tag(p), Payload: payload}, Block, nil, 0, 0) {
+						t.Errorf("producer %d: put %d failed", p, i)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(drain)
+		if err := <-flushed; err != nil {
+			t.Fatal(err)
+		}
+		for p := range producers {
+			if got[p] != each {
+				t.Fatalf("custody %v: producer %d: %d frames arrived, want %d", custody, p, got[p], each)
+			}
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // joined returns the bytes of a batch, as the flusher writes them.
 func joined(views [][]byte) []byte {
