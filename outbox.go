@@ -174,16 +174,23 @@ func (o *outbox) appendLocked(d *frame.Data) {
 		// would then see the time of its last write, long ago, and drop.
 		o.progress.Store(nanotime())
 	}
-	size := frame.HeaderSize + frame.DataSize(d)
 	t := o.tail
-	switch {
-	case t == nil || cap(t.b)-len(t.b) < size && (t.refs > 0 || cap(t.b) < size):
-		t = o.newTailLocked(size)
-	case t.refs == 0:
-		// Nothing refers to the tail's frames any more (written, and
-		// covered under custody): encode from its start again, into
-		// memory still in the cache.
-		t.b = t.b[:0]
+	room := 0
+	if t != nil {
+		if t.refs == 0 {
+			// Nothing refers to the tail's frames any more (written, and
+			// covered under custody): encode from its start again, into
+			// memory still in the cache.
+			t.b = t.b[:0]
+		}
+		room = cap(t.b) - len(t.b)
+	}
+	// The bound is cheaper than the exact size, which is needed only
+	// near a segment's end.
+	if t == nil || room < frame.DataSizeBound(d) {
+		if size := frame.HeaderSize + frame.DataSize(d); t == nil || room < size {
+			t = o.newTailLocked(size)
+		}
 	}
 	off := len(t.b)
 	t.b = frame.AppendData(t.b, d)

@@ -168,6 +168,20 @@ func fieldSize(n int) int { return uvarintSize(uint64(n)) + n }
 // DataSize returns the encoded size of d's body, without the header.
 func DataSize(d *Data) int { return d.size(d.flags()) }
 
+// maxDataOverhead bounds what a data frame adds to its variable-length
+// fields: the header, the flags, the tag, origin and transaction id, and
+// a length prefix for each of the seven length-prefixed fields.
+const maxDataOverhead = HeaderSize + 1 + binary.MaxVarintLen32 + 8 + binary.MaxVarintLen64 + 7*binary.MaxVarintLen64
+
+// DataSizeBound returns at least the encoded size of d as a complete frame
+// (header and body), AppendData's length, and at most maxDataOverhead
+// bytes more: cheaper than DataSize, for a caller that only needs to
+// know that the frame fits.
+func DataSizeBound(d *Data) int {
+	return maxDataOverhead + len(d.Payload) + len(d.Target) + len(d.Metadata) + len(d.Key) +
+		len(d.OriginZipper) + len(d.Path) + len(d.Names) + len(d.Seq)
+}
+
 // size returns the encoded size of d's body written with the flags f.
 func (d *Data) size(f byte) int {
 	n := 1 + uvarintSize(uint64(d.Tag)) + len(d.Payload)
