@@ -957,3 +957,24 @@ func TestParseDatagramRejects(t *testing.T) {
 		}
 	}
 }
+
+// DataSizeBound is never below the encoded frame's length, with every
+// field present and the integers at their widest, nor far above it.
+func TestDataSizeBound(t *testing.T) {
+	for _, d := range []*Data{
+		{},
+		{Tag: 1, Payload: []byte("x")},
+		{
+			Tag: math.MaxUint32, Origin: math.MaxUint64, TID: math.MaxUint64,
+			Target: bytes.Repeat([]byte("t"), 300), Metadata: metadataFrom("k\x00v"),
+			Key: []byte("key"), OriginZipper: []byte("zipper-a"),
+			Path: AppendStrList(nil, "a", "b"), Names: AppendStrList(nil, "fn"),
+			Seq: bytes.Repeat([]byte{7}, 20), Payload: make([]byte, 70000),
+		},
+	} {
+		n := len(AppendData(nil, d))
+		if b := DataSizeBound(d); b < n || b > n+maxDataOverhead {
+			t.Fatalf("DataSizeBound %d for a frame of %d bytes", b, n)
+		}
+	}
+}

@@ -216,6 +216,9 @@ func FuzzDataRoundTrip(f *testing.F) {
 			in.Names = AppendStrList(nil, string(target))
 		}
 		frame := AppendData(nil, &in)
+		if b := DataSizeBound(&in); b < len(frame) || b > len(frame)+maxDataOverhead {
+			t.Fatalf("DataSizeBound %d for a frame of %d bytes", b, len(frame))
+		}
 		r := NewReader(bytes.NewReader(frame), len(frame))
 		typ, body, err := r.Next()
 		if err != nil || typ != TypeData {
