@@ -966,10 +966,12 @@ func TestDataSizeBound(t *testing.T) {
 		{Tag: 1, Payload: []byte("x")},
 		{
 			Tag: math.MaxUint32, Origin: math.MaxUint64, TID: math.MaxUint64,
-			Target: bytes.Repeat([]byte("t"), 300), Metadata: metadataFrom("k\x00v"),
-			Key: []byte("key"), OriginZipper: []byte("zipper-a"),
-			Path: AppendStrList(nil, "a", "b"), Names: AppendStrList(nil, "fn"),
-			Seq: bytes.Repeat([]byte{7}, 20), Payload: make([]byte, 70000),
+			// Each field longer than the bound's slack, so that the bound
+			// fails if it leaves any out.
+			Target: bytes.Repeat([]byte("t"), 300), Metadata: metadataFrom("k\x00" + strings.Repeat("v", 300)),
+			Key: bytes.Repeat([]byte("k"), 300), OriginZipper: bytes.Repeat([]byte("z"), 300),
+			Path: AppendStrList(nil, strings.Repeat("a", 300)), Names: AppendStrList(nil, strings.Repeat("f", 300)),
+			Seq: bytes.Repeat([]byte{7}, 300), Payload: make([]byte, 70000),
 		},
 	} {
 		n := len(AppendData(nil, d))
