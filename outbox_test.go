@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -165,17 +166,8 @@ func TestOutboxRequeueKeepsOrderAndNumbers(t *testing.T) {
 	}
 	payloads := func(b []byte) []string {
 		var out []string
-		for len(b) > 0 {
-			_, n, err := frame.ParseHeader(b, 1<<20)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var d frame.Data
-			if err := d.Decode(b[frame.HeaderSize : frame.HeaderSize+n]); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, string(d.Payload))
-			b = b[frame.HeaderSize+n:]
+		for _, p := range framePayloads(t, b) {
+			out = append(out, string(p))
 		}
 		return out
 	}
@@ -238,22 +230,14 @@ func TestOutboxCustodyReusesOnlyWrittenBatches(t *testing.T) {
 	}
 	check := func(b []byte, first, n int) {
 		t.Helper()
-		for i := first; i < first+n; i++ {
-			_, size, err := frame.ParseHeader(b, 1<<20)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var d frame.Data
-			if err := d.Decode(b[frame.HeaderSize : frame.HeaderSize+size]); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(d.Payload, payload(i)) {
-				t.Fatalf("frame %d has payload %d…", i, d.Payload[0])
-			}
-			b = b[frame.HeaderSize+size:]
+		ps := framePayloads(t, b)
+		if len(ps) != n {
+			t.Fatalf("%d frames, want %d", len(ps), n)
 		}
-		if len(b) != 0 {
-			t.Fatalf("%d bytes after frame %d", len(b), first+n-1)
+		for i, p := range ps {
+			if !bytes.Equal(p, payload(first+i)) {
+				t.Fatalf("frame %d has payload %d…", first+i, p[0])
+			}
 		}
 	}
 	put(3)
@@ -382,6 +366,29 @@ func TestOutboxSegmentsNeverGrow(t *testing.T) {
 			arrays[s] = first
 		}
 	}
+}
+
+// framePayloads decodes b, whole data frames one after another, and
+// returns their payloads in order (aliasing b).
+func framePayloads(t *testing.T, b []byte) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for len(b) > 0 {
+		_, n, err := frame.ParseHeader(b, math.MaxInt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < frame.HeaderSize+n {
+			t.Fatalf("a frame of %d bytes cut after %d", frame.HeaderSize+n, len(b))
+		}
+		var d frame.Data
+		if err := d.Decode(b[frame.HeaderSize : frame.HeaderSize+n]); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d.Payload)
+		b = b[frame.HeaderSize+n:]
+	}
+	return out
 }
 
 // joined returns the bytes of a batch, as the flusher writes them.

@@ -3,7 +3,6 @@ package yomo
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"testing"
 	"time"
@@ -46,19 +45,9 @@ func (h *seqHarness) ageGap(d time.Duration) {
 func (h *seqHarness) delivered(t *testing.T) []string {
 	t.Helper()
 	views, _ := h.to.out.take()
-	b := joined(views)
 	var got []string
-	for len(b) > 0 {
-		_, n, err := frame.ParseHeader(b, math.MaxInt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var d frame.Data
-		if err := d.Decode(b[frame.HeaderSize : frame.HeaderSize+n]); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, string(d.Payload))
-		b = b[frame.HeaderSize+n:]
+	for _, p := range framePayloads(t, joined(views)) {
+		got = append(got, string(p))
 	}
 	return got
 }
