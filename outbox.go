@@ -46,6 +46,7 @@ type outbox struct {
 	// batches and tails count the batches taken and the tails started
 	// in the current window of shrinkAfter batches (trimPoolLocked).
 	batches, tails int
+	made           uint64 // segments allocated, ever (the pool had none to reuse)
 	writing        bool   // the flusher holds a batch it has not finished writing; guarded by mu
 	taken          uint64 // frames taken by flushers, ever; guarded by mu
 	// stalled: DropStalled judged the destination stuck; frames for its
@@ -232,6 +233,7 @@ func (o *outbox) newTailLocked(size int) *seg {
 	}
 	if t == nil {
 		t = &seg{b: make([]byte, 0, want)}
+		o.made++
 	}
 	o.tail = t
 	return t
