@@ -72,7 +72,7 @@ type client struct {
 	zipperMax atomic.Int64 // the zipper's data frame limit (HandshakeAck); 0 before the first
 
 	dgram    dgramCounters // datagram tags (datagram.go)
-	handleMu sync.Mutex    // onData runs for one frame at a time: from the data stream or a datagram
+	handleMu sync.Mutex    // onData runs for one frame at a time: from the data stream or a datagram; SetHandler waits for it
 
 	closing  chan struct{} // closed by Close: flush and finish
 	loopDone chan struct{} // closed when the connection loop returned
@@ -740,6 +740,7 @@ func (s *session) flush() {
 
 func (s *session) readData() error {
 	c := s.c
+	locked := false // c.handleMu, held across a batch of frames
 	return readDataStream(c.ctx, s.tc, c.opts.maxFrame+frame.MaxEnvelope, func(d *frame.Data, _ int) error {
 		if err := c.ctx.Err(); err != nil {
 			// Closed: frames still buffered here are not handed to the
@@ -747,7 +748,17 @@ func (s *session) readData() error {
 			// (it already gave queued frames a bounded chance to drain).
 			return err
 		}
-		c.handle(d)
+		if !locked {
+			c.handleMu.Lock()
+			locked = true
+		}
+		c.onData(d)
+		return nil
+	}, func() error {
+		if locked {
+			c.handleMu.Unlock()
+			locked = false
+		}
 		return nil
 	})
 }
@@ -771,6 +782,8 @@ func (s *session) readDatagrams() {
 
 // handle hands a frame to onData, one frame at a time: the handler's
 // calls do not overlap whether frames come on the stream or in datagrams.
+// (The data stream's reader holds handleMu across a batch of frames:
+// readData.)
 func (c *client) handle(d *frame.Data) {
 	c.handleMu.Lock()
 	defer c.handleMu.Unlock()

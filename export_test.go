@@ -55,7 +55,12 @@ func ConnectAsZipperForTest(s *Source) { s.c.kind = frame.KindZipper }
 // stream here).
 func RouteForTest(z *Zipper, fns int, backflow, custody bool) (route func(*frame.Data), take func(), done func(), err error) {
 	var conns []*conn
+	var from *conn
+	var b inBatch
 	done = func() {
+		if from != nil {
+			_ = from.endBatch(&b)
+		}
 		for _, c := range conns {
 			z.unregister(c)
 		}
@@ -78,7 +83,7 @@ func RouteForTest(z *Zipper, fns int, backflow, custody bool) (route func(*frame
 	for i := range fns {
 		sinks = append(sinks, add(&frame.Handshake{Kind: frame.KindFunction, Name: fmt.Sprintf("fn-%d", i), ObserveTags: []Tag{1}}))
 	}
-	from := src
+	from = src
 	if backflow {
 		from = add(&frame.Handshake{Kind: frame.KindFunction, Name: "fn", ObserveTags: []Tag{1}})
 		sinks = []*conn{src}
@@ -88,14 +93,20 @@ func RouteForTest(z *Zipper, fns int, backflow, custody bool) (route func(*frame
 		return nil, nil, nil, err
 	}
 	var sc scratch
-	route = func(d *frame.Data) { z.route(from, d, &sc) }
+	k := 0
 	if from.writer != nil {
 		z.holdCustody.Store(true)
-		route = func(d *frame.Data) {
-			from.writerSeq++
-			z.routeOnce(from, d, from.writerSeq, &sc)
-			if from.acks.add(len(d.Payload)) {
-				_ = from.ackClient(0)
+	}
+	// What readData does with each frame, ending a batch after maxBatch
+	// frames (a reader under load: its buffer always holds another).
+	route = func(d *frame.Data) {
+		if err := from.readFrame(d, frame.DataSize(d)-frame.HeaderSize, &b, &sc); err != nil {
+			panic(err)
+		}
+		if k++; k == maxBatch {
+			k = 0
+			if err := from.endBatch(&b); err != nil {
+				panic(err)
 			}
 		}
 	}

@@ -114,15 +114,13 @@ func (z *Zipper) attachWriter(c *conn, hs *frame.Handshake) {
 
 // routeOnce routes frame number seq of client c, unless c routed it
 // already on an earlier connection: then it is dropped and counted.
+// c.writer.mu is held (by the reader, across a batch: inBatch).
 func (z *Zipper) routeOnce(c *conn, d *frame.Data, seq uint64, sc *scratch) {
 	w := c.writer
-	w.mu.Lock()
 	if seq <= w.routed {
-		w.mu.Unlock()
 		z.clientDups.Add(1)
 		return
 	}
 	w.routed = seq
 	z.route(c, d, sc)
-	w.mu.Unlock()
 }

@@ -605,7 +605,7 @@ func BenchmarkOutboxCustody(b *testing.B) {
 func TestCustodyInterval(t *testing.T) {
 	due := func(k *custodyIn, size int) int {
 		for i := 1; i <= 1<<20; i++ {
-			if k.add(size) {
+			if k.add(1, uint64(size)) {
 				return i
 			}
 		}

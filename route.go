@@ -36,8 +36,8 @@ type scratch struct {
 }
 
 // route delivers one data frame read from c.
+// The caller counts it in z.framesIn.
 func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
-	z.framesIn.Add(1)
 	// A waiting put gives up when the writer's own connection ends.
 	wait := from.tc.Context().Done()
 	if from.isLink() {

@@ -22,8 +22,8 @@ import (
 // when the connection is lost; Close stops it.
 type StreamFunction struct {
 	c       *client
-	hmu     sync.RWMutex // held for reading by every handler call; SetHandler writes
-	handler Handler      // guarded by hmu
+	hmu     sync.RWMutex // held for reading by the workers' handler calls; SetHandler writes
+	handler Handler      // written under hmu and c.handleMu; read under either
 	hctx    fnContext
 	workers *workers // with WithHandlerConcurrency(n > 1)
 
@@ -108,9 +108,11 @@ func (f *StreamFunction) SetHandler(fn Handler) error {
 	if fn == nil {
 		return ErrNoHandler
 	}
-	f.hmu.Lock()
+	f.c.handleMu.Lock() // the calls on the read goroutines (callHeld)
+	f.hmu.Lock()        // the workers' calls (call)
 	f.handler = fn
 	f.hmu.Unlock()
+	f.c.handleMu.Unlock()
 	return nil
 }
 
@@ -174,13 +176,21 @@ func (f *StreamFunction) onData(d *frame.Data) {
 		f.workers.dispatch(d)
 		return
 	}
-	f.call(&f.hctx, d)
+	f.callHeld(&f.hctx, d) // under f.c.handleMu (client.handle, readData)
 }
 
-// call runs the handler for one frame, turning a panic into a report.
+// call runs the handler for one frame on a worker.
 func (f *StreamFunction) call(x *fnContext, d *frame.Data) {
 	f.hmu.RLock() // SetHandler waits for this call
 	defer f.hmu.RUnlock()
+	f.callHeld(x, d)
+}
+
+// callHeld runs the handler for one frame, turning a panic into a report.
+// f.hmu or f.c.handleMu is held, so that SetHandler waits for the call:
+// the read goroutines hold handleMu (across a batch of frames on the data
+// stream, one lock for many calls), the workers hmu.
+func (f *StreamFunction) callHeld(x *fnContext, d *frame.Data) {
 	defer func() {
 		if v := recover(); v != nil {
 			f.c.recovered(v)

@@ -2,6 +2,7 @@ package frame
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"io"
 	"sync"
@@ -183,6 +184,28 @@ func (r *Reader) Next() (Type, []byte, error) {
 		r.buf = nil // do not pin a rare huge buffer for the stream's lifetime
 	}
 	return t, body, nil
+}
+
+// Ready reports whether a whole frame is buffered after the one Next
+// returned last, so that the next call of Next returns it without reading
+// the stream. A reader of many small frames uses it to do per batch what
+// need not be done per frame (publish counters, release a lock) before it
+// would wait for the stream. A frame longer than the read buffer (32 KiB)
+// is never ready; a bad header is (Next returns its error).
+func (r *Reader) Ready() bool {
+	if r.br == nil {
+		return false
+	}
+	b := r.br.Buffered() - r.discard
+	if b < HeaderSize {
+		return false
+	}
+	h, err := r.br.Peek(r.discard + HeaderSize) // buffered already: no read
+	if err != nil {
+		return false
+	}
+	n := binary.BigEndian.Uint32(h[r.discard+1:])
+	return uint64(b) >= HeaderSize+uint64(n)
 }
 
 const (

@@ -55,3 +55,79 @@ func TestControlReaderReleasesBuffer(t *testing.T) {
 		t.Fatalf("truncated stream: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
+
+// countingReader counts the Reads that reach the stream.
+type countingReader struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	c.reads++
+	return c.r.Read(b)
+}
+
+// Ready says true exactly when the next Next returns without reading the
+// stream: frames of every size (some longer than the read buffer), the
+// stream arriving whole, in small pieces and in halves, for data and
+// control Readers.
+func TestReaderReady(t *testing.T) {
+	var stream []byte
+	var sizes []int
+	for i := range 400 {
+		n := (i * 37) % 300
+		if i%50 == 7 {
+			n = readBufferSize + i // longer than the buffer: never ready
+		}
+		sizes = append(sizes, n)
+		stream = append(AppendHeader(stream, TypeData, n), bytes.Repeat([]byte{byte(i)}, n)...)
+	}
+	for _, tc := range []struct {
+		name string
+		r    func() io.Reader
+		buf  int
+	}{
+		{"whole", func() io.Reader { return bytes.NewReader(stream) }, readBufferSize},
+		{"97-byte reads", func() io.Reader { return &chunkReader{r: bytes.NewReader(stream), n: 97} }, readBufferSize},
+		{"half", func() io.Reader { return iotest.HalfReader(bytes.NewReader(stream)) }, readBufferSize},
+		{"control buffer", func() io.Reader { return &chunkReader{r: bytes.NewReader(stream), n: 700} }, ControlBufferSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &countingReader{r: tc.r()}
+			rd := NewReaderSize(src, DefaultMaxSize, tc.buf)
+			if rd.Ready() {
+				t.Fatal("ready before any read")
+			}
+			readies := 0
+			for i, n := range sizes {
+				ready, before := rd.Ready(), src.reads
+				typ, body, err := rd.Next()
+				if err != nil || typ != TypeData || len(body) != n {
+					t.Fatalf("frame %d: %v %d bytes %v; want %d bytes", i, typ, len(body), err, n)
+				}
+				if read := src.reads > before; ready == read {
+					t.Fatalf("frame %d (%d bytes): Ready said %v, and Next read the stream: %v", i, n, ready, read)
+				}
+				if ready {
+					readies++
+				}
+			}
+			if rd.Ready() {
+				t.Fatal("ready at the end of the stream")
+			}
+			if tc.name == "whole" && readies < len(sizes)/2 {
+				t.Fatalf("only %d of %d frames were ready", readies, len(sizes))
+			}
+		})
+	}
+}
+
+// chunkReader returns at most n bytes per Read.
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunkReader) Read(b []byte) (int, error) {
+	return c.r.Read(b[:min(len(b), c.n)])
+}
