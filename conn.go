@@ -395,13 +395,14 @@ func (c *conn) readData() error {
 }
 
 // inBatch is what the reader of a data stream keeps between two ends of
-// a batch (readDataStream): the frames it read and their bytes, counted
-// when the batch ends, and the writer's lock, held across the batch.
-// Counters and the lock then cost two atomic operations per batch rather
-// than per frame, which is most of what a router spends on a 16-byte
-// frame beyond decoding and queueing it.
+// a batch (readDataStream): the frames it read and their bytes, and the
+// frames it routed, counted when the batch ends, and the writer's lock,
+// held across the batch. Counters and the lock then cost a few atomic
+// operations per batch rather than per frame (RATIONALE.md, "Why do
+// readers work in batches?").
 type inBatch struct {
-	frames, bytes uint64
+	frames, bytes uint64       // read
+	routed        uint64       // passed the checks and routed: taken into custody
 	w             *writerState // c.writer, locked; nil: not locked
 }
 
@@ -417,6 +418,7 @@ func (c *conn) readFrame(d *frame.Data, n int, b *inBatch, sc *scratch) error {
 	} else if c.write != nil && !c.write.has(d.Tag) {
 		return c.z.denyWrite(c, d.Tag)
 	}
+	b.routed++
 	if w := c.writer; w != nil {
 		if b.w == nil {
 			w.mu.Lock()
@@ -438,22 +440,25 @@ func (c *conn) endBatch(b *inBatch) error {
 		b.w.mu.Unlock()
 		b.w = nil
 	}
-	frames, bytes := b.frames, b.bytes
+	frames, bytes, routed := b.frames, b.bytes, b.routed
 	if frames == 0 {
 		return nil
 	}
-	b.frames, b.bytes = 0, 0
+	b.frames, b.bytes, b.routed = 0, 0, 0
 	c.cnt.framesIn.Add(frames)
-	c.z.framesIn.Add(frames)
+	if routed == 0 {
+		return nil // the batch's only frame failed the checks: the connection closes
+	}
+	c.z.framesIn.Add(routed)
 	if c.isLink() {
 		c.link.heard()
 		c.cnt.bytesIn.Add(bytes)
-		if c.acks.add(frames, bytes) {
+		if c.acks.add(routed, bytes) {
 			c.link.kickControl()
 		}
 		return nil
 	}
-	if c.writer != nil && c.acks.add(frames, bytes) {
+	if c.writer != nil && c.acks.add(routed, bytes) {
 		if err := c.ackClient(c.ctrlTimeout()); err != nil {
 			return err
 		}

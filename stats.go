@@ -15,6 +15,9 @@ type Stats struct {
 	Name        string          `json:"name"`
 	Connections ConnectionStats `json:"connections"`
 	// FramesIn counts data frames received from clients and mesh links.
+	// A connection's reader counts the frames of a stream in batches,
+	// once they are routed (RATIONALE.md, "Why do readers work in
+	// batches?"): a frame routed a moment ago may not be counted yet.
 	FramesIn uint64 `json:"frames_in"`
 	// Dropped counts frames for any client dropped because its queue was
 	// full or it disconnected with frames still queued, frames a mesh link
