@@ -110,8 +110,11 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 		return nil, rej
 	}
 	st.SetReadDeadline(time.Time{})
+	// A source that announces its body streams gets no acceptor until it
+	// does (frame.Bodies): an idle source costs one goroutine fewer.
+	c.lazyBodies = hs.Kind == frame.KindSource && hs.AnnouncesBodies
 	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: c.id, Zipper: z.name, MaxFrameSize: uint32(z.opts.maxFrame),
-		Custody: c.writer != nil})
+		Custody: c.writer != nil, AnnounceBodies: c.lazyBodies})
 	st.SetWriteDeadline(deadline)
 	if _, err := st.Write(ack); err != nil {
 		z.unregister(c)

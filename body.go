@@ -33,6 +33,7 @@ var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, bodyBuffer); ret
 // bodyCounters are the zipper's counters of bodies (Stats.Streams).
 type bodyCounters struct {
 	open, buffered                                                atomic.Int64
+	acceptors                                                     atomic.Int64 // connections whose body streams are accepted now
 	bytes, delivered, unroutable, refused, aborted, lost, limited atomic.Uint64
 }
 
@@ -79,6 +80,8 @@ func streamCodeOf(err error) (code frame.StreamCode, ok bool) {
 // acceptBodies accepts the body streams the peer opens and relays each on
 // a goroutine of its own, until the connection ends.
 func (c *conn) acceptBodies() {
+	c.z.bodies.acceptors.Add(1)
+	defer c.z.bodies.acceptors.Add(-1)
 	acceptBodyStreams(c.z.ctx, c.tc, func() { c.z.bodies.count(frame.StreamLimit) },
 		func(st transport.Stream, done func()) {
 			c.goOwned(func() { // ends when the body ended, or with either connection

@@ -363,6 +363,10 @@ func (c *client) handshake() *frame.Handshake {
 		Broadcast:    c.opts.broadcast && c.kind == frame.KindFunction,
 		Custody:      true,
 		Acked:        c.out.releasedCount(), // nothing is released between sessions
+		// A source opens body streams only if OpenStream is called: it
+		// tells the zipper first (session.announceBodies), so that the
+		// zipper waits for none until then.
+		AnnouncesBodies: c.kind == frame.KindSource,
 	}
 }
 
@@ -414,7 +418,9 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 	// the client then keeps nothing it has written.
 	c.out.setCustody(ack.Custody)
 	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
-	return newSession(c, tc, st, rd, hs.Acked), nil
+	s := newSession(c, tc, st, rd, hs.Acked)
+	s.announce = ack.AnnounceBodies
+	return s, nil
 }
 
 // newSession returns the session of a connection that completed its
@@ -604,6 +610,26 @@ type session struct {
 	ended    chan struct{} // closed when serve returns
 
 	credit bodyCredit // body bytes in flight towards the zipper (bodycredit.go)
+
+	// announce is the HandshakeAck's AnnounceBodies: a Bodies frame goes
+	// before the first body stream (announceBodies).
+	announce   bool
+	bodiesOnce sync.Once
+	bodiesErr  error // the Bodies frame's write; set in bodiesOnce
+}
+
+// announceBodies tells the zipper, once per connection and when it asked,
+// that body streams follow (frame.Bodies); every OpenStream calls it
+// before it opens its stream, so none opens before the frame is written.
+func (s *session) announceBodies() error {
+	if !s.announce {
+		return nil
+	}
+	s.bodiesOnce.Do(func() {
+		b, _ := frame.AppendControl(nil, &frame.Bodies{})
+		s.bodiesErr = writeControlOn(&s.ctrlMu, s.ctrl, b, DefaultHandshakeTimeout)
+	})
+	return s.bodiesErr
 }
 
 // serve runs the session through its phases and returns why it ended:

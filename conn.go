@@ -92,6 +92,12 @@ type conn struct {
 
 	dg     atomic.Pointer[dgramOut] // datagrams to the peer; started by the first (startDatagrams)
 	credit bodyCredit               // body bytes in flight towards the peer (bodycredit.go)
+
+	// lazyBodies: a source that announces its body streams (its
+	// HandshakeAck said AnnounceBodies); its acceptor starts on its
+	// Bodies frame. bodiesOn: the acceptor started. Both are serve's
+	// goroutine's own once serving.
+	lazyBodies, bodiesOn bool
 }
 
 // connCounters are the counters of a connection.
@@ -153,7 +159,10 @@ func (c *conn) serve() error {
 			c.fail(err)
 		}
 	})
-	c.goOwned(c.acceptBodies) // ends when tc closes
+	if !c.lazyBodies {
+		c.bodiesOn = true
+		c.goOwned(c.acceptBodies) // ends when tc closes
+	}
 	if c.hasWriter() {
 		c.startWriter()
 	}
@@ -324,6 +333,16 @@ func (c *conn) readControl() error {
 				b, _ := frame.AppendControl(nil, &frame.Subscribed{Seq: sub.Seq, Error: c.z.resubscribe(c, sub)})
 				return c.writeControl(b, c.ctrlTimeout())
 			}
+		case frame.TypeBodies:
+			if !c.lazyBodies || c.bodiesOn {
+				return &protocolError{msg: "unexpected bodies frame: not asked for, or a second time"}
+			}
+			if _, err := decodeControl(t, body); err != nil {
+				return err
+			}
+			c.bodiesOn = true
+			c.goOwned(c.acceptBodies) // ends when tc closes (readControl runs on serve's goroutine)
+			return nil
 		case frame.TypeFlush:
 			if !c.isLink() {
 				v, err := decodeControl(t, body)

@@ -37,6 +37,10 @@ func RouteGroupsForTest(z *Zipper, tag Tag) []string { return z.table.Load().Gro
 // StoppedForTest reports whether f's client was stopped (by Close).
 func StoppedForTest(f *StreamFunction) bool { return f.c.ctx.Err() != nil }
 
+// BodyAcceptorsForTest returns how many of z's connections have a
+// goroutine accepting their body streams now.
+func BodyAcceptorsForTest(z *Zipper) int { return int(z.bodies.acceptors.Load()) }
+
 // ConnectAsZipperForTest makes s announce itself as a zipper (a mesh
 // link) in its handshake.
 func ConnectAsZipperForTest(s *Source) { s.c.kind = frame.KindZipper }

@@ -111,6 +111,9 @@ func (s *Source) OpenStreamMessage(ctx context.Context, m Message) (*StreamWrite
 	if sess == nil {
 		return nil, ErrNotConnected
 	}
+	if err := sess.announceBodies(); err != nil {
+		return nil, bodyErr(err)
+	}
 	st, err := sess.tc.OpenStream(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

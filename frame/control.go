@@ -74,6 +74,11 @@ type Handshake struct {
 	// Custody frames on its earlier connections covered: the first data
 	// frame on this connection is its frame number Acked+1.
 	Acked uint64 `msgpack:"acked,omitempty"`
+	// AnnouncesBodies says the client, a source, sends a Bodies frame
+	// before the first body stream it opens on this connection when the
+	// zipper asks for one (HandshakeAck.AnnounceBodies). Clients that do
+	// not set it have their body streams accepted from the start.
+	AnnouncesBodies bool `msgpack:"announces_bodies,omitempty"`
 }
 
 // HandshakeAck accepts a handshake.
@@ -88,7 +93,19 @@ type HandshakeAck struct {
 	// already. When it is false the client gets no Custody frames and
 	// keeps nothing once written.
 	Custody bool `msgpack:"custody,omitempty"`
+	// AnnounceBodies answers a source's AnnouncesBodies: the zipper
+	// accepts the source's body streams only once its Bodies frame came.
+	// When it is false the source sends no Bodies frame.
+	AnnounceBodies bool `msgpack:"announce_bodies,omitempty"`
 }
+
+// Bodies tells the zipper that the source, whose handshake said
+// AnnouncesBodies and whose HandshakeAck said AnnounceBodies, opens body
+// streams from now on. It is sent at most once per connection, before the
+// first body stream; it has no fields. Until it comes the zipper does not
+// accept the source's body streams, so that an idle source costs no
+// goroutine waiting for them.
+type Bodies struct{}
 
 // Rejected refuses a handshake. It is final: the client must not retry.
 type Rejected struct {

@@ -115,6 +115,11 @@ var controlCases = []controlCase{
 	{"flush", TypeFlush, &Flush{Frames: 1 << 20}},
 	{"flushed", TypeFlushed, &Flushed{Frames: 1 << 20}},
 	{"custody", TypeCustody, &Custody{Frames: 256}},
+	{"bodies", TypeBodies, &Bodies{}},
+	{"handshake-source-announces-bodies", TypeHandshake, &Handshake{Version: ProtocolVersion, Name: "camera", Kind: KindSource, ID: 9,
+		Custody: true, AnnouncesBodies: true}},
+	{"handshake-ack-announce-bodies", TypeHandshakeAck, &HandshakeAck{ConnID: 78, Zipper: "zipper-1", MaxFrameSize: DefaultMaxSize,
+		Custody: true, AnnounceBodies: true}},
 	{"handshake-source-resumed", TypeHandshake, &Handshake{Version: ProtocolVersion, Name: "temp-sensor", Kind: KindSource, ID: 1001,
 		Resumed: true, Custody: true, Acked: 70000}},
 }

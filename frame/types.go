@@ -27,6 +27,7 @@ const (
 	TypeFlushed      Type = 0x0d // zipper -> client: I have read N data frames
 	TypeCustody      Type = 0x0e // zipper -> zipper or client: I have taken your first N data frames
 	TypeBody         Type = 0x0f // first frame of a body stream: the body's tag, target, key, metadata
+	TypeBodies       Type = 0x10 // source -> zipper: body streams follow (when the HandshakeAck asked for it)
 )
 
 // streamKind is the kind of stream a frame type travels on.
@@ -95,6 +96,8 @@ var types = [...]descriptor{
 	TypeCustody: {name: "custody", stream: controlStream, from: "zipper → zipper or client", maxBody: MaxControlSize,
 		newValue: func() any { return new(Custody) }},
 	TypeBody: {name: "body", stream: bodyStream, from: "opener → acceptor", maxBody: MaxEnvelope},
+	TypeBodies: {name: "bodies", stream: controlStream, from: "source → zipper", maxBody: MaxControlSize,
+		newValue: func() any { return new(Bodies) }},
 }
 
 // typeOfValue maps the Go type of a control value to the frame type
