@@ -23,9 +23,14 @@ import (
 
 func (z *Zipper) serveConn(tc transport.Conn, s *server, adm admission) {
 	defer z.wg.Done()
-	defer z.release(&adm)
+	defer z.release(&adm) // unless serveClient took it over
 	c := z.newConn(tc, s)
-	defer close(c.done)
+	done := true // close c.done here, unless serveClient took it over
+	defer func() {
+		if done {
+			close(c.done)
+		}
+	}()
 	rd, err := z.handshake(c)
 	z.handshakeDone(&adm)
 	if err != nil {
@@ -43,7 +48,23 @@ func (z *Zipper) serveConn(tc transport.Conn, s *server, adm admission) {
 	z.log.Info("client connected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "identity", c.ident, "conn", c.id,
 		"remote", tc.RemoteAddr().String())
 	c.ctrlRd = rd
-	err = c.serve()
+	// The client's connection is served on a goroutine of its own, with
+	// a new stack: this one's grew during the handshake (decoding,
+	// authentication, registration), and the goroutine that reads the
+	// control stream of an idle connection for its whole life would keep
+	// that stack (BENCHMARKS.md, connection scale).
+	z.wg.Add(1)
+	go z.serveClient(c, adm) // owned by z: ends when c's connection closes; Close waits on z.wg
+	adm, done = admission{}, false
+}
+
+// serveClient serves client connection c, whose handshake succeeded, until
+// it ends, then unregisters it and releases its admission.
+func (z *Zipper) serveClient(c *conn, adm admission) {
+	defer z.wg.Done()
+	defer z.release(&adm)
+	defer close(c.done)
+	err := c.serve()
 	z.unregister(c)
 	z.onDisconnect(c.info, err)
 	z.log.Info("client disconnected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "identity", c.ident, "conn", c.id, "reason", errString(err))
