@@ -78,23 +78,7 @@ func TestSourceBodyAcceptorStartsWithItsFirstBody(t *testing.T) {
 // connection, its control stream and the HandshakeAck.
 func handshakeAck(t *testing.T, tz *testZipper, hs *frame.Handshake) (transport.Conn, transport.Stream, *frame.HandshakeAck) {
 	t.Helper()
-	tc := rawConn(t, tz)
-	st, err := tc.OpenStream(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Write(handshakeBytes(t, hs)); err != nil {
-		t.Fatal(err)
-	}
-	ft, body, err := frame.NewReader(st, frame.MaxControlSize).Next()
-	if err != nil || ft != frame.TypeHandshakeAck {
-		t.Fatalf("handshake: %v %v", ft, err)
-	}
-	v, err := frame.DecodeControl(ft, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tc, st, v.(*frame.HandshakeAck)
+	return handshakenAck(t, tz, handshakeBytes(t, hs))
 }
 
 // openRawBody opens a body stream on tc for tag (which nothing observes)

@@ -422,6 +422,13 @@ func rawConn(t *testing.T, tz *testZipper) transport.Conn {
 // and its control stream.
 func handshaken(t *testing.T, tz *testZipper, hs []byte) (transport.Conn, transport.Stream) {
 	t.Helper()
+	c, st, _ := handshakenAck(t, tz, hs)
+	return c, st
+}
+
+// handshakenAck is handshaken, returning the HandshakeAck too.
+func handshakenAck(t *testing.T, tz *testZipper, hs []byte) (transport.Conn, transport.Stream, *frame.HandshakeAck) {
+	t.Helper()
 	c := rawConn(t, tz)
 	st, err := c.OpenStream(ctxT(t))
 	if err != nil {
@@ -430,10 +437,15 @@ func handshaken(t *testing.T, tz *testZipper, hs []byte) (transport.Conn, transp
 	if _, err := st.Write(hs); err != nil {
 		t.Fatal(err)
 	}
-	if ft, _, err := frame.NewReader(st, frame.MaxControlSize).Next(); err != nil || ft != frame.TypeHandshakeAck {
+	ft, body, err := frame.NewReader(st, frame.MaxControlSize).Next()
+	if err != nil || ft != frame.TypeHandshakeAck {
 		t.Fatalf("handshake: %v %v", ft, err)
 	}
-	return c, st
+	v, err := frame.DecodeControl(ft, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, st, v.(*frame.HandshakeAck)
 }
 
 // closeErrorOf waits until tc is closed and returns how.
