@@ -88,9 +88,9 @@ func TestReaderReady(t *testing.T) {
 		buf  int
 	}{
 		{"whole", func() io.Reader { return bytes.NewReader(stream) }, readBufferSize},
-		{"97-byte reads", func() io.Reader { return &chunkReader{r: bytes.NewReader(stream), n: 97} }, readBufferSize},
+		{"97-byte reads", func() io.Reader { return &trickleReader{b: stream, n: 97} }, readBufferSize},
 		{"half", func() io.Reader { return iotest.HalfReader(bytes.NewReader(stream)) }, readBufferSize},
-		{"control buffer", func() io.Reader { return &chunkReader{r: bytes.NewReader(stream), n: 700} }, ControlBufferSize},
+		{"control buffer", func() io.Reader { return &trickleReader{b: stream, n: 700} }, ControlBufferSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := &countingReader{r: tc.r()}
@@ -120,14 +120,4 @@ func TestReaderReady(t *testing.T) {
 			}
 		})
 	}
-}
-
-// chunkReader returns at most n bytes per Read.
-type chunkReader struct {
-	r io.Reader
-	n int
-}
-
-func (c *chunkReader) Read(b []byte) (int, error) {
-	return c.r.Read(b[:min(len(b), c.n)])
 }
