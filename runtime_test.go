@@ -86,7 +86,8 @@ func TestRuntimeSubscribe(t *testing.T) {
 
 // TestHandlerSwapUnderLoad: swapping the handler while frames flow loses
 // and doubles nothing, and no call of the old handler starts after
-// SetHandler returns.
+// SetHandler returns. The source writes until the new handler has been
+// called and 1000 frames more, so the swap always falls inside the flow.
 func TestHandlerSwapUnderLoad(t *testing.T) {
 	for _, conc := range []int{1, 4} {
 		t.Run(fmt.Sprintf("concurrency %d", conc), func(t *testing.T) {
@@ -95,8 +96,9 @@ func TestHandlerSwapUnderLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer z.Close()
-			const n = 20000
-			var seen [n]atomic.Int32
+			const max = 1 << 22 // frames the source may write at most
+			seen := make([]atomic.Int32, max)
+			var written atomic.Int64
 			var oldCalls, newCalls atomic.Int64
 			var swapped atomic.Bool
 			var lateOld atomic.Int64
@@ -123,26 +125,39 @@ func TestHandlerSwapUnderLoad(t *testing.T) {
 			defer src.Close()
 			var wg sync.WaitGroup
 			wg.Add(1)
-			go func() { // owned by the test: ends after n writes
+			go func() { // owned by the test: ends 1000 frames after the new handler's first call
 				defer wg.Done()
 				b := make([]byte, 4)
-				for i := range n {
+				after := 0 // frames written since the new handler was first called
+				for i := range max {
+					if after == 1000 {
+						written.Store(int64(i))
+						return
+					}
+					if newCalls.Load() > 0 {
+						after++
+					}
 					binary.BigEndian.PutUint32(b, uint32(i))
 					if err := src.Write(1, b); err != nil {
 						t.Error(err)
 						return
 					}
 				}
+				t.Errorf("%d frames written, the new handler called %d times", max, newCalls.Load())
 			}()
-			eventually(t, 10*time.Second, func() bool { return oldCalls.Load() > n/10 }, func() string { return "no load" })
+			eventually(t, 10*time.Second, func() bool { return oldCalls.Load() > 2000 }, func() string { return "no load" })
 			if err := fn.SetHandler(handler(&newCalls, false)); err != nil {
 				t.Fatal(err)
 			}
 			swapped.Store(true)
 			wg.Wait()
+			n := written.Load()
+			if n == 0 {
+				t.FailNow() // the writer reported why
+			}
 			eventually(t, 20*time.Second, func() bool { return oldCalls.Load()+newCalls.Load() == n },
 				func() string { return fmt.Sprintf("old %d + new %d of %d", oldCalls.Load(), newCalls.Load(), n) })
-			for i := range seen {
+			for i := range n {
 				if c := seen[i].Load(); c != 1 {
 					t.Fatalf("frame %d handled %d times", i, c)
 				}
