@@ -134,8 +134,14 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 	// A source that announces its body streams gets no acceptor until it
 	// does (frame.Bodies): an idle source costs one goroutine fewer.
 	c.lazyBodies = hs.Kind == frame.KindSource && hs.AnnouncesBodies
+	// Likewise a client that announces its data stream gets no reader
+	// until it does (frame.DataStream), and one that sends no datagrams
+	// none for them: a client that has not written costs two fewer.
+	client := hs.Kind == frame.KindSource || hs.Kind == frame.KindFunction
+	c.lazyData = client && hs.AnnouncesData
+	c.noDatagrams = client && hs.NoDatagrams
 	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: c.id, Zipper: z.name, MaxFrameSize: uint32(z.opts.maxFrame),
-		Custody: c.writer != nil, AnnounceBodies: c.lazyBodies})
+		Custody: c.writer != nil, AnnounceBodies: c.lazyBodies, AnnounceData: c.lazyData})
 	st.SetWriteDeadline(deadline)
 	if _, err := st.Write(ack); err != nil {
 		z.unregister(c)

@@ -367,6 +367,11 @@ func (c *client) handshake() *frame.Handshake {
 		// tells the zipper first (session.announceBodies), so that the
 		// zipper waits for none until then.
 		AnnouncesBodies: c.kind == frame.KindSource,
+		// Likewise its data stream (session.flush), and it says whether
+		// it sends datagrams at all: the zipper reads neither until it
+		// needs to.
+		AnnouncesData: c.kind == frame.KindSource || c.kind == frame.KindFunction,
+		NoDatagrams:   (c.kind == frame.KindSource || c.kind == frame.KindFunction) && len(c.opts.datagramTags) == 0,
 	}
 }
 
@@ -419,7 +424,7 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 	c.out.setCustody(ack.Custody)
 	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
 	s := newSession(c, tc, st, rd, hs.Acked)
-	s.announce = ack.AnnounceBodies
+	s.announce, s.announceData = ack.AnnounceBodies, ack.AnnounceData
 	return s, nil
 }
 
@@ -616,6 +621,9 @@ type session struct {
 	announce   bool
 	bodiesOnce sync.Once
 	bodiesErr  error // the Bodies frame's write; set in bodiesOnce
+	// announceData is the HandshakeAck's AnnounceData: a DataStream frame
+	// goes before the data stream's first byte or FIN (announcingStream).
+	announceData bool
 }
 
 // announceBodies tells the zipper, once per connection and when it asked,
@@ -756,12 +764,52 @@ func (s *session) flush() {
 		s.fail(err)
 		return
 	}
+	if s.announceData {
+		ss = &announcingStream{SendStream: ss, s: s}
+	}
 	s.ss = ss // read by serve after flushDone
 	s.base = s.c.out.takenCount()
 	close(s.started)
 	if _, err := s.c.out.flush(ss, s.stopFlush, s.drain, nil); err != nil {
 		s.fail(err)
 	}
+}
+
+// announcingStream is a session's data stream when the zipper asked for a
+// DataStream frame before it (HandshakeAck.AnnounceData): the first Write,
+// or Close when nothing was written, writes that frame on the control
+// stream first, so the zipper starts reading the stream only once there
+// is something to read. The flusher's own, then serve's (after flushDone).
+type announcingStream struct {
+	transport.SendStream
+	s    *session
+	sent bool
+}
+
+func (a *announcingStream) announce() error {
+	if a.sent {
+		return nil
+	}
+	b, _ := frame.AppendControl(nil, &frame.DataStream{})
+	if err := writeControlOn(&a.s.ctrlMu, a.s.ctrl, b, DefaultHandshakeTimeout); err != nil {
+		return err
+	}
+	a.sent = true
+	return nil
+}
+
+func (a *announcingStream) Write(p []byte) (int, error) {
+	if err := a.announce(); err != nil {
+		return 0, err
+	}
+	return a.SendStream.Write(p)
+}
+
+func (a *announcingStream) Close() error {
+	if err := a.announce(); err != nil {
+		return err
+	}
+	return a.SendStream.Close()
 }
 
 func (s *session) readData() error {

@@ -43,7 +43,7 @@ type conn struct {
 	recvMax int
 
 	done      chan struct{} // closed when serve returned
-	readDone  chan struct{} // closed when the peer's data stream ended
+	readDone  chan struct{} // closed when the peer's data stream ended (never, when its reader never started)
 	drain     chan struct{} // closed by finish: flush the queue, then FIN
 	drainOnce sync.Once
 
@@ -98,7 +98,18 @@ type conn struct {
 	// Bodies frame. bodiesOn: the acceptor started. Both are serve's
 	// goroutine's own once serving.
 	lazyBodies, bodiesOn bool
+	// lazyData: a client that announces its data stream (its
+	// HandshakeAck said AnnounceData); its data reader starts on its
+	// DataStream frame. dataOn: the reader started. Serve's goroutine's
+	// own once serving, like lazyBodies. noDatagrams: the client sends no
+	// datagrams (Handshake.NoDatagrams), so none are read.
+	lazyData, dataOn, noDatagrams bool
 }
+
+// readerCounts counts the connections whose control stream, data stream
+// and datagrams have a reader now (a client may have only the first:
+// serve). A reader is counted before its goroutine starts.
+type readerCounts struct{ control, data, datagrams atomic.Int64 }
 
 // connCounters are the counters of a connection.
 type connCounters struct {
@@ -135,7 +146,9 @@ func (c *conn) isLink() bool { return c.link != nil }
 
 // serve runs an established connection until it closes. The control stream
 // is read on the calling goroutine (one goroutine fewer per idle
-// connection); the data streams each have one, and a link has its control
+// connection); the peer's data stream and datagrams each have one (a
+// client that announces its data stream gets its reader on its DataStream
+// frame, one that sends no datagrams none), and a link has its control
 // writer. The first failure closes the connection with its reason, which
 // ends the others.
 func (c *conn) serve() error {
@@ -148,17 +161,18 @@ func (c *conn) serve() error {
 		c.goOwned(func() { o.run(c.tc, c.stop) }) // ends on stop or when tc closes
 	}
 	c.wmu.Unlock()
-	c.goOwned(func() { // ends when the peer's data stream or tc ends
-		defer close(c.readDone)
-		if err := c.readData(); err != nil {
-			c.fail(err)
-		}
-	})
-	c.goOwned(func() { // ends when tc ends, or on the peer's protocol error
-		if err := c.readDatagrams(); err != nil {
-			c.fail(err)
-		}
-	})
+	if !c.lazyData {
+		c.startReader()
+	}
+	if !c.noDatagrams {
+		c.z.readers.datagrams.Add(1)
+		c.goOwned(func() { // ends when tc ends, or on the peer's protocol error
+			defer c.z.readers.datagrams.Add(-1)
+			if err := c.readDatagrams(); err != nil {
+				c.fail(err)
+			}
+		})
+	}
 	if !c.lazyBodies {
 		c.bodiesOn = true
 		c.goOwned(c.acceptBodies) // ends when tc closes
@@ -173,13 +187,30 @@ func (c *conn) serve() error {
 			}
 		})
 	}
-	c.fail(c.readControl()) // returns once tc is closed, by anyone
+	c.z.readers.control.Add(1) // after the readers above are counted
+	c.fail(c.readControl())    // returns once tc is closed, by anyone
+	c.z.readers.control.Add(-1)
 	c.wmu.Lock()
 	c.serving, c.served = false, true // no goroutine starts from now on
 	c.wmu.Unlock()
 	close(c.stop)
 	c.wg.Wait()
 	return c.first
+}
+
+// startReader starts the reader of the peer's data stream, once: from
+// serve, or on the client's DataStream frame (readControl, serve's own
+// goroutine).
+func (c *conn) startReader() {
+	c.dataOn = true
+	c.z.readers.data.Add(1)
+	c.goOwned(func() { // ends when the peer's data stream or tc ends
+		defer c.z.readers.data.Add(-1)
+		defer close(c.readDone)
+		if err := c.readData(); err != nil {
+			c.fail(err)
+		}
+	})
 }
 
 // goOwned runs fn on a goroutine owned by serve, which waits for it.
@@ -342,6 +373,15 @@ func (c *conn) readControl() error {
 			}
 			c.bodiesOn = true
 			c.goOwned(c.acceptBodies) // ends when tc closes (readControl runs on serve's goroutine)
+			return nil
+		case frame.TypeDataStream:
+			if !c.lazyData || c.dataOn {
+				return &protocolError{msg: "unexpected data-stream frame: not asked for, or a second time"}
+			}
+			if _, err := decodeControl(t, body); err != nil {
+				return err
+			}
+			c.startReader() // readControl runs on serve's goroutine
 			return nil
 		case frame.TypeFlush:
 			if !c.isLink() {

@@ -41,6 +41,14 @@ func StoppedForTest(f *StreamFunction) bool { return f.c.ctx.Err() != nil }
 // goroutine accepting their body streams now.
 func BodyAcceptorsForTest(z *Zipper) int { return int(z.bodies.acceptors.Load()) }
 
+// ReadersForTest returns how many of z's connections have a goroutine
+// reading their peer's control stream, data stream and datagrams now. A
+// connection is counted for its control stream only after the readers
+// it starts at once are counted.
+func ReadersForTest(z *Zipper) (control, data, datagrams int) {
+	return int(z.readers.control.Load()), int(z.readers.data.Load()), int(z.readers.datagrams.Load())
+}
+
 // ConnectAsZipperForTest makes s announce itself as a zipper (a mesh
 // link) in its handshake.
 func ConnectAsZipperForTest(s *Source) { s.c.kind = frame.KindZipper }

@@ -112,6 +112,7 @@ type Zipper struct {
 	// to clients: what they wrote stays unacknowledged.
 	holdCustody atomic.Bool
 	bodies      bodyCounters // body streams (body.go)
+	readers     readerCounts // connections whose data stream and datagrams are read now
 }
 
 // server is one running Serve call.

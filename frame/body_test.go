@@ -76,7 +76,7 @@ func TestReadBodyRejects(t *testing.T) {
 		{"a data frame", AppendData(nil, &Data{Tag: 7}), ErrMalformed},
 		{"a payload", withPayload, ErrMalformed},
 		{"too large", []byte{byte(TypeBody), 0, 1, 0, 1}, ErrFrameTooLarge},
-		{"unknown type", []byte{0x11, 0, 0, 0, 1, 0}, ErrUnknownType},
+		{"unknown type", []byte{0x12, 0, 0, 0, 1, 0}, ErrUnknownType},
 		{"empty body", []byte{byte(TypeBody), 0, 0, 0, 0}, ErrMalformed},
 	}
 	for _, tt := range tests {

@@ -79,6 +79,16 @@ type Handshake struct {
 	// zipper asks for one (HandshakeAck.AnnounceBodies). Clients that do
 	// not set it have their body streams accepted from the start.
 	AnnouncesBodies bool `msgpack:"announces_bodies,omitempty"`
+	// AnnouncesData says the client, a source or a function, sends a
+	// DataStream frame before it opens its data stream on this connection
+	// when the zipper asks for one (HandshakeAck.AnnounceData). Clients
+	// that do not set it have their data stream accepted from the start.
+	AnnouncesData bool `msgpack:"announces_data,omitempty"`
+	// NoDatagrams says the client, a source or a function, sends no
+	// DATAGRAM frames on this connection: the zipper does not read them.
+	// Absent or false: the client may send datagrams and the zipper reads
+	// them from the start.
+	NoDatagrams bool `msgpack:"no_datagrams,omitempty"`
 }
 
 // HandshakeAck accepts a handshake.
@@ -97,6 +107,10 @@ type HandshakeAck struct {
 	// accepts the source's body streams only once its Bodies frame came.
 	// When it is false the source sends no Bodies frame.
 	AnnounceBodies bool `msgpack:"announce_bodies,omitempty"`
+	// AnnounceData answers a client's AnnouncesData: the zipper accepts
+	// the client's data stream only once its DataStream frame came. When
+	// it is false the client sends no DataStream frame.
+	AnnounceData bool `msgpack:"announce_data,omitempty"`
 }
 
 // Bodies tells the zipper that the source, whose handshake said
@@ -106,6 +120,14 @@ type HandshakeAck struct {
 // accept the source's body streams, so that an idle source costs no
 // goroutine waiting for them.
 type Bodies struct{}
+
+// DataStream tells the zipper that the client, whose handshake said
+// AnnouncesData and whose HandshakeAck said AnnounceData, opens its data
+// stream now. It is sent once per connection, before the first byte or
+// the FIN of the data stream; it has no fields. Until it comes the zipper
+// does not accept the client's data stream, so that a client that has
+// not written costs no goroutine waiting for it.
+type DataStream struct{}
 
 // Rejected refuses a handshake. It is final: the client must not retry.
 type Rejected struct {

@@ -517,7 +517,7 @@ func TestReaderErrors(t *testing.T) {
 		{"header only", valid[:HeaderSize], 0, 0, io.ErrUnexpectedEOF},
 		{"truncated large body", large[:len(large)-1], 0, 0, io.ErrUnexpectedEOF},
 		{"unknown type 0", []byte{0x00, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
-		{"unknown type 17", []byte{0x11, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
+		{"unknown type 18", []byte{0x12, 0, 0, 0, 0}, 0, 0, ErrUnknownType},
 		{"unknown type ff", append(append([]byte(nil), valid...), 0xff, 0, 0, 0, 0), 0, 1, ErrUnknownType},
 		{"data over max", AppendData(nil, &Data{Payload: make([]byte, 100)}), 100, 0, ErrFrameTooLarge},
 		{"data over default", AppendHeader(nil, TypeData, DefaultMaxSize+1), 0, 0, ErrFrameTooLarge},
@@ -876,6 +876,7 @@ func TestIntegerFields(t *testing.T) {
 		TypeFlushed:      {"frames": math.MaxUint64},
 		TypeCustody:      {"frames": math.MaxUint64},
 		TypeBodies:       {},
+		TypeDataStream:   {},
 	}
 	for _, typ := range controlTypes {
 		if got := ints(describe(typ)); !reflect.DeepEqual(got, want[typ]) {

@@ -120,6 +120,11 @@ var controlCases = []controlCase{
 		Custody: true, AnnouncesBodies: true}},
 	{"handshake-ack-announce-bodies", TypeHandshakeAck, &HandshakeAck{ConnID: 78, Zipper: "zipper-1", MaxFrameSize: DefaultMaxSize,
 		Custody: true, AnnounceBodies: true}},
+	{"data-stream", TypeDataStream, &DataStream{}},
+	{"handshake-source-announces-data", TypeHandshake, &Handshake{Version: ProtocolVersion, Name: "camera", Kind: KindSource, ID: 9,
+		Custody: true, AnnouncesBodies: true, AnnouncesData: true, NoDatagrams: true}},
+	{"handshake-ack-announce-data", TypeHandshakeAck, &HandshakeAck{ConnID: 79, Zipper: "zipper-1", MaxFrameSize: DefaultMaxSize,
+		Custody: true, AnnounceBodies: true, AnnounceData: true}},
 	{"handshake-source-resumed", TypeHandshake, &Handshake{Version: ProtocolVersion, Name: "temp-sensor", Kind: KindSource, ID: 1001,
 		Resumed: true, Custody: true, Acked: 70000}},
 }

@@ -28,6 +28,7 @@ const (
 	TypeCustody      Type = 0x0e // zipper -> zipper or client: I have taken your first N data frames
 	TypeBody         Type = 0x0f // first frame of a body stream: the body's tag, target, key, metadata
 	TypeBodies       Type = 0x10 // source -> zipper: body streams follow (when the HandshakeAck asked for it)
+	TypeDataStream   Type = 0x11 // client -> zipper: the data stream follows (when the HandshakeAck asked for it)
 )
 
 // streamKind is the kind of stream a frame type travels on.
@@ -98,6 +99,8 @@ var types = [...]descriptor{
 	TypeBody: {name: "body", stream: bodyStream, from: "opener → acceptor", maxBody: MaxEnvelope},
 	TypeBodies: {name: "bodies", stream: controlStream, from: "source → zipper", maxBody: MaxControlSize,
 		newValue: func() any { return new(Bodies) }},
+	TypeDataStream: {name: "data-stream", stream: controlStream, from: "client → zipper", maxBody: MaxControlSize,
+		newValue: func() any { return new(DataStream) }},
 }
 
 // typeOfValue maps the Go type of a control value to the frame type
