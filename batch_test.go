@@ -12,7 +12,8 @@ import (
 // A reader's batch counts what it read in Stats, but takes into custody,
 // and counts as routed, only the frames that passed the checks: a frame
 // the client may not write ends the batch (and the connection) without
-// being acknowledged, and the frames before it are.
+// being acknowledged, and the frames before it are. The zipper's count
+// of frames in takes a batch before its last frame is routed, once.
 func TestBatchAcknowledgesOnlyRoutedFrames(t *testing.T) {
 	z, err := NewZipper("batch", WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
@@ -36,11 +37,11 @@ func TestBatchAcknowledgesOnlyRoutedFrames(t *testing.T) {
 	var b inBatch
 	var sc scratch
 	for range 3 {
-		if err := src.readFrame(&frame.Data{Tag: 1, Payload: []byte("ok")}, 10, &b, &sc); err != nil {
+		if err := src.readFrame(&frame.Data{Tag: 1, Payload: []byte("ok")}, 10, false, &b, &sc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err = src.readFrame(&frame.Data{Tag: 2, Payload: []byte("denied")}, 10, &b, &sc)
+	err = src.readFrame(&frame.Data{Tag: 2, Payload: []byte("denied")}, 10, true, &b, &sc)
 	var rej *rejection
 	if !errors.As(err, &rej) || rej.code != frame.RejectDenied {
 		t.Fatalf("a frame of a tag the client may not write: %v, want a RejectDenied rejection", err)
@@ -66,12 +67,28 @@ func TestBatchAcknowledgesOnlyRoutedFrames(t *testing.T) {
 		t.Fatal("the batch ended with the writer's lock still held")
 	}
 	// A batch whose only frame failed counts it as read and nothing else.
-	_ = src.readFrame(&frame.Data{Tag: 2}, 5, &b, &sc)
+	_ = src.readFrame(&frame.Data{Tag: 2}, 5, true, &b, &sc)
 	if err := src.endBatch(&b); err != nil {
 		t.Fatal(err)
 	}
 	if src.acks.took.Load() != 3 || src.cnt.framesIn.Load() != 5 || z.Stats().FramesIn != 3 {
 		t.Fatalf("after a failed frame alone: custody %d, read %d, routed %d; want 3, 5, 3",
 			src.acks.took.Load(), src.cnt.framesIn.Load(), z.Stats().FramesIn)
+	}
+	// A batch of two whose last frame is routed: the zipper counts both
+	// before routing the last, so whoever sees it routed sees it counted.
+	for i := range 2 {
+		if err := src.readFrame(&frame.Data{Tag: 1, Payload: []byte("ok")}, 10, i == 1, &b, &sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := z.Stats().FramesIn; got != 5 {
+		t.Fatalf("before its batch ended, the zipper counts %d frames in, want 5", got)
+	}
+	if err := src.endBatch(&b); err != nil {
+		t.Fatal(err)
+	}
+	if got := z.Stats().FramesIn; got != 5 {
+		t.Fatalf("after the batch ended, the zipper counts %d frames in, want 5 (none twice)", got)
 	}
 }

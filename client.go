@@ -815,7 +815,7 @@ func (a *announcingStream) Close() error {
 func (s *session) readData() error {
 	c := s.c
 	locked := false // c.handleMu, held across a batch of frames
-	return readDataStream(c.ctx, s.tc, c.opts.maxFrame+frame.MaxEnvelope, func(d *frame.Data, _ int) error {
+	return readDataStream(c.ctx, s.tc, c.opts.maxFrame+frame.MaxEnvelope, func(d *frame.Data, _ int, _ bool) error {
 		if err := c.ctx.Err(); err != nil {
 			// Closed: frames still buffered here are not handed to the
 			// handler, so Close waits for at most the call in progress

@@ -428,7 +428,7 @@ func (c *conn) readData() error {
 	var sc scratch
 	var b inBatch
 	err := readDataStream(c.z.ctx, c.tc, c.z.opts.maxFrame+frame.MaxEnvelope,
-		func(d *frame.Data, n int) error { return c.readFrame(d, n, &b, &sc) },
+		func(d *frame.Data, n int, last bool) error { return c.readFrame(d, n, last, &b, &sc) },
 		func() error { return c.endBatch(&b) })
 	if errors.Is(err, io.EOF) {
 		if c.isLink() {
@@ -462,12 +462,18 @@ func (c *conn) readData() error {
 type inBatch struct {
 	frames, bytes uint64       // read
 	routed        uint64       // passed the checks and routed: taken into custody
+	counted       uint64       // of routed, those already in z.framesIn
 	w             *writerState // c.writer, locked; nil: not locked
 }
 
 // readFrame checks and routes one frame of c's data stream, of n bytes
-// encoded; endBatch follows at the latest after maxBatch frames.
-func (c *conn) readFrame(d *frame.Data, n int, b *inBatch, sc *scratch) error {
+// encoded; endBatch follows at the latest after maxBatch frames. last
+// says the batch ends after this frame: the zipper's count of frames in
+// (Stats.FramesIn) then takes the batch's frames before this one is
+// routed, so whoever sees the effect of a batch's last frame (a function
+// got it, a source got its result) finds every frame of the batch
+// counted.
+func (c *conn) readFrame(d *frame.Data, n int, last bool, b *inBatch, sc *scratch) error {
 	b.frames++
 	b.bytes += uint64(n)
 	if c.isLink() {
@@ -478,6 +484,10 @@ func (c *conn) readFrame(d *frame.Data, n int, b *inBatch, sc *scratch) error {
 		return c.z.denyWrite(c, d.Tag)
 	}
 	b.routed++
+	if last {
+		c.z.framesIn.Add(b.routed - b.counted)
+		b.counted = b.routed
+	}
 	if w := c.writer; w != nil {
 		if b.w == nil {
 			w.mu.Lock()
@@ -499,16 +509,18 @@ func (c *conn) endBatch(b *inBatch) error {
 		b.w.mu.Unlock()
 		b.w = nil
 	}
-	frames, bytes, routed := b.frames, b.bytes, b.routed
+	frames, bytes, routed, counted := b.frames, b.bytes, b.routed, b.counted
 	if frames == 0 {
 		return nil
 	}
-	b.frames, b.bytes, b.routed = 0, 0, 0
+	b.frames, b.bytes, b.routed, b.counted = 0, 0, 0, 0
 	c.cnt.framesIn.Add(frames)
 	if routed == 0 {
 		return nil // the batch's only frame failed the checks: the connection closes
 	}
-	c.z.framesIn.Add(routed)
+	if routed > counted {
+		c.z.framesIn.Add(routed - counted)
+	}
 	if c.isLink() {
 		c.link.heard()
 		c.cnt.bytesIn.Add(bytes)
@@ -762,13 +774,14 @@ func frameError(err error) error {
 const maxBatch = 64
 
 // readDataStream accepts the peer's data stream and decodes its frames,
-// calling fn with each (and its encoded body size) in order, and end after
-// the last frame of each batch: before it would wait for the stream (no
-// whole frame buffered), after maxBatch frames, and when it returns
-// (unless the last batch ended already). d is reused: fn must not retain
-// it. It returns io.EOF when the peer finished the stream, a
+// calling fn with each (its encoded body size, and whether it is the last
+// of its batch) in order, and end after the last frame of each batch:
+// before it would wait for the stream (no whole frame buffered), after
+// maxBatch frames, and when it returns (unless the last batch ended
+// already; then no frame was told it was the last). d is reused: fn must
+// not retain it. It returns io.EOF when the peer finished the stream, a
 // *protocolError for what the peer got wrong, or fn's or end's error.
-func readDataStream(ctx context.Context, tc transport.Conn, max int, fn func(d *frame.Data, n int) error, end func() error) error {
+func readDataStream(ctx context.Context, tc transport.Conn, max int, fn func(d *frame.Data, n int, last bool) error, end func() error) error {
 	rs, err := tc.AcceptUniStream(ctx)
 	if err != nil {
 		return err
@@ -796,10 +809,11 @@ func readDataStream(ctx context.Context, tc transport.Conn, max int, fn func(d *
 			return &protocolError{msg: err.Error(), err: err}
 		}
 		k++
-		if err := fn(&d, len(body)); err != nil {
+		last := k == maxBatch || !rd.Ready()
+		if err := fn(&d, len(body), last); err != nil {
 			return err
 		}
-		if k == maxBatch || !rd.Ready() {
+		if last {
 			k = 0
 			if err := end(); err != nil {
 				return err

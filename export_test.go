@@ -112,10 +112,11 @@ func RouteForTest(z *Zipper, fns int, backflow, custody bool) (route func(*frame
 	// What readData does with each frame, ending a batch after maxBatch
 	// frames (a reader under load: its buffer always holds another).
 	route = func(d *frame.Data) {
-		if err := from.readFrame(d, frame.DataSize(d)-frame.HeaderSize, &b, &sc); err != nil {
+		k++
+		if err := from.readFrame(d, frame.DataSize(d)-frame.HeaderSize, k == maxBatch, &b, &sc); err != nil {
 			panic(err)
 		}
-		if k++; k == maxBatch {
+		if k == maxBatch {
 			k = 0
 			if err := from.endBatch(&b); err != nil {
 				panic(err)

@@ -15,9 +15,12 @@ type Stats struct {
 	Name        string          `json:"name"`
 	Connections ConnectionStats `json:"connections"`
 	// FramesIn counts data frames received from clients and mesh links.
-	// A connection's reader counts the frames of a stream in batches,
-	// once they are routed (RATIONALE.md, "Why do readers work in
-	// batches?"): a frame routed a moment ago may not be counted yet.
+	// A connection's reader counts the frames of a stream in batches
+	// (RATIONALE.md, "Why do readers work in batches?"), each before the
+	// batch's last frame is routed: once a frame's effect is seen (a
+	// function handled it, a source got its result) and nothing followed
+	// it on its stream, it and every frame before it are counted. A frame
+	// in the middle of a batch may be routed a moment before it is.
 	FramesIn uint64 `json:"frames_in"`
 	// Dropped counts frames for any client dropped because its queue was
 	// full or it disconnected with frames still queued, frames a mesh link
