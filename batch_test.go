@@ -82,13 +82,21 @@ func TestBatchAcknowledgesOnlyRoutedFrames(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := z.Stats().FramesIn; got != 5 {
-		t.Fatalf("before its batch ended, the zipper counts %d frames in, want 5", got)
+	check := func(when string) {
+		t.Helper()
+		if got, conn := z.Stats().FramesIn, src.cnt.framesIn.Load(); got != 5 || conn != 7 {
+			t.Fatalf("%s its batch ended, the zipper counts %d frames in and the connection %d, want 5 and 7", when, got, conn)
+		}
+	}
+	check("before")
+	if got := src.handled.Load(); got != 5 {
+		t.Fatalf("before its batch ended, %d frames handled (for Flush), want 5: a Flush could be answered before the last frame is routed", got)
 	}
 	if err := src.endBatch(&b); err != nil {
 		t.Fatal(err)
 	}
-	if got := z.Stats().FramesIn; got != 5 {
-		t.Fatalf("after the batch ended, the zipper counts %d frames in, want 5 (none twice)", got)
+	check("after") // none counted twice
+	if got := src.handled.Load(); got != 7 {
+		t.Fatalf("after its batch ended, %d frames handled, want 7", got)
 	}
 }

@@ -59,7 +59,8 @@ type conn struct {
 	served   bool       // serve has ended: nothing starts any more
 	writerOn atomic.Bool
 
-	flushWant atomic.Uint64 // a Flush waits for cnt.framesIn to reach it; 0: none
+	flushWant atomic.Uint64 // a Flush waits for handled to reach it; 0: none
+	handled   atomic.Uint64 // frames of the data stream read and done with (routed, or failed): counted when their batch ends
 
 	// acks counts the peer's frames taken into custody here, for the
 	// Custody frames of links and of clients that keep their frames
@@ -404,7 +405,7 @@ func (c *conn) readControl() error {
 // counters are its connection's, so framesIn counts this data stream.)
 func (c *conn) checkFlush() {
 	want := c.flushWant.Load()
-	if want == 0 || c.cnt.framesIn.Load() < want || !c.flushWant.CompareAndSwap(want, 0) {
+	if want == 0 || c.handled.Load() < want || !c.flushWant.CompareAndSwap(want, 0) {
 		return
 	}
 	b, _ := frame.AppendControl(nil, &frame.Flushed{Frames: want})
@@ -462,17 +463,18 @@ func (c *conn) readData() error {
 type inBatch struct {
 	frames, bytes uint64       // read
 	routed        uint64       // passed the checks and routed: taken into custody
-	counted       uint64       // of routed, those already in z.framesIn
+	counted       uint64       // of frames, those already in c.cnt.framesIn
+	countedRouted uint64       // of routed, those already in z.framesIn
 	w             *writerState // c.writer, locked; nil: not locked
 }
 
 // readFrame checks and routes one frame of c's data stream, of n bytes
 // encoded; endBatch follows at the latest after maxBatch frames. last
-// says the batch ends after this frame: the zipper's count of frames in
-// (Stats.FramesIn) then takes the batch's frames before this one is
-// routed, so whoever sees the effect of a batch's last frame (a function
-// got it, a source got its result) finds every frame of the batch
-// counted.
+// says the batch ends after this frame: the counts of frames in (the
+// zipper's and the connection's, in Stats) then take the batch's frames
+// before this one is routed, so whoever sees the effect of a batch's last
+// frame (a function got it, a source got its result) finds every frame
+// of the batch counted.
 func (c *conn) readFrame(d *frame.Data, n int, last bool, b *inBatch, sc *scratch) error {
 	b.frames++
 	b.bytes += uint64(n)
@@ -485,8 +487,9 @@ func (c *conn) readFrame(d *frame.Data, n int, last bool, b *inBatch, sc *scratc
 	}
 	b.routed++
 	if last {
-		c.z.framesIn.Add(b.routed - b.counted)
-		b.counted = b.routed
+		c.cnt.framesIn.Add(b.frames - b.counted)
+		c.z.framesIn.Add(b.routed - b.countedRouted)
+		b.counted, b.countedRouted = b.frames, b.routed
 	}
 	if w := c.writer; w != nil {
 		if b.w == nil {
@@ -509,17 +512,20 @@ func (c *conn) endBatch(b *inBatch) error {
 		b.w.mu.Unlock()
 		b.w = nil
 	}
-	frames, bytes, routed, counted := b.frames, b.bytes, b.routed, b.counted
+	frames, bytes, routed := b.frames, b.bytes, b.routed
 	if frames == 0 {
 		return nil
 	}
-	b.frames, b.bytes, b.routed, b.counted = 0, 0, 0, 0
-	c.cnt.framesIn.Add(frames)
+	if frames > b.counted {
+		c.cnt.framesIn.Add(frames - b.counted)
+	}
+	if routed > b.countedRouted {
+		c.z.framesIn.Add(routed - b.countedRouted)
+	}
+	b.frames, b.bytes, b.routed, b.counted, b.countedRouted = 0, 0, 0, 0, 0
+	c.handled.Add(frames)
 	if routed == 0 {
 		return nil // the batch's only frame failed the checks: the connection closes
-	}
-	if routed > counted {
-		c.z.framesIn.Add(routed - counted)
 	}
 	if c.isLink() {
 		c.link.heard()

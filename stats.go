@@ -20,7 +20,9 @@ type Stats struct {
 	// batch's last frame is routed: once a frame's effect is seen (a
 	// function handled it, a source got its result) and nothing followed
 	// it on its stream, it and every frame before it are counted. A frame
-	// in the middle of a batch may be routed a moment before it is.
+	// in the middle of a batch may be routed a moment before it is. The
+	// per-connection and per-function counts of frames in are kept the
+	// same way.
 	FramesIn uint64 `json:"frames_in"`
 	// Dropped counts frames for any client dropped because its queue was
 	// full or it disconnected with frames still queued, frames a mesh link
