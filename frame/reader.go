@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 )
 
 // readBufferSize is the buffered reader's size. Bodies that fit are
@@ -21,14 +22,24 @@ const readBufferSize = 32 << 10
 // with a 64-byte array of its own. An idle control stream (nearly all of
 // them, with many connections) then costs about 100 bytes instead of
 // 1 KiB; the next frame gets a buffer from the pool, at the cost of one more
-// small Read. Data streams (NewReader) keep their 32 KiB buffer: doing the
-// same there cost up to 18% of the 1 KiB pipeline's throughput in a
-// measurement, since a reader that keeps up with its stream drains its
-// buffer at every frame.
+// small Read.
+//
+// A data stream's Reader (NewReader, 32 KiB) does the same unless its
+// stream is busy: when its last wait for the stream, not the first, took
+// less than keepWait (2 ms), it keeps its buffer and waits in it. Giving
+// it back at every drain cost up to 18% of the 1 KiB pipeline's
+// throughput in a measurement, since a reader that keeps up with its
+// stream drains its buffer at every frame. So a stream idle after a single
+// write, or written to less often than every 2 ms, holds no buffer while
+// idle; one that was busy and went quiet keeps its buffer through the
+// quiet wait, and gives it back after the next wait if that was long.
 type Reader struct {
 	br      *bufio.Reader // nil while a pooled Reader is idle
 	src     io.Reader
 	pool    *sync.Pool // where br comes from and goes back while idle; nil: br is its own
+	keep    bool       // with pool, a data stream's: the last wait was short, so wait in br
+	timed   bool       // a data stream's pooled Reader: waits are timed to set keep
+	waited  bool       // timed: a wait was timed already
 	pre     prefixReader
 	first   [64]byte // what the idle wait read
 	max     int
@@ -36,8 +47,19 @@ type Reader struct {
 	discard int // bytes of the previous body still in br
 }
 
-// controlBufPool holds the idle control streams' read buffers.
-var controlBufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, ControlBufferSize) }}
+// controlBufPool and dataBufPool hold the read buffers of idle control
+// and data streams.
+var (
+	controlBufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, ControlBufferSize) }}
+	dataBufPool    = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+)
+
+// keepWait is the longest wait for a data stream after which its Reader
+// still keeps its buffer for the next wait (Reader).
+const keepWait = 2 * time.Millisecond
+
+// sinceWait measures a wait; tests replace it.
+var sinceWait = time.Since
 
 // prefixReader reads pre, then r: the bytes the idle wait read ahead of
 // the buffer, then the stream.
@@ -74,9 +96,12 @@ func NewReaderSize(r io.Reader, maxSize, bufSize int) *Reader {
 		maxSize = DefaultMaxSize
 	}
 	rd := &Reader{src: r, max: maxSize}
-	if bufSize == ControlBufferSize {
+	switch bufSize {
+	case ControlBufferSize:
 		rd.pool = &controlBufPool
-	} else {
+	case readBufferSize:
+		rd.pool, rd.timed = &dataBufPool, true
+	default:
 		rd.br = bufio.NewReaderSize(r, bufSize)
 	}
 	return rd
@@ -84,7 +109,8 @@ func NewReaderSize(r io.Reader, maxSize, bufSize int) *Reader {
 
 // fill makes sure a pooled Reader has a buffer: when the previous one was
 // drained it goes back to the pool, and the Reader waits for the stream's
-// next bytes without one. It returns the stream's error when no byte came.
+// next bytes without one, unless it keeps it (a busy data stream). It
+// returns the stream's error when no byte came.
 func (r *Reader) fill() error {
 	if r.pool == nil {
 		return nil
@@ -93,13 +119,31 @@ func (r *Reader) fill() error {
 		if r.br.Buffered() > 0 {
 			return nil
 		}
-		r.br.Reset(nil)
-		r.pool.Put(r.br)
-		r.br = nil
+		if r.keep {
+			start := time.Now()
+			_, err := r.br.Peek(1) // waits for the stream, reading into the buffer
+			r.keep = sinceWait(start) < keepWait
+			if r.br.Buffered() > 0 {
+				return nil // an error that came with bytes comes again after them
+			}
+			r.release()
+			return err
+		}
+		r.release()
+	}
+	var start time.Time
+	if r.timed {
+		start = time.Now()
 	}
 	n, err := r.src.Read(r.first[:])
 	for n == 0 && err == nil {
 		n, err = r.src.Read(r.first[:])
+	}
+	if r.timed {
+		// The first wait says nothing about the stream's pace: its first
+		// bytes may have waited for the Reader.
+		short := sinceWait(start) < keepWait
+		r.keep, r.waited = short && r.waited, true
 	}
 	if n == 0 {
 		return err
@@ -110,6 +154,13 @@ func (r *Reader) fill() error {
 	r.br = r.pool.Get().(*bufio.Reader)
 	r.br.Reset(&r.pre)
 	return nil
+}
+
+// release gives a pooled Reader's drained buffer back.
+func (r *Reader) release() {
+	r.br.Reset(nil)
+	r.pool.Put(r.br)
+	r.br = nil
 }
 
 // Next reads the next frame and returns its type and body. The body is

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // A control stream's Reader gives its buffer back while idle and gets one
@@ -117,6 +119,115 @@ func TestReaderReady(t *testing.T) {
 			}
 			if tc.name == "whole" && readies < len(sizes)/2 {
 				t.Fatalf("only %d of %d frames were ready", readies, len(sizes))
+			}
+		})
+	}
+}
+
+// chunkReader returns one chunk per Read (never more than asked for) and
+// records how large a buffer each Read was given: 64 bytes is a pooled
+// Reader waiting without its buffer, more is a wait in the buffer.
+type chunkReader struct {
+	chunks [][]byte
+	sizes  []int
+}
+
+func (c *chunkReader) Read(b []byte) (int, error) {
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	c.sizes = append(c.sizes, len(b))
+	n := copy(b, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; len(c.chunks[0]) == 0 {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+// fakeWaits makes the Reader's waits take the given durations, in order
+// (then short ones), for the rest of the test.
+func fakeWaits(t *testing.T, d ...time.Duration) {
+	t.Cleanup(func() { sinceWait = time.Since })
+	sinceWait = func(time.Time) time.Duration {
+		if len(d) == 0 {
+			return 0
+		}
+		w := d[0]
+		d = d[1:]
+		return w
+	}
+}
+
+// A data stream's Reader keeps its buffer across the next wait only when
+// the last wait was short (a busy stream): after a long one it gives the
+// buffer back and waits with its own 64 bytes, and at the end of the
+// stream it holds none.
+func TestDataReaderKeepsBufferOnlyWhileBusy(t *testing.T) {
+	long, short := time.Second, time.Microsecond
+	fakeWaits(t, short, short, short, long, short)
+	src := &chunkReader{}
+	for i := range 6 { // a frame per Read
+		src.chunks = append(src.chunks, append(AppendHeader(nil, TypeData, 10+i), bytes.Repeat([]byte{byte(i)}, 10+i)...))
+	}
+	rd := NewReader(src, DefaultMaxSize)
+	for i := range 6 {
+		typ, body, err := rd.Next()
+		if err != nil || typ != TypeData || len(body) != 10+i || body[0] != byte(i) {
+			t.Fatalf("frame %d: %v %d bytes %v", i, typ, len(body), err)
+		}
+	}
+	if _, _, err := rd.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last frame: %v, want io.EOF", err)
+	}
+	// The waits: the first without a buffer (none yet), and short, but
+	// the first says nothing of the stream's pace: the next without; short,
+	// short: the next two in the buffer; long: the next without; short:
+	// the last wait (EOF) in the buffer.
+	want := []int{64, 64, readBufferSize, readBufferSize, 64, readBufferSize}
+	if !slices.Equal(src.sizes, want) {
+		t.Fatalf("the Reader waited with buffers of %v bytes, want %v", src.sizes, want)
+	}
+	if rd.br != nil {
+		t.Fatal("the Reader holds a buffer at the end of its stream")
+	}
+}
+
+// A slow data stream's Reader, which gives its buffer back at every wait,
+// reads every frame as one that keeps it: frames split anywhere, bodies
+// larger than the buffer, the end of the stream arriving with its last
+// bytes.
+func TestSlowDataReaderReadsEveryFrame(t *testing.T) {
+	var stream []byte
+	var want [][]byte
+	for i, n := range []int{0, 1, 58, 59, 60, 1000, readBufferSize - 1, readBufferSize, 3 * readBufferSize, 7} {
+		body := bytes.Repeat([]byte{byte(i + 1)}, n)
+		stream = append(AppendHeader(stream, TypeData, n), body...)
+		want = append(want, body)
+	}
+	for _, tc := range []struct {
+		name string
+		r    func() io.Reader
+	}{
+		{"whole", func() io.Reader { return bytes.NewReader(stream) }},
+		{"one byte at a time", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(stream)) }},
+		{"97-byte reads", func() io.Reader { return &trickleReader{b: stream, n: 97} }},
+		{"EOF with the data", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(stream)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sinceWait = func(time.Time) time.Duration { return time.Hour }
+			t.Cleanup(func() { sinceWait = time.Since })
+			rd := NewReader(tc.r(), DefaultMaxSize)
+			for i, w := range want {
+				typ, body, err := rd.Next()
+				if err != nil || typ != TypeData || !bytes.Equal(body, w) {
+					t.Fatalf("frame %d: %v %d bytes %v; want %d bytes", i, typ, len(body), err, len(w))
+				}
+			}
+			if _, _, err := rd.Next(); !errors.Is(err, io.EOF) {
+				t.Fatalf("after the last frame: %v, want io.EOF", err)
+			}
+			if rd.br != nil {
+				t.Fatal("the Reader holds a buffer at the end of its stream")
 			}
 		})
 	}
