@@ -401,8 +401,9 @@ func (c *conn) readControl() error {
 
 // checkFlush answers the pending Flush once the data reader has read (and
 // routed) as many frames as it asked for. Runs on the reader and on the
-// control goroutine; the swap makes one of them answer. (A client's
-// counters are its connection's, so framesIn counts this data stream.)
+// control goroutine; the swap makes one of them answer. It compares with
+// handled, counted after a batch is routed (the counters of Stats take a
+// batch before its last frame is routed).
 func (c *conn) checkFlush() {
 	want := c.flushWant.Load()
 	if want == 0 || c.handled.Load() < want || !c.flushWant.CompareAndSwap(want, 0) {

@@ -90,7 +90,10 @@ func NewReader(r io.Reader, maxSize int) *Reader {
 const ControlBufferSize = 1 << 10
 
 // NewReaderSize is NewReader with a read buffer of bufSize bytes (at
-// least 16). Bodies that fit in it are returned without a copy.
+// least 16). Bodies that fit in it are returned without a copy. With
+// ControlBufferSize, or NewReader's 32 KiB, the buffer comes from a pool
+// shared by all such Readers and goes back to it while the stream is idle
+// (Reader); with any other size it is the Reader's own.
 func NewReaderSize(r io.Reader, maxSize, bufSize int) *Reader {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
