@@ -15,38 +15,8 @@ import (
 // buffer, and the end of the stream arriving with the last bytes all read
 // as with an owned buffer.
 func TestControlReaderReleasesBuffer(t *testing.T) {
-	var stream []byte
-	var want [][]byte
-	for i, n := range []int{0, 1, 58, 59, 60, 1000, ControlBufferSize, 3 * ControlBufferSize, 7} {
-		body := bytes.Repeat([]byte{byte(i + 1)}, n)
-		stream = append(AppendHeader(stream, TypeHandshakeAck, n), body...)
-		want = append(want, body)
-	}
-	for _, tc := range []struct {
-		name string
-		r    func() io.Reader
-	}{
-		{"whole", func() io.Reader { return bytes.NewReader(stream) }},
-		{"one byte at a time", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(stream)) }},
-		{"half", func() io.Reader { return iotest.HalfReader(bytes.NewReader(stream)) }},
-		{"EOF with the data", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(stream)) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rd := NewReaderSize(tc.r(), MaxControlSize, ControlBufferSize)
-			for i, w := range want {
-				typ, body, err := rd.Next()
-				if err != nil || typ != TypeHandshakeAck || !bytes.Equal(body, w) {
-					t.Fatalf("frame %d: %v %d bytes %v; want %d bytes", i, typ, len(body), err, len(w))
-				}
-			}
-			if _, _, err := rd.Next(); !errors.Is(err, io.EOF) {
-				t.Fatalf("after the last frame: %v, want io.EOF", err)
-			}
-			if rd.br != nil {
-				t.Fatal("the Reader holds a buffer at the end of its stream")
-			}
-		})
-	}
+	stream := readsEveryFrame(t, TypeHandshakeAck, []int{0, 1, 58, 59, 60, 1000, ControlBufferSize, 3 * ControlBufferSize, 7},
+		func(r io.Reader) *Reader { return NewReaderSize(r, MaxControlSize, ControlBufferSize) })
 	// Truncated inside a frame: not a clean end.
 	rd := NewReaderSize(bytes.NewReader(stream[:len(stream)-3]), MaxControlSize, ControlBufferSize)
 	var err error
@@ -197,11 +167,24 @@ func TestDataReaderKeepsBufferOnlyWhileBusy(t *testing.T) {
 // larger than the buffer, the end of the stream arriving with its last
 // bytes.
 func TestSlowDataReaderReadsEveryFrame(t *testing.T) {
+	sinceWait = func(time.Time) time.Duration { return time.Hour }
+	t.Cleanup(func() { sinceWait = time.Since })
+	readsEveryFrame(t, TypeData, []int{0, 1, 58, 59, 60, 1000, readBufferSize - 1, readBufferSize, 3 * readBufferSize, 7},
+		func(r io.Reader) *Reader { return NewReader(r, DefaultMaxSize) })
+}
+
+// readsEveryFrame writes frames of type typ with bodies of the given
+// sizes into a stream and checks that a pooled Reader made by open reads
+// each whole, then io.EOF, holding no buffer at the end, whether the
+// stream arrives whole, a byte at a time, in halves, in 97-byte reads or
+// with its end of stream along with its last bytes. It returns the stream.
+func readsEveryFrame(t *testing.T, typ Type, sizes []int, open func(io.Reader) *Reader) []byte {
+	t.Helper()
 	var stream []byte
 	var want [][]byte
-	for i, n := range []int{0, 1, 58, 59, 60, 1000, readBufferSize - 1, readBufferSize, 3 * readBufferSize, 7} {
+	for i, n := range sizes {
 		body := bytes.Repeat([]byte{byte(i + 1)}, n)
-		stream = append(AppendHeader(stream, TypeData, n), body...)
+		stream = append(AppendHeader(stream, typ, n), body...)
 		want = append(want, body)
 	}
 	for _, tc := range []struct {
@@ -210,17 +193,16 @@ func TestSlowDataReaderReadsEveryFrame(t *testing.T) {
 	}{
 		{"whole", func() io.Reader { return bytes.NewReader(stream) }},
 		{"one byte at a time", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(stream)) }},
+		{"half", func() io.Reader { return iotest.HalfReader(bytes.NewReader(stream)) }},
 		{"97-byte reads", func() io.Reader { return &trickleReader{b: stream, n: 97} }},
 		{"EOF with the data", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(stream)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sinceWait = func(time.Time) time.Duration { return time.Hour }
-			t.Cleanup(func() { sinceWait = time.Since })
-			rd := NewReader(tc.r(), DefaultMaxSize)
+			rd := open(tc.r())
 			for i, w := range want {
-				typ, body, err := rd.Next()
-				if err != nil || typ != TypeData || !bytes.Equal(body, w) {
-					t.Fatalf("frame %d: %v %d bytes %v; want %d bytes", i, typ, len(body), err, len(w))
+				got, body, err := rd.Next()
+				if err != nil || got != typ || !bytes.Equal(body, w) {
+					t.Fatalf("frame %d: %v %d bytes %v; want %d bytes", i, got, len(body), err, len(w))
 				}
 			}
 			if _, _, err := rd.Next(); !errors.Is(err, io.EOF) {
@@ -231,4 +213,5 @@ func TestSlowDataReaderReadsEveryFrame(t *testing.T) {
 			}
 		})
 	}
+	return stream
 }
