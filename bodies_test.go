@@ -2,7 +2,6 @@ package yomo_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -141,12 +140,7 @@ func TestBodiesFrame(t *testing.T) {
 		if !answeredNoResponders(st, 5*time.Second) {
 			t.Fatal("the body stream opened before Bodies was not read after it")
 		}
-		if _, err := ctrl.Write(bodies); err != nil {
-			t.Fatal(err)
-		}
-		if ce := closeErrorOf(t, tc, 5*time.Second); ce.Code != yomo.CloseProtocolForTest || !strings.Contains(ce.Reason, "bodies") {
-			t.Fatalf("a second Bodies: closed with %#x %q, want a protocol error", ce.Code, ce.Reason)
-		}
+		rejectsControl(t, tc, ctrl, bodies, "bodies") // a second Bodies
 	})
 	for _, tc := range []struct {
 		name string
@@ -161,12 +155,7 @@ func TestBodiesFrame(t *testing.T) {
 			if ack.AnnounceBodies {
 				t.Fatal("HandshakeAck asks for Bodies")
 			}
-			if _, err := ctrl.Write(bodies); err != nil {
-				t.Fatal(err)
-			}
-			if ce := closeErrorOf(t, conn, 5*time.Second); ce.Code != yomo.CloseProtocolForTest || !strings.Contains(ce.Reason, "bodies") {
-				t.Fatalf("closed with %#x %q, want a protocol error about bodies", ce.Code, ce.Reason)
-			}
+			rejectsControl(t, conn, ctrl, bodies, "bodies")
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -446,6 +447,19 @@ func handshakenAck(t *testing.T, tz *testZipper, hs []byte) (transport.Conn, tra
 		t.Fatal(err)
 	}
 	return c, st, v.(*frame.HandshakeAck)
+}
+
+// rejectsControl writes the control frame b on ctrl, tc's control stream,
+// and fails unless the zipper then closes tc as a protocol error whose
+// reason contains word, within 5 s.
+func rejectsControl(t *testing.T, tc transport.Conn, ctrl transport.Stream, b []byte, word string) {
+	t.Helper()
+	if _, err := ctrl.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if ce := closeErrorOf(t, tc, 5*time.Second); ce.Code != yomo.CloseProtocolForTest || !strings.Contains(ce.Reason, word) {
+		t.Fatalf("closed with %#x %q, want a protocol error about %s", ce.Code, ce.Reason, word)
+	}
 }
 
 // closeErrorOf waits until tc is closed and returns how.

@@ -3,7 +3,6 @@ package yomo_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -111,24 +110,14 @@ func TestDataStreamFrame(t *testing.T) {
 		if r := got.snapshot()[1]; r.data != "early" {
 			t.Fatalf("routed %q, want \"early\"", r.data)
 		}
-		if _, err := ctrl.Write(announce); err != nil {
-			t.Fatal(err)
-		}
-		if ce := closeErrorOf(t, tc, 5*time.Second); ce.Code != yomo.CloseProtocolForTest || !strings.Contains(ce.Reason, "data-stream") {
-			t.Fatalf("a second DataStream: closed with %#x %q, want a protocol error", ce.Code, ce.Reason)
-		}
+		rejectsControl(t, tc, ctrl, announce, "data-stream") // a second DataStream
 	})
 	t.Run("client not asked", func(t *testing.T) {
 		tc, ctrl, ack := handshakeAck(t, tz, src(false))
 		if ack.AnnounceData {
 			t.Fatal("HandshakeAck asks for DataStream")
 		}
-		if _, err := ctrl.Write(announce); err != nil {
-			t.Fatal(err)
-		}
-		if ce := closeErrorOf(t, tc, 5*time.Second); ce.Code != yomo.CloseProtocolForTest || !strings.Contains(ce.Reason, "data-stream") {
-			t.Fatalf("closed with %#x %q, want a protocol error about data-stream", ce.Code, ce.Reason)
-		}
+		rejectsControl(t, tc, ctrl, announce, "data-stream")
 	})
 }
 
