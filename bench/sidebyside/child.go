@@ -162,6 +162,9 @@ func runChild(a childArgs) error {
 			reply = strconv.FormatInt(cpuMicros(), 10)
 		case "rss":
 			reply = rssKiB()
+		case "profile-stop": // the connect cell profiles the burst only
+			pprof.StopCPUProfile()
+			reply = "ok"
 		case "errs":
 			asyncErrs.Lock()
 			reply = fmt.Sprintf("errs %d", asyncErrs.n)

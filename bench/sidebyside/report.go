@@ -65,6 +65,7 @@ func (r *Report) metrics() []metric {
 		{"cascade", "cascade through 2 routers, 1 KiB", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
 		{"fanout", "fan-out ×4, 1 KiB, per consumer", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
 		{"connect", fmt.Sprintf("%d clients at once: all connected", r.clients), "ms", true, func(x Result) float64 { return x.ConnectMs }},
+		{"connect", fmt.Sprintf("%d clients: CPU of the router and the clients", r.clients), "ms", true, func(x Result) float64 { return x.ConnectCPUms }},
 		{"connect", fmt.Sprintf("%d clients: router peak RSS", r.clients), "MiB", true, func(x Result) float64 { return float64(x.RouterHWMKB) / 1024 }},
 		{"connect", fmt.Sprintf("%d clients: failed to connect", r.clients), "clients", true, func(x Result) float64 { return float64(x.Refused) }},
 	}
@@ -326,13 +327,15 @@ func (r *Report) CSV() []byte {
 	w := csv.NewWriter(&buf)
 	_ = w.Write([]string{"round", "system", "workload", "sent", "received", "expected", "lost", "min_received",
 		"msgs_per_s", "mb_per_s", "cpu_us_per_msg", "p50_us", "p99_us", "async_errors",
-		"clients", "connected", "refused", "connect_ms", "router_peak_rss_kib", "router_rss_kib", "router_stats", "first_error", "error"})
+		"clients", "connected", "refused", "connect_ms", "router_peak_rss_kib", "router_rss_kib", "router_stats", "first_error", "error",
+		"connect_cpu_ms", "connect_router_cpu_ms"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	for _, x := range r.results {
 		_ = w.Write([]string{i(int64(x.Round)), x.System, x.Workload, i(x.Sent), i(x.Received), i(x.Expected), i(x.Lost()), i(x.MinRecv),
 			f(x.MsgsPerS), f(x.MBPerS), f(x.CPUusMsg), f(x.P50us), f(x.P99us), i(int64(x.AsyncErrs)),
-			i(int64(x.Clients)), i(int64(x.Connected)), i(int64(x.Refused)), f(x.ConnectMs), i(x.RouterHWMKB), i(x.RouterRSSKB), x.RouterStats, x.FirstErr, x.Err})
+			i(int64(x.Clients)), i(int64(x.Connected)), i(int64(x.Refused)), f(x.ConnectMs), i(x.RouterHWMKB), i(x.RouterRSSKB), x.RouterStats, x.FirstErr, x.Err,
+			f(x.ConnectCPUms), f(x.ConnectRouterCPUms)})
 	}
 	w.Flush()
 	return buf.Bytes()
@@ -469,6 +472,9 @@ func ReadCSV(data []byte) ([]Result, error) {
 		}
 		if _, ok := col["router_stats"]; ok {
 			r.RouterStats = get("router_stats")
+		}
+		if _, ok := col["connect_cpu_ms"]; ok { // files written before this column have neither
+			r.ConnectCPUms, r.ConnectRouterCPUms = f("connect_cpu_ms"), f("connect_router_cpu_ms")
 		}
 		if perr != nil {
 			return nil, perr

@@ -75,12 +75,17 @@ type Result struct {
 	P99us     float64
 	AsyncErrs int // asynchronous errors at the consumers (NATS slow consumer, yomo drops)
 
-	Clients     int
-	Connected   int
-	Refused     int
-	ConnectMs   float64
-	RouterHWMKB int64 // router process peak RSS after the clients connected
-	RouterRSSKB int64
+	Clients   int
+	Connected int
+	Refused   int
+	ConnectMs float64
+	// ConnectCPUms is the user+system CPU of the router and the clients'
+	// process from the start of the burst until the last client connected.
+	ConnectCPUms float64
+	// ConnectRouterCPUms is the router's part of ConnectCPUms.
+	ConnectRouterCPUms float64
+	RouterHWMKB        int64 // router process peak RSS after the clients connected
+	RouterRSSKB        int64
 	// RouterStats is what the routers counted at the end of the cell (yomo:
 	// Stats() drops and rejections; NATS: slow consumers), "-" where the
 	// system counts nothing.
@@ -190,7 +195,8 @@ func (r Result) summary() string {
 	}
 	switch r.Workload {
 	case "connect":
-		s := fmt.Sprintf("%d/%d connected in %.0f ms, failed %d, router peak RSS %.1f MiB, router: %s", r.Connected, r.Clients, r.ConnectMs, r.Refused, float64(r.RouterHWMKB)/1024, r.RouterStats)
+		s := fmt.Sprintf("%d/%d connected in %.0f ms (CPU %.0f ms, the router's %.0f), failed %d, router peak RSS %.1f MiB, router: %s",
+			r.Connected, r.Clients, r.ConnectMs, r.ConnectCPUms, r.ConnectRouterCPUms, r.Refused, float64(r.RouterHWMKB)/1024, r.RouterStats)
 		if r.FirstErr != "" {
 			s += ", first error: " + r.FirstErr
 		}
@@ -274,9 +280,28 @@ func (c *cell) runConnect(res *Result) error {
 	if err != nil {
 		return err
 	}
+	for _, p := range []*proc{router, clients} {
+		if p.cpu0, err = p.cpu(); err != nil {
+			return err
+		}
+	}
 	line, err := clients.call("go", time.Minute)
 	if err != nil {
 		return err
+	}
+	for _, p := range []*proc{router, clients} {
+		v, err := p.cpu()
+		if err != nil {
+			return err
+		}
+		if _, err := p.call("profile-stop", 10*time.Second); err != nil {
+			return err
+		}
+		ms := float64(v-p.cpu0) / 1e3
+		res.ConnectCPUms += ms
+		if p == router {
+			res.ConnectRouterCPUms = ms
+		}
 	}
 	var cr connectResult
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "connect ")), &cr); err != nil {

@@ -80,6 +80,7 @@ const (
 
 	scaleReady = "scale-ready " // server → benchmark: "scale-ready <addr> <base64 DER certificate>"
 	scaleStats = "scale-stats " // server → benchmark: "scale-stats <JSON scaleServerStats>"
+	scaleCPU   = "scale-cpu "   // server → benchmark: "scale-cpu <user+system CPU so far, µs>"
 
 	scaleTimeout = 60 * time.Second // bounds every wait of the harness
 )
@@ -183,6 +184,8 @@ func TestScaleServerProcess(t *testing.T) {
 			}
 			b, _ := json.Marshal(st)
 			fmt.Printf("%s%s\n", scaleStats, b)
+		case "cpu":
+			fmt.Printf("%s%d\n", scaleCPU, cpuTime().Microseconds())
 		default:
 			t.Errorf("unknown command %q", cmd)
 		}
@@ -505,6 +508,19 @@ func (p *scaleProc) measure() (scaleMem, error) {
 	return m, json.Unmarshal([]byte(js), &m.st)
 }
 
+// cpu asks the server process for its CPU time so far (no GC first).
+func (p *scaleProc) cpu() (time.Duration, error) {
+	if _, err := io.WriteString(p.stdin, "cpu\n"); err != nil {
+		return 0, err
+	}
+	l, err := p.line(scaleCPU)
+	if err != nil {
+		return 0, err
+	}
+	us, err := strconv.ParseInt(l, 10, 64)
+	return time.Duration(us) * time.Microsecond, err
+}
+
 // awaitConns polls the server until it counts n connected clients and
 // in messages received from them.
 func (p *scaleProc) awaitConns(n int, in uint64) (scaleMem, error) {
@@ -736,6 +752,8 @@ func scaleFDs(b *testing.B, n int) {
 // metrics are the server process's, after all are connected and idle.
 //
 //	conns/s        N / the time to connect all
+//	client-cpu-µs/conn  CPU of this process (the clients) while connecting, / N
+//	server-cpu-µs/conn  CPU of the server process while connecting, / N
 //	rss-MiB        VmRSS of the server with N clients
 //	rss0-MiB       VmRSS of the server before the first client
 //	hwm-MiB        VmHWM (peak RSS) of the server
@@ -769,7 +787,7 @@ func BenchmarkScale(b *testing.B) {
 }
 
 func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration, write bool) {
-	var connect time.Duration
+	var connect, clientCPU, serverCPU time.Duration
 	var rss, rss0, hwm, heap, stack, goroutines float64
 	for range b.N {
 		b.StopTimer()
@@ -792,18 +810,28 @@ func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration,
 		})
 		b.Cleanup(closeAll) // before the server process stops (cleanups run last first)
 
+		srv0, err := p.cpu()
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
-		start := time.Now()
+		start, cl0 := time.Now(), cpuTime()
 		err = scaleEach(n, dialers, func(i int) error {
 			ctx, cancel := context.WithTimeout(context.Background(), scaleTimeout)
 			defer cancel()
 			return cl.connect(ctx, i)
 		})
-		elapsed := time.Since(start)
+		elapsed, cl1 := time.Since(start), cpuTime()
 		b.StopTimer()
 		if err != nil {
 			b.Fatal(err)
 		}
+		srv1, err := p.cpu()
+		if err != nil {
+			b.Fatal(err)
+		}
+		clientCPU += cl1 - cl0
+		serverCPU += srv1 - srv0
 		var in uint64
 		if write {
 			if err := scaleEach(n, dialers, cl.write); err != nil {
@@ -841,6 +869,8 @@ func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration,
 	iters, perConn := float64(b.N), float64(b.N)*float64(n)
 	const kib, mib = 1 << 10, 1 << 20
 	b.ReportMetric(perConn/connect.Seconds(), "conns/s")
+	b.ReportMetric(float64(clientCPU.Microseconds())/perConn, "client-cpu-µs/conn")
+	b.ReportMetric(float64(serverCPU.Microseconds())/perConn, "server-cpu-µs/conn")
 	b.ReportMetric(rss/iters/mib, "rss-MiB")
 	b.ReportMetric(rss0/iters/mib, "rss0-MiB")
 	b.ReportMetric(hwm/iters/mib, "hwm-MiB")
