@@ -56,6 +56,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -749,11 +750,17 @@ func scaleFDs(b *testing.B, n int) {
 // connecting to a zipper (Connect returns after the zipper's ack). raw: a
 // QUIC connection with one bidirectional stream and a handshake of the
 // same size (scaleRaw). sec/op is the time to connect all N; the memory
-// metrics are the server process's, after all are connected and idle.
+// metrics without "client" are the server process's, after all are
+// connected and idle.
 //
-//	conns/s        N / the time to connect all
-//	client-cpu-µs/conn  CPU of this process (the clients) while connecting, / N
-//	server-cpu-µs/conn  CPU of the server process while connecting, / N
+//	conns/s                N / the time to connect all
+//	server-cpu-µs/conn     CPU of the server process while connecting, / N
+//	client-cpu-µs/conn     CPU of this process (the clients) while connecting, / N
+//	client-gc-µs/conn      the part of it the GC used (runtime/metrics)
+//	client-alloc-KiB/conn  what the clients allocated while connecting, / N
+//	client-heap-KiB/conn   live heap the connected clients hold, / N
+//	client-stack-KiB/conn  goroutine stacks they hold, / N
+//	client-goroutines/conn goroutines they run, / N
 //	rss-MiB        VmRSS of the server with N clients
 //	rss0-MiB       VmRSS of the server before the first client
 //	hwm-MiB        VmHWM (peak RSS) of the server
@@ -787,7 +794,8 @@ func BenchmarkScale(b *testing.B) {
 }
 
 func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration, write bool) {
-	var connect, clientCPU, serverCPU time.Duration
+	var connect, serverCPU time.Duration
+	var cli scaleClientSums
 	var rss, rss0, hwm, heap, stack, goroutines float64
 	for range b.N {
 		b.StopTimer()
@@ -810,18 +818,21 @@ func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration,
 		})
 		b.Cleanup(closeAll) // before the server process stops (cleanups run last first)
 
+		// The clients' baseline (after a GC, before the timer), then the
+		// CPU counters of both processes.
+		base0 := readScaleClient(true)
 		srv0, err := p.cpu()
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		start, cl0 := time.Now(), cpuTime()
+		start, cl0 := time.Now(), readScaleClient(false)
 		err = scaleEach(n, dialers, func(i int) error {
 			ctx, cancel := context.WithTimeout(context.Background(), scaleTimeout)
 			defer cancel()
 			return cl.connect(ctx, i)
 		})
-		elapsed, cl1 := time.Since(start), cpuTime()
+		elapsed, cl1 := time.Since(start), readScaleClient(false)
 		b.StopTimer()
 		if err != nil {
 			b.Fatal(err)
@@ -830,8 +841,9 @@ func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration,
 		if err != nil {
 			b.Fatal(err)
 		}
-		clientCPU += cl1 - cl0
 		serverCPU += srv1 - srv0
+		cli.addSpent(cl0, cl1)
+		cli.addHeld(base0, readScaleClient(true))
 		var in uint64
 		if write {
 			if err := scaleEach(n, dialers, cl.write); err != nil {
@@ -869,7 +881,12 @@ func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration,
 	iters, perConn := float64(b.N), float64(b.N)*float64(n)
 	const kib, mib = 1 << 10, 1 << 20
 	b.ReportMetric(perConn/connect.Seconds(), "conns/s")
-	b.ReportMetric(float64(clientCPU.Microseconds())/perConn, "client-cpu-µs/conn")
+	b.ReportMetric(float64(cli.cpu.Microseconds())/perConn, "client-cpu-µs/conn")
+	b.ReportMetric(cli.gcCPU.Seconds()*1e6/perConn, "client-gc-µs/conn")
+	b.ReportMetric(cli.alloc/perConn/kib, "client-alloc-KiB/conn")
+	b.ReportMetric(cli.heap/perConn/kib, "client-heap-KiB/conn")
+	b.ReportMetric(cli.stack/perConn/kib, "client-stack-KiB/conn")
+	b.ReportMetric(cli.goroutines/perConn, "client-goroutines/conn")
 	b.ReportMetric(float64(serverCPU.Microseconds())/perConn, "server-cpu-µs/conn")
 	b.ReportMetric(rss/iters/mib, "rss-MiB")
 	b.ReportMetric(rss0/iters/mib, "rss0-MiB")
@@ -878,4 +895,50 @@ func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration,
 	b.ReportMetric(heap/perConn/kib, "heap-KiB/conn")
 	b.ReportMetric(stack/perConn/kib, "stack-KiB/conn")
 	b.ReportMetric(goroutines/perConn, "goroutines/conn")
+}
+
+// scaleClient is what the benchmark process (the clients) reads of itself.
+type scaleClient struct {
+	cpu, gcCPU  time.Duration // process CPU; the part the GC used (runtime/metrics)
+	alloc       uint64        // bytes allocated so far
+	heap, stack uint64        // live heap (after a GC) and goroutine stacks; with held only
+	goroutines  int
+}
+
+// readScaleClient reads the counters; with held, it first runs a GC and
+// reads the memory held too.
+func readScaleClient(held bool) scaleClient {
+	var c scaleClient
+	c.cpu = cpuTime()
+	ms := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(ms)
+	c.gcCPU = time.Duration(ms[0].Value.Float64() * float64(time.Second))
+	c.alloc = ms[1].Value.Uint64()
+	if held {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		c.heap, c.stack, c.goroutines = m.HeapAlloc, m.StackInuse, runtime.NumGoroutine()
+	}
+	return c
+}
+
+// scaleClientSums adds up the clients' costs over the iterations: what
+// connecting spent (CPU, GC CPU, allocation) and what the connected
+// clients hold (live heap, stacks, goroutines).
+type scaleClientSums struct {
+	cpu, gcCPU                     time.Duration
+	alloc, heap, stack, goroutines float64
+}
+
+func (s *scaleClientSums) addSpent(before, after scaleClient) {
+	s.cpu += after.cpu - before.cpu
+	s.gcCPU += after.gcCPU - before.gcCPU
+	s.alloc += float64(after.alloc - before.alloc)
+}
+
+func (s *scaleClientSums) addHeld(before, after scaleClient) {
+	s.heap += float64(after.heap) - float64(before.heap)
+	s.stack += float64(after.stack) - float64(before.stack)
+	s.goroutines += float64(after.goroutines - before.goroutines)
 }
