@@ -20,7 +20,9 @@ package perf
 // With YOMO_SCALE_PROFILE=<dir>, the server process writes its CPU profile
 // (<dir>/<zipper|raw>-cpu.pprof, over its whole life) and a heap profile
 // and a goroutine dump at every measurement
-// (<dir>/<zipper|raw>-heap-<clients>.pprof, -goroutines-<clients>.txt);
+// (<dir>/<zipper|raw>-heap-<clients>.pprof, -goroutines-<clients>.txt),
+// and the benchmark process the clients' heap once they are connected
+// (<dir>/<zipper|raw>-client-heap.pprof);
 // read the profiles with go tool pprof and the test binary (go test -c,
 // or -o).
 //
@@ -844,6 +846,11 @@ func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration,
 		serverCPU += srv1 - srv0
 		cli.addSpent(cl0, cl1)
 		cli.addHeld(base0, readScaleClient(true))
+		if dir := os.Getenv(scaleProfileEnv); dir != "" {
+			if err := writeHeapProfile(filepath.Join(dir, mode+"-client-heap.pprof")); err != nil {
+				b.Fatal(err)
+			}
+		}
 		var in uint64
 		if write {
 			if err := scaleEach(n, dialers, cl.write); err != nil {
@@ -941,4 +948,17 @@ func (s *scaleClientSums) addHeld(before, after scaleClient) {
 	s.heap += float64(after.heap) - float64(before.heap)
 	s.stack += float64(after.stack) - float64(before.stack)
 	s.goroutines += float64(after.goroutines - before.goroutines)
+}
+
+// writeHeapProfile writes this process's heap profile to file.
+func writeHeapProfile(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
