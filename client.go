@@ -45,6 +45,9 @@ type client struct {
 	cur   int      // the address in use; only the connecting goroutine touches it
 
 	out *outbox
+	// running counts the flusher and data-reader goroutines of this
+	// client's sessions that run now (SourceRunningForTest).
+	running struct{ flushers, dataReaders atomic.Int32 }
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -604,11 +607,12 @@ type session struct {
 	stopFlush chan struct{} // closed to stop the flusher: the rest stays queued
 	drain     chan struct{} // closed to have the flusher write out the queue
 	flushDone chan struct{} // closed when the flusher returned
+	flushing  bool          // the flusher was started (serve's own)
 	ss        transport.SendStream
 	finished  bool // our data stream is finished (serve's own)
 
-	started  chan struct{} // closed when the flusher knows base
-	base     uint64        // the outbox's taken count when this session's flusher started
+	started  chan struct{} // closed when serve set base
+	base     uint64        // the outbox's taken count when this session started
 	flushMu  sync.Mutex
 	flushedN uint64        // the largest Flushed the zipper sent; guarded by flushMu
 	flushCh  chan struct{} // closed (and replaced) at each Flushed; guarded by flushMu
@@ -642,7 +646,9 @@ func (s *session) announceBodies() error {
 
 // serve runs the session through its phases and returns why it ended:
 //
-//  1. sending: frames flow both ways;
+//  1. sending: frames flow both ways (the flusher, and with it our data
+//     stream, starts at the first frame queued: an idle client runs one
+//     goroutine fewer);
 //  2. finishing, after GOAWAY (the rest of the queue waits for the next
 //     session) or Close (the queue is written out first): our data stream
 //     is finished, and we go on receiving until the zipper finishes its
@@ -655,9 +661,17 @@ func (s *session) serve() error {
 	c := s.c
 	defer close(s.ended)
 	defer c.sess.CompareAndSwap(s, nil)
-	s.wg.Add(4)
-	go s.flush()                                            // owned by serve: ends on stopFlush or a write error
-	go func() { defer s.wg.Done(); s.fail(s.readData()) }() // owned by serve: ends with the zipper's data stream or tc
+	// Nothing takes from the outbox between the last session's flusher,
+	// which ended with it, and this one's.
+	s.base = c.out.takenCount()
+	close(s.started)
+	s.wg.Add(3)
+	c.running.dataReaders.Add(1)
+	go func() { // owned by serve: ends with the zipper's data stream or tc
+		defer s.wg.Done()
+		defer c.running.dataReaders.Add(-1)
+		s.fail(s.readData())
+	}()
 	go s.readControl()                                      // owned by serve: ends on GOAWAY or when tc closes
 	go s.readDatagrams()                                    // owned by serve: ends when tc closes
 	if s.dg != nil {
@@ -678,17 +692,25 @@ func (s *session) serve() error {
 		_ = c.sendSubscribe(s, nil) // failing, the session ends; the next handshake carries it
 	}
 
+	// The outbox's wake-up token says a frame is queued (or, after a
+	// reconnection, still queued): it starts the flusher, and is put
+	// back for it. From then on only the flusher takes it.
+	ready := c.out.ready
 	closing, goaway := c.closing, s.goaway
 	sawGoAway := false
 	var err error
 	for err == nil {
 		select {
 		case err = <-s.errc:
+		case <-ready:
+			ready = nil
+			s.startFlusher()
+			c.out.wake()
 		case <-goaway:
-			goaway, sawGoAway = nil, true
+			goaway, ready, sawGoAway = nil, nil, true
 			s.finishSending(s.stopFlush)
 		case <-closing:
-			closing = nil
+			closing, ready = nil, nil
 			s.finishSending(s.drain)
 		case <-c.ctx.Done():
 			err = ErrClosed
@@ -749,6 +771,7 @@ func (s *session) finishSending(how chan struct{}) {
 		return
 	}
 	s.finished = true
+	s.startFlusher() // if no frame came yet: a drain still finishes the stream
 	close(how)
 	<-s.flushDone
 	if s.ss != nil {
@@ -756,8 +779,20 @@ func (s *session) finishSending(how chan struct{}) {
 	}
 }
 
+// startFlusher starts the flusher, once; serve's own.
+func (s *session) startFlusher() {
+	if s.flushing {
+		return
+	}
+	s.flushing = true
+	s.wg.Add(1)
+	s.c.running.flushers.Add(1)
+	go s.flush() // owned by serve: ends on stopFlush or a write error
+}
+
 func (s *session) flush() {
 	defer s.wg.Done()
+	defer s.c.running.flushers.Add(-1)
 	defer close(s.flushDone)
 	ss, err := s.tc.OpenUniStream(s.c.ctx)
 	if err != nil {
@@ -768,8 +803,6 @@ func (s *session) flush() {
 		ss = &announcingStream{SendStream: ss, s: s}
 	}
 	s.ss = ss // read by serve after flushDone
-	s.base = s.c.out.takenCount()
-	close(s.started)
 	if _, err := s.c.out.flush(ss, s.stopFlush, s.drain, nil); err != nil {
 		s.fail(err)
 	}

@@ -49,6 +49,12 @@ func ReadersForTest(z *Zipper) (control, data, datagrams int) {
 	return int(z.readers.control.Load()), int(z.readers.data.Load()), int(z.readers.datagrams.Load())
 }
 
+// SourceRunningForTest returns how many flusher and data-reader
+// goroutines s's sessions run now (at most one each).
+func SourceRunningForTest(s *Source) (flushers, dataReaders int) {
+	return int(s.c.running.flushers.Load()), int(s.c.running.dataReaders.Load())
+}
+
 // ConnectAsZipperForTest makes s announce itself as a zipper (a mesh
 // link) in its handshake.
 func ConnectAsZipperForTest(s *Source) { s.c.kind = frame.KindZipper }

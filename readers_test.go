@@ -133,3 +133,45 @@ func writeRawData(t *testing.T, tc transport.Conn, tag yomo.Tag, payload string)
 		t.Fatal(err)
 	}
 }
+
+// A client's flusher, and with it its data stream, starts at the first
+// frame it queues: a connected Source that has not written runs no
+// flusher, Flush returns at once for it, and its first Write starts one
+// (one per session) whose frames arrive.
+func TestClientFlusherStartsAtFirstFrame(t *testing.T) {
+	run(t, func(t *testing.T, tr transportKind) {
+		tz := newZipper(t, tr)
+		var got recorder
+		connectFn(t, tz, "sink", tz.clients, []yomo.Tag{0x40}, func(ctx yomo.Context) { got.add(ctx.Tag(), ctx.Data()) })
+		src := connectSource(t, tz, "src", tz.clients)
+		running := func() string {
+			f, d := yomo.SourceRunningForTest(src)
+			return fmt.Sprintf("the source runs %d flushers and %d data readers", f, d)
+		}
+		// The data reader starts with the session, where the flusher
+		// used to start too.
+		eventually(t, 5*time.Second, func() bool { _, d := yomo.SourceRunningForTest(src); return d == 1 }, running)
+		if f, _ := yomo.SourceRunningForTest(src); f != 0 {
+			t.Fatalf("a connected source that has not written: %s; want no flusher", running())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := src.Flush(ctx); err != nil {
+			t.Fatalf("Flush with nothing written: %v", err)
+		}
+		for i := range 3 {
+			if err := src.Write(0x40, []byte{byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := src.Flush(ctx); err != nil {
+			t.Fatalf("Flush after three writes: %v", err)
+		}
+		eventually(t, 5*time.Second, func() bool { return got.len() == 3 }, func() string {
+			return fmt.Sprintf("%d of 3 frames arrived; %s", got.len(), running())
+		})
+		if f, _ := yomo.SourceRunningForTest(src); f != 1 {
+			t.Fatalf("after the first writes: %s; want one flusher", running())
+		}
+	})
+}
