@@ -672,8 +672,8 @@ func (s *session) serve() error {
 		defer c.running.dataReaders.Add(-1)
 		s.fail(s.readData())
 	}()
-	go s.readControl()                                      // owned by serve: ends on GOAWAY or when tc closes
-	go s.readDatagrams()                                    // owned by serve: ends when tc closes
+	go s.readControl()   // owned by serve: ends on GOAWAY or when tc closes
+	go s.readDatagrams() // owned by serve: ends when tc closes
 	if s.dg != nil {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.dg.run(s.tc, nil) }() // owned by serve: ends when tc closes
