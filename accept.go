@@ -140,8 +140,11 @@ func (z *Zipper) handshake(c *conn) (*frame.Reader, error) {
 	client := hs.Kind == frame.KindSource || hs.Kind == frame.KindFunction
 	c.lazyData = client && hs.AnnouncesData
 	c.noDatagrams = client && hs.NoDatagrams
+	// And the other way: a client that asks for it starts reading our
+	// data stream on our DataStream frame (announcingStream).
+	c.announceData = client && hs.AnnounceData
 	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: c.id, Zipper: z.name, MaxFrameSize: uint32(z.opts.maxFrame),
-		Custody: c.writer != nil, AnnounceBodies: c.lazyBodies, AnnounceData: c.lazyData})
+		Custody: c.writer != nil, AnnounceBodies: c.lazyBodies, AnnounceData: c.lazyData, AnnouncesData: c.announceData})
 	st.SetWriteDeadline(deadline)
 	if _, err := st.Write(ack); err != nil {
 		z.unregister(c)

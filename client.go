@@ -375,6 +375,10 @@ func (c *client) handshake() *frame.Handshake {
 		// needs to.
 		AnnouncesData: c.kind == frame.KindSource || c.kind == frame.KindFunction,
 		NoDatagrams:   (c.kind == frame.KindSource || c.kind == frame.KindFunction) && len(c.opts.datagramTags) == 0,
+		// And it reads the zipper's data stream only once the zipper
+		// announced it (session.readControl): until something is routed
+		// to it, it runs no reader.
+		AnnounceData: c.kind == frame.KindSource || c.kind == frame.KindFunction,
 	}
 }
 
@@ -427,7 +431,7 @@ func (c *client) dial(ctx context.Context, hs *frame.Handshake) (*session, error
 	c.out.setCustody(ack.Custody)
 	c.log.Debug("connected", "zipper", ack.Zipper, "conn", ack.ConnID)
 	s := newSession(c, tc, st, rd, hs.Acked)
-	s.announce, s.announceData = ack.AnnounceBodies, ack.AnnounceData
+	s.announce, s.announceData, s.lazyData = ack.AnnounceBodies, ack.AnnounceData, ack.AnnouncesData
 	return s, nil
 }
 
@@ -628,6 +632,10 @@ type session struct {
 	// announceData is the HandshakeAck's AnnounceData: a DataStream frame
 	// goes before the data stream's first byte or FIN (announcingStream).
 	announceData bool
+	// lazyData is the HandshakeAck's AnnouncesData: the zipper's data
+	// stream is read once its DataStream frame came (readControl).
+	// dataOn: the reader started; readControl's own.
+	lazyData, dataOn bool
 }
 
 // announceBodies tells the zipper, once per connection and when it asked,
@@ -664,16 +672,13 @@ func (s *session) serve() error {
 	// Nothing takes from the outbox between the last session's flusher,
 	// which ended with it, and this one's.
 	s.base = c.out.takenCount()
-	close(s.started)
-	s.wg.Add(3)
-	c.running.dataReaders.Add(1)
-	go func() { // owned by serve: ends with the zipper's data stream or tc
-		defer s.wg.Done()
-		defer c.running.dataReaders.Add(-1)
-		s.fail(s.readData())
-	}()
+	if !s.lazyData { // an older zipper: its data stream is read from the start
+		s.startDataReader()
+	}
+	s.wg.Add(2)
 	go s.readControl()   // owned by serve: ends on GOAWAY or when tc closes
 	go s.readDatagrams() // owned by serve: ends when tc closes
+	close(s.started)     // after the goroutines started at once: Flush waits for it
 	if s.dg != nil {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.dg.run(s.tc, nil) }() // owned by serve: ends when tc closes
@@ -779,6 +784,18 @@ func (s *session) finishSending(how chan struct{}) {
 	}
 }
 
+// startDataReader starts the reader of the zipper's data stream: at once,
+// or on the zipper's DataStream frame (readControl).
+func (s *session) startDataReader() {
+	s.wg.Add(1)
+	s.c.running.dataReaders.Add(1)
+	go func() { // owned by serve: ends with the zipper's data stream or tc
+		defer s.wg.Done()
+		defer s.c.running.dataReaders.Add(-1)
+		s.fail(s.readData())
+	}()
+}
+
 // startFlusher starts the flusher, once; serve's own.
 func (s *session) startFlusher() {
 	if s.flushing {
@@ -800,49 +817,12 @@ func (s *session) flush() {
 		return
 	}
 	if s.announceData {
-		ss = &announcingStream{SendStream: ss, s: s}
+		ss = &announcingStream{SendStream: ss, mu: &s.ctrlMu, ctrl: s.ctrl, timeout: DefaultHandshakeTimeout}
 	}
 	s.ss = ss // read by serve after flushDone
 	if _, err := s.c.out.flush(ss, s.stopFlush, s.drain, nil); err != nil {
 		s.fail(err)
 	}
-}
-
-// announcingStream is a session's data stream when the zipper asked for a
-// DataStream frame before it (HandshakeAck.AnnounceData): the first Write,
-// or Close when nothing was written, writes that frame on the control
-// stream first, so the zipper starts reading the stream only once there
-// is something to read. The flusher's own, then serve's (after flushDone).
-type announcingStream struct {
-	transport.SendStream
-	s    *session
-	sent bool
-}
-
-func (a *announcingStream) announce() error {
-	if a.sent {
-		return nil
-	}
-	b, _ := frame.AppendControl(nil, &frame.DataStream{})
-	if err := writeControlOn(&a.s.ctrlMu, a.s.ctrl, b, DefaultHandshakeTimeout); err != nil {
-		return err
-	}
-	a.sent = true
-	return nil
-}
-
-func (a *announcingStream) Write(p []byte) (int, error) {
-	if err := a.announce(); err != nil {
-		return 0, err
-	}
-	return a.SendStream.Write(p)
-}
-
-func (a *announcingStream) Close() error {
-	if err := a.announce(); err != nil {
-		return err
-	}
-	return a.SendStream.Close()
 }
 
 func (s *session) readData() error {
@@ -919,6 +899,13 @@ func (s *session) readControl() {
 			}
 			return writeControlOn(&s.ctrlMu, s.ctrl, frame.AppendPing(nil, v.(*frame.Ping).Value, true), DefaultHandshakeTimeout)
 		case frame.TypePong:
+			return nil
+		case frame.TypeDataStream:
+			if !s.lazyData || s.dataOn {
+				return &protocolError{msg: "unexpected data-stream frame: the zipper's data stream was not to be announced, or was already"}
+			}
+			s.dataOn = true
+			s.startDataReader() // this goroutine is counted in s.wg: the Add is safe while serve waits
 			return nil
 		case frame.TypeDropped:
 			v, err := decodeControl(t, body)

@@ -105,6 +105,9 @@ type conn struct {
 	// own once serving, like lazyBodies. noDatagrams: the client sends no
 	// datagrams (Handshake.NoDatagrams), so none are read.
 	lazyData, dataOn, noDatagrams bool
+	// announceData: the client asked for a DataStream frame before our
+	// data stream (Handshake.AnnounceData); set before serving.
+	announceData bool
 }
 
 // readerCounts counts the connections whose control stream, data stream
@@ -309,6 +312,47 @@ func writeControlOn(mu *sync.Mutex, st transport.Stream, b []byte, timeout time.
 	st.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := st.Write(b)
 	return err
+}
+
+// announcingStream is a data stream whose peer asked for a DataStream
+// frame before it (a client's when the zipper's HandshakeAck said
+// AnnounceData; the zipper's to a client whose handshake said
+// AnnounceData): the first Write, or Close when nothing was written,
+// writes that frame on the control stream first, so that the peer starts
+// reading the stream only once there is something to read. Its writer's
+// own; Close may come from another goroutine once the writer is done.
+type announcingStream struct {
+	transport.SendStream
+	mu      *sync.Mutex      // the control stream's write lock
+	ctrl    transport.Stream // the control stream
+	timeout time.Duration    // for the control frame's write
+	sent    bool
+}
+
+func (a *announcingStream) announce() error {
+	if a.sent {
+		return nil
+	}
+	b, _ := frame.AppendControl(nil, &frame.DataStream{})
+	if err := writeControlOn(a.mu, a.ctrl, b, a.timeout); err != nil {
+		return err
+	}
+	a.sent = true
+	return nil
+}
+
+func (a *announcingStream) Write(p []byte) (int, error) {
+	if err := a.announce(); err != nil {
+		return 0, err
+	}
+	return a.SendStream.Write(p)
+}
+
+func (a *announcingStream) Close() error {
+	if err := a.announce(); err != nil {
+		return err
+	}
+	return a.SendStream.Close()
 }
 
 // readControl reads the peer's control frames until the stream fails.
@@ -629,6 +673,9 @@ func (c *conn) writeData(stop <-chan struct{}) error {
 	ss, err := c.tc.OpenUniStream(c.z.ctx)
 	if err != nil {
 		return err
+	}
+	if c.announceData {
+		ss = &announcingStream{SendStream: ss, mu: &c.ctrlMu, ctrl: c.ctrl, timeout: c.ctrlTimeout()}
 	}
 	lost, err := c.out.flush(ss, stop, c.drain, func(n int) { c.cnt.framesOut.Add(uint64(n)) })
 	if lost > 0 && !c.out.custody { // a link's are held: routed again when it is gone

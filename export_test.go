@@ -49,10 +49,20 @@ func ReadersForTest(z *Zipper) (control, data, datagrams int) {
 	return int(z.readers.control.Load()), int(z.readers.data.Load()), int(z.readers.datagrams.Load())
 }
 
-// SourceRunningForTest returns how many flusher and data-reader
-// goroutines s's sessions run now (at most one each).
-func SourceRunningForTest(s *Source) (flushers, dataReaders int) {
-	return int(s.c.running.flushers.Load()), int(s.c.running.dataReaders.Load())
+// RunningForTest returns how many flusher and data-reader goroutines the
+// sessions of x, a *Source or a *StreamFunction, run now (at most one
+// each).
+func RunningForTest(x any) (flushers, dataReaders int) {
+	var c *client
+	switch x := x.(type) {
+	case *Source:
+		c = x.c
+	case *StreamFunction:
+		c = x.c
+	default:
+		panic(fmt.Sprintf("RunningForTest(%T)", x))
+	}
+	return int(c.running.flushers.Load()), int(c.running.dataReaders.Load())
 }
 
 // ConnectAsZipperForTest makes s announce itself as a zipper (a mesh

@@ -1,8 +1,11 @@
 package yomo_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,30 +137,39 @@ func writeRawData(t *testing.T, tc transport.Conn, tag yomo.Tag, payload string)
 	}
 }
 
-// A client's flusher, and with it its data stream, starts at the first
-// frame it queues: a connected Source that has not written runs no
-// flusher, Flush returns at once for it, and its first Write starts one
-// (one per session) whose frames arrive.
-func TestClientFlusherStartsAtFirstFrame(t *testing.T) {
+// A client's own goroutines start when needed too: its flusher, and
+// with it its data stream, at the first frame it queues; its reader of the
+// zipper's data stream when the zipper announces that stream (a
+// DataStream frame, sent before the first frame routed to the client). A
+// connected Source that has neither written nor been sent anything runs
+// neither, and Flush returns at once for it; its writes start the flusher
+// (and arrive), a reply to its request the data reader. A function that
+// was sent nothing runs no data reader.
+func TestClientGoroutinesStartWhenNeeded(t *testing.T) {
 	run(t, func(t *testing.T, tr transportKind) {
 		tz := newZipper(t, tr)
 		var got recorder
 		connectFn(t, tz, "sink", tz.clients, []yomo.Tag{0x40}, func(ctx yomo.Context) { got.add(ctx.Tag(), ctx.Data()) })
+		connectFn(t, tz, "upper", tz.clients, []yomo.Tag{0x41}, func(ctx yomo.Context) {
+			_ = ctx.Write(0x42, bytes.ToUpper(ctx.Data()))
+		})
+		idleFn := connectFn(t, tz, "idle", tz.clients, []yomo.Tag{0x43}, func(yomo.Context) {})
 		src := connectSource(t, tz, "src", tz.clients)
-		running := func() string {
-			f, d := yomo.SourceRunningForTest(src)
-			return fmt.Sprintf("the source runs %d flushers and %d data readers", f, d)
+		running := func(x any) func() string {
+			return func() string {
+				f, d := yomo.RunningForTest(x)
+				return fmt.Sprintf("%d flushers and %d data readers", f, d)
+			}
 		}
-		// The data reader starts with the session, where the flusher
-		// used to start too.
-		eventually(t, 5*time.Second, func() bool { _, d := yomo.SourceRunningForTest(src); return d == 1 }, running)
-		if f, _ := yomo.SourceRunningForTest(src); f != 0 {
-			t.Fatalf("a connected source that has not written: %s; want no flusher", running())
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		// Flush returns once the session started the goroutines it
+		// starts at once.
 		if err := src.Flush(ctx); err != nil {
 			t.Fatalf("Flush with nothing written: %v", err)
+		}
+		if f, d := yomo.RunningForTest(src); f != 0 || d != 0 {
+			t.Fatalf("a connected source that has not written nor been sent anything runs %s; want none", running(src)())
 		}
 		for i := range 3 {
 			if err := src.Write(0x40, []byte{byte(i)}); err != nil {
@@ -168,10 +180,141 @@ func TestClientFlusherStartsAtFirstFrame(t *testing.T) {
 			t.Fatalf("Flush after three writes: %v", err)
 		}
 		eventually(t, 5*time.Second, func() bool { return got.len() == 3 }, func() string {
-			return fmt.Sprintf("%d of 3 frames arrived; %s", got.len(), running())
+			return fmt.Sprintf("%d of 3 frames arrived; the source runs %s", got.len(), running(src)())
 		})
-		if f, _ := yomo.SourceRunningForTest(src); f != 1 {
-			t.Fatalf("after the first writes: %s; want one flusher", running())
+		if f, d := yomo.RunningForTest(src); f != 1 || d != 0 {
+			t.Fatalf("after the source wrote: %s; want one flusher and no data reader", running(src)())
+		}
+		reply, err := src.Request(ctx, 0x41, []byte("hi"))
+		if err != nil || string(reply) != "HI" {
+			t.Fatalf("Request = %q, %v; want HI", reply, err)
+		}
+		if f, d := yomo.RunningForTest(src); f != 1 || d != 1 {
+			t.Fatalf("after a reply came: %s; want one flusher and one data reader", running(src)())
+		}
+		if f, d := yomo.RunningForTest(idleFn); f != 0 || d != 0 {
+			t.Fatalf("a function that was sent nothing runs %s; want none", running(idleFn)())
 		}
 	})
+}
+
+// The zipper's side of DataStream on the wire: to a client that asks for
+// it (Handshake.AnnounceData) the HandshakeAck promises it, and the
+// client's first control frame after something was routed to it is one
+// DataStream, sent once, the data following on the zipper's data stream;
+// a client that does not ask (an older one) gets no DataStream, and its
+// data all the same.
+func TestZipperAnnouncesItsDataStream(t *testing.T) {
+	tz := newZipper(t, quicTransport)
+	feed := connectSource(t, tz, "feed", tz.clients)
+	// A raw function: the zipper's writer to it runs from the start, and
+	// writes (and announces) its stream at the first frame routed to it.
+	observer := func(announce bool) *frame.Handshake {
+		return &frame.Handshake{Version: frame.ProtocolVersion, Name: "raw", Kind: frame.KindFunction, ID: 8,
+			ObserveTags: []yomo.Tag{0x50}, AnnounceData: announce}
+	}
+	for _, announce := range []bool{true, false} {
+		t.Run(fmt.Sprintf("announce_data=%v", announce), func(t *testing.T) {
+			tc, ctrl, ack := handshakeAck(t, tz, observer(announce))
+			defer tc.CloseWithError(0, "")
+			if ack.AnnouncesData != announce {
+				t.Fatalf("HandshakeAck announces_data = %v for a client whose announce_data is %v", ack.AnnouncesData, announce)
+			}
+			ctrlRd := frame.NewReader(ctrl, frame.MaxControlSize)
+			rs := make(chan transport.ReceiveStream, 1)
+			go func() { // owned by the test: ends when the stream comes or tc closes
+				if us, err := tc.AcceptUniStream(context.Background()); err == nil {
+					rs <- us
+				}
+			}()
+			// Routed to the raw function once it is registered.
+			eventually(t, 5*time.Second, func() bool {
+				return feed.Write(0x50, []byte("one")) == nil && len(rs) == 1
+			}, func() string { return "nothing was routed to the raw function" })
+			if announce {
+				if ft, _, err := ctrlRd.Next(); err != nil || ft != frame.TypeDataStream {
+					t.Fatalf("first control frame after data was routed: %v %v; want data-stream", ft, err)
+				}
+			}
+			dr := frame.NewReader(<-rs, frame.DefaultMaxSize+frame.MaxEnvelope)
+			if ft, _, err := dr.Next(); err != nil || ft != frame.TypeData {
+				t.Fatalf("the zipper's data stream: %v %v; want a data frame", ft, err)
+			}
+			// No (second) DataStream: the answer to a Ping is the next
+			// control frame.
+			if _, err := ctrl.Write(frame.AppendPing(nil, 77, false)); err != nil {
+				t.Fatal(err)
+			}
+			if ft, _, err := ctrlRd.Next(); err != nil || ft != frame.TypePong {
+				t.Fatalf("control frame after the data: %v %v; want the pong (no DataStream)", ft, err)
+			}
+		})
+	}
+}
+
+// The client's side of DataStream: from a zipper it did not ask, or whose
+// HandshakeAck did not promise it, or a second time, it is a protocol
+// error: the client closes the connection saying so.
+func TestClientRejectsUnaskedDataStream(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		promised bool
+		sent     int
+	}{{"not promised", false, 1}, {"second", true, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cert, pool, err := transport.SelfSigned()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc := mustPacketConn(t)
+			defer pc.Close()
+			ln, err := transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			src := yomo.NewSource("src", pc.LocalAddr().String(), yomo.WithTLSConfig(&tls.Config{RootCAs: pool}),
+				yomo.WithReconnectBackoff(time.Hour, time.Hour))
+			defer src.Close()
+			connected := make(chan error, 1)
+			go func() { connected <- src.Connect(ctxT(t)) }() // owned by the test: ends with the handshake
+			zc, err := ln.Accept(ctxT(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer zc.CloseWithError(0, "")
+			ctrl, err := zc.AcceptStream(ctxT(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ft, body, err := frame.NewReader(ctrl, frame.MaxControlSize).Next()
+			if err != nil || ft != frame.TypeHandshake {
+				t.Fatalf("handshake: %v %v", ft, err)
+			}
+			v, err := frame.DecodeControl(ft, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !v.(*frame.Handshake).AnnounceData {
+				t.Fatal("the source's handshake does not ask for DataStream")
+			}
+			ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "fake", MaxFrameSize: frame.DefaultMaxSize,
+				AnnouncesData: tc.promised})
+			if _, err := ctrl.Write(ack); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-connected; err != nil {
+				t.Fatal(err)
+			}
+			announce, _ := frame.AppendControl(nil, &frame.DataStream{})
+			for range tc.sent {
+				if _, err := ctrl.Write(announce); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if ce := closeErrorOf(t, zc, 5*time.Second); ce.Code != yomo.CloseProtocolForTest || !strings.Contains(ce.Reason, "data-stream") {
+				t.Fatalf("the client closed with %#x %q, want a protocol error about data-stream", ce.Code, ce.Reason)
+			}
+		})
+	}
 }

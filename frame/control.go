@@ -89,6 +89,12 @@ type Handshake struct {
 	// Absent or false: the client may send datagrams and the zipper reads
 	// them from the start.
 	NoDatagrams bool `msgpack:"no_datagrams,omitempty"`
+	// AnnounceData asks the zipper to send a DataStream frame before the
+	// first byte or the FIN of its data stream to the client, a source or
+	// a function (HandshakeAck.AnnouncesData): the client accepts that
+	// stream only once the frame came. Absent or false: the client accepts
+	// the zipper's data stream from the start.
+	AnnounceData bool `msgpack:"announce_data,omitempty"`
 }
 
 // HandshakeAck accepts a handshake.
@@ -111,6 +117,11 @@ type HandshakeAck struct {
 	// the client's data stream only once its DataStream frame came. When
 	// it is false the client sends no DataStream frame.
 	AnnounceData bool `msgpack:"announce_data,omitempty"`
+	// AnnouncesData answers a client's AnnounceData: the zipper sends a
+	// DataStream frame before the first byte or the FIN of its data
+	// stream to the client. When it is false the zipper sends none, and
+	// the client accepts the zipper's data stream from the start.
+	AnnouncesData bool `msgpack:"announces_data,omitempty"`
 }
 
 // Bodies tells the zipper that the source, whose handshake said
@@ -121,12 +132,14 @@ type HandshakeAck struct {
 // goroutine waiting for them.
 type Bodies struct{}
 
-// DataStream tells the zipper that the client, whose handshake said
-// AnnouncesData and whose HandshakeAck said AnnounceData, opens its data
-// stream now. It is sent once per connection, before the first byte or
-// the FIN of the data stream; it has no fields. Until it comes the zipper
-// does not accept the client's data stream, so that a client that has
-// not written costs no goroutine waiting for it.
+// DataStream tells the peer that the sender opens its data stream now. A
+// client sends it when its handshake said AnnouncesData and its
+// HandshakeAck said AnnounceData; the zipper, when the client's handshake
+// said AnnounceData and its HandshakeAck said AnnouncesData. It is sent
+// once per connection and direction, before the first byte or the FIN of
+// the data stream; it has no fields. Until it comes the receiver does not
+// accept the sender's data stream, so that a peer that has not written
+// costs no goroutine waiting for it.
 type DataStream struct{}
 
 // Rejected refuses a handshake. It is final: the client must not retry.

@@ -125,6 +125,10 @@ var controlCases = []controlCase{
 		Custody: true, AnnouncesBodies: true, AnnouncesData: true, NoDatagrams: true}},
 	{"handshake-ack-announce-data", TypeHandshakeAck, &HandshakeAck{ConnID: 79, Zipper: "zipper-1", MaxFrameSize: DefaultMaxSize,
 		Custody: true, AnnounceBodies: true, AnnounceData: true}},
+	{"handshake-function-announce-data", TypeHandshake, &Handshake{Version: ProtocolVersion, Name: "resize", Kind: KindFunction, ID: 12,
+		ObserveTags: []uint32{0x10}, AnnouncesData: true, NoDatagrams: true, AnnounceData: true}},
+	{"handshake-ack-announces-data", TypeHandshakeAck, &HandshakeAck{ConnID: 80, Zipper: "zipper-1", MaxFrameSize: DefaultMaxSize,
+		AnnounceData: true, AnnouncesData: true}},
 	{"handshake-source-resumed", TypeHandshake, &Handshake{Version: ProtocolVersion, Name: "temp-sensor", Kind: KindSource, ID: 1001,
 		Resumed: true, Custody: true, Acked: 70000}},
 }

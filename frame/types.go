@@ -99,7 +99,7 @@ var types = [...]descriptor{
 	TypeBody: {name: "body", stream: bodyStream, from: "opener → acceptor", maxBody: MaxEnvelope},
 	TypeBodies: {name: "bodies", stream: controlStream, from: "source → zipper", maxBody: MaxControlSize,
 		newValue: func() any { return new(Bodies) }},
-	TypeDataStream: {name: "data-stream", stream: controlStream, from: "client → zipper", maxBody: MaxControlSize,
+	TypeDataStream: {name: "data-stream", stream: controlStream, from: "either direction", maxBody: MaxControlSize,
 		newValue: func() any { return new(DataStream) }},
 }
 
