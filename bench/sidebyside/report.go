@@ -173,6 +173,7 @@ func (r *Report) Markdown() string {
 		b.WriteString("\n")
 	}
 	ratio := r.has(sysYomo) && r.has(sysNATSTLS)
+	paired := r.has(sysYomo) && r.has(sysRaw)
 	b.WriteString("| workload | unit |")
 	for _, s := range r.systems {
 		fmt.Fprintf(&b, " %s |", systems[s].name)
@@ -180,11 +181,17 @@ func (r *Report) Markdown() string {
 	if ratio {
 		b.WriteString(" yomo ÷ NATS TLS |") // of the values: for µs, ms and MiB above 1 means yomo costs more
 	}
+	if paired {
+		b.WriteString(" yomo ÷ raw relay, paired by round |")
+	}
 	b.WriteString("\n|---|---|")
 	for range r.systems {
 		b.WriteString("---:|")
 	}
 	if ratio {
+		b.WriteString("---:|")
+	}
+	if paired {
 		b.WriteString("---:|")
 	}
 	b.WriteString("\n")
@@ -209,6 +216,13 @@ func (r *Report) Markdown() string {
 			n, _, _ := r.median(sysNATSTLS, m)
 			fmt.Fprintf(&b, " %s |", ratioString(y, n))
 		}
+		if paired {
+			cell := "–" // a ratio of failure counts says nothing
+			if m.unit != "clients" {
+				cell = r.pairedRatio(m, sysYomo, sysRaw)
+			}
+			fmt.Fprintf(&b, " %s |", cell)
+		}
 		b.WriteString("\n")
 	}
 	b.WriteString("\n" + r.rangeTable())
@@ -217,6 +231,33 @@ func (r *Report) Markdown() string {
 		b.WriteString("\nFailed cells:\n\n" + f)
 	}
 	return b.String()
+}
+
+// pairedRatio is the median, over the rounds where both cells succeeded,
+// of a's value divided by b's in the same round, with the lowest and the
+// highest: cells of one round ran minutes apart at most, so a pair
+// shares the machine's load of the moment, which medians taken apart do
+// not.
+func (r *Report) pairedRatio(m metric, a, b string) string {
+	byRound := func(sys string) map[int]float64 {
+		ok, _ := r.cells(sys, m.workload)
+		vs := make(map[int]float64, len(ok))
+		for _, x := range ok {
+			vs[x.Round] = m.value(x)
+		}
+		return vs
+	}
+	av, bv := byRound(a), byRound(b)
+	var rs []float64
+	for round, x := range av {
+		if y, ok := bv[round]; ok && y != 0 && !math.IsNaN(x) && !math.IsNaN(y) {
+			rs = append(rs, x/y)
+		}
+	}
+	if len(rs) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f× (%.2f – %.2f)", median(rs), slices.Min(rs), slices.Max(rs))
 }
 
 func ratioString(a, b float64) string {
