@@ -46,7 +46,7 @@ type client struct {
 
 	out *outbox
 	// running counts the flusher and data-reader goroutines of this
-	// client's sessions that run now (SourceRunningForTest).
+	// client's sessions that run now (RunningForTest).
 	running struct{ flushers, dataReaders atomic.Int32 }
 
 	ctx    context.Context // cancelled by Close
