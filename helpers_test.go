@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -193,6 +194,28 @@ func mustPacketConn(t testing.TB) net.PacketConn {
 		t.Fatal(err)
 	}
 	return pc
+}
+
+// fakeZipper listens on 127.0.0.1 with a new self-signed certificate, for
+// a test that plays the zipper itself; it returns the listener, its
+// address and the client option that trusts it. Cleanup closes both.
+func fakeZipper(t *testing.T) (ln transport.Listener, addr string, trust yomo.ClientOption) {
+	t.Helper()
+	cert, pool, err := transport.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := mustPacketConn(t)
+	ln, err = transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		pc.Close()
+	})
+	return ln, pc.LocalAddr().String(), yomo.WithTLSConfig(&tls.Config{RootCAs: pool})
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -438,15 +461,22 @@ func handshakenAck(t *testing.T, tz *testZipper, hs []byte) (transport.Conn, tra
 	if _, err := st.Write(hs); err != nil {
 		t.Fatal(err)
 	}
+	return c, st, nextControl(t, st, frame.TypeHandshakeAck).(*frame.HandshakeAck)
+}
+
+// nextControl reads the next frame on the control stream st, which must
+// be of type want, and returns its decoded value.
+func nextControl(t *testing.T, st io.Reader, want frame.Type) any {
+	t.Helper()
 	ft, body, err := frame.NewReader(st, frame.MaxControlSize).Next()
-	if err != nil || ft != frame.TypeHandshakeAck {
-		t.Fatalf("handshake: %v %v", ft, err)
+	if err != nil || ft != want {
+		t.Fatalf("control stream: %v %v; want %v", ft, err, want)
 	}
 	v, err := frame.DecodeControl(ft, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, st, v.(*frame.HandshakeAck)
+	return v
 }
 
 // rejectsControl writes the control frame b on ctrl, tc's control stream,

@@ -475,17 +475,7 @@ func TestHostileOverLimitWriteFromLaxClient(t *testing.T) {
 // Not parallel: it measures the process's heap, which parallel tests
 // would grow.
 func TestHostileZipper(t *testing.T) {
-	cert, pool, err := transport.SelfSigned()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := mustPacketConn(t)
-	defer pc.Close()
-	ln, err := transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, addr, trust := fakeZipper(t)
 	served := make(chan error, 1)
 	go func() { // owned by the test: ends after one connection
 		served <- func() error {
@@ -517,7 +507,7 @@ func TestHostileZipper(t *testing.T) {
 		}()
 	}()
 	var reported errs
-	src := yomo.NewSource("victim", pc.LocalAddr().String(), yomo.WithTLSConfig(&tls.Config{RootCAs: pool}),
+	src := yomo.NewSource("victim", addr, trust,
 		yomo.WithReconnectBackoff(time.Second, 2*time.Second))
 	src.SetObserveDataTags(1)
 	src.SetErrorHandler(reported.add)

@@ -3,7 +3,6 @@ package yomo_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"strings"
 	"testing"
@@ -262,19 +261,8 @@ func TestClientRejectsUnaskedDataStream(t *testing.T) {
 		sent     int
 	}{{"not promised", false, 1}, {"second", true, 2}} {
 		t.Run(tc.name, func(t *testing.T) {
-			cert, pool, err := transport.SelfSigned()
-			if err != nil {
-				t.Fatal(err)
-			}
-			pc := mustPacketConn(t)
-			defer pc.Close()
-			ln, err := transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			src := yomo.NewSource("src", pc.LocalAddr().String(), yomo.WithTLSConfig(&tls.Config{RootCAs: pool}),
-				yomo.WithReconnectBackoff(time.Hour, time.Hour))
+			ln, addr, trust := fakeZipper(t)
+			src := yomo.NewSource("src", addr, trust, yomo.WithReconnectBackoff(time.Hour, time.Hour))
 			defer src.Close()
 			connected := make(chan error, 1)
 			go func() { connected <- src.Connect(ctxT(t)) }() // owned by the test: ends with the handshake
@@ -287,15 +275,7 @@ func TestClientRejectsUnaskedDataStream(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ft, body, err := frame.NewReader(ctrl, frame.MaxControlSize).Next()
-			if err != nil || ft != frame.TypeHandshake {
-				t.Fatalf("handshake: %v %v", ft, err)
-			}
-			v, err := frame.DecodeControl(ft, body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !v.(*frame.Handshake).AnnounceData {
+			if !nextControl(t, ctrl, frame.TypeHandshake).(*frame.Handshake).AnnounceData {
 				t.Fatal("the source's handshake does not ask for DataStream")
 			}
 			ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "fake", MaxFrameSize: frame.DefaultMaxSize,
