@@ -204,7 +204,8 @@ func (s *Source) SetObserveDataTags(tags ...Tag) {
 // returns once the zipper answered on the new path (bounded by ctx), or
 // with the error, the connection then staying on its current path. The
 // Source owns pc from then on and closes it with the connection; a later
-// reconnection dials from a socket of its own. ErrMigrationUnsupported for
+// reconnection dials from the sockets the process's connections share
+// (as a first connection does). ErrMigrationUnsupported for
 // an in-memory Source (WithInMemory), ErrNotConnected when not connected.
 func (s *Source) Migrate(ctx context.Context, pc net.PacketConn) error { return s.c.migrate(ctx, pc) }
 

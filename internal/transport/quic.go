@@ -347,8 +347,14 @@ func (l *quicListener) Close() error {
 
 func (l *quicListener) Addr() net.Addr { return l.ln.Addr() }
 
-// Dial opens a QUIC connection to addr ("host:port") from a fresh UDP socket
-// that is closed together with the connection.
+// Dial opens a QUIC connection to addr ("host:port"). The connections a
+// process dials share their local UDP sockets, up to 256 connections on
+// one (a socket per connection would cost a file descriptor, two
+// goroutines and a system call per packet each; RATIONALE.md, "Why do a
+// process's clients share a UDP socket?"); a socket is closed with the
+// last connection on it. QUIC keeps the connections apart by their
+// connection IDs: closing one, or its failing, leaves the others as they
+// are.
 //
 // tlsConf may be nil (system roots). It is cloned, never modified; the clone
 // is restricted to TLS 1.3 and ALPN, and its ServerName defaults to the host
@@ -386,21 +392,17 @@ func dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg QUICConfig,
 	if raddr.IP.To4() != nil {
 		network = "udp4"
 	}
-	pc, err := net.ListenUDP(network, nil)
+	sock, err := acquireDialSocket(network)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
 	}
-	tr := &quic.Transport{Conn: pc}
-	release := func() {
-		tr.Close()
-		_ = pc.Close()
-	}
+	release := sock.release
 
 	timeout := cfg.handshakeTimeout()
 	dctx, cancel := context.WithTimeoutCause(ctx, timeout,
 		fmt.Errorf("transport: handshake did not complete within %v: %w", timeout, context.DeadlineExceeded))
 	defer cancel()
-	qc, err := tr.Dial(dctx, raddr, conf, cfg.quicConfig())
+	qc, err := sock.tr.Dial(dctx, raddr, conf, cfg.quicConfig())
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, mapErr(err))
@@ -516,9 +518,9 @@ func newQUICConn(qc *quic.Conn, release func()) *quicConn {
 // Migrate moves a dialed connection to the local socket pc (QUIC
 // connection migration, RFC 9000 section 9): it probes the new path, and
 // once the peer answered, sends on it only. The connection owns pc from
-// then on, and closes it when it ends, as it does its first socket (kept,
-// since the connection was dialed on it). On an error the connection goes
-// on on its current path.
+// then on, and closes it when it ends; it stays counted on the socket it
+// was dialed from (shared, Dial) until then too. On an error the
+// connection goes on on its current path.
 func (c *quicConn) Migrate(ctx context.Context, pc net.PacketConn) error {
 	if _, ok := pc.(*net.UDPConn); !ok {
 		// quic-go goes on marking packets for ECN after the switch, and

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"slices"
@@ -491,5 +492,62 @@ func TestQUICRefusedMatches(t *testing.T) {
 	err = mapErr(&quic.TransportError{ErrorCode: quic.ProtocolViolation, Remote: true})
 	if errors.Is(err, ErrRefused) {
 		t.Fatalf("%v matches ErrRefused", err)
+	}
+}
+
+// Dialed connections share their UDP sockets, up to maxConnsPerDialSocket
+// on one: a socket outlives the connections on it but the last, and
+// closing one connection leaves the others on its socket working.
+func TestQUICDialSharesSockets(t *testing.T) {
+	defer func(n int) { maxConnsPerDialSocket = n }(maxConnsPerDialSocket)
+	maxConnsPerDialSocket = 2
+	if s, n := openDialSockets(); s != 0 || n != 0 {
+		t.Fatalf("%d dialing sockets with %d connections open before the test", s, n)
+	}
+	env := newQUICEnv(t, QUICConfig{})
+	c1, _ := env.connect(t, QUICConfig{})
+	c2, s2 := env.connect(t, QUICConfig{})
+	c3, _ := env.connect(t, QUICConfig{})
+	shared := c1.LocalAddr().String()
+	if c2.LocalAddr().String() != shared || c3.LocalAddr().String() == shared {
+		t.Fatalf("local addresses %v, %v, %v: want the first two shared, the third apart", c1.LocalAddr(), c2.LocalAddr(), c3.LocalAddr())
+	}
+	if s, n := openDialSockets(); s != 2 || n != 3 {
+		t.Fatalf("%d dialing sockets counting %d connections, want 2 and 3", s, n)
+	}
+
+	c1.CloseWithError(0, "")
+	if !portInUse(c1.LocalAddr()) {
+		t.Fatal("the socket was closed with the first of its two connections")
+	}
+	// The other connection on it goes on.
+	ctx := testCtx(t)
+	acc := async(func() result[Stream] { st, err := s2.AcceptStream(ctx); return result[Stream]{st, err} })
+	st, err := c2.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write([]byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	r := await(t, acc, "AcceptStream")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	got := make([]byte, len("still here"))
+	if _, err := io.ReadFull(r.v, got); err != nil || string(got) != "still here" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+
+	c2.CloseWithError(0, "")
+	if portInUse(c2.LocalAddr()) {
+		t.Fatal("the shared socket is still open after its last connection closed")
+	}
+	if s, n := openDialSockets(); s != 1 || n != 1 {
+		t.Fatalf("%d dialing sockets counting %d connections, want 1 and 1", s, n)
+	}
+	c3.CloseWithError(0, "")
+	if s, n := openDialSockets(); s != 0 || n != 0 {
+		t.Fatalf("%d dialing sockets counting %d connections after the last closed, want none", s, n)
 	}
 }
