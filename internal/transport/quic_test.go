@@ -497,7 +497,8 @@ func TestQUICRefusedMatches(t *testing.T) {
 
 // Dialed connections share their UDP sockets, up to maxConnsPerDialSocket
 // on one: a socket outlives the connections on it but the last, and
-// closing one connection leaves the others on its socket working.
+// closing one connection, or a dial to an address where nothing listens
+// failing, leaves the others on its socket working.
 func TestQUICDialSharesSockets(t *testing.T) {
 	defer func(n int) { maxConnsPerDialSocket = n }(maxConnsPerDialSocket)
 	maxConnsPerDialSocket = 2
@@ -507,7 +508,7 @@ func TestQUICDialSharesSockets(t *testing.T) {
 	env := newQUICEnv(t, QUICConfig{})
 	c1, _ := env.connect(t, QUICConfig{})
 	c2, s2 := env.connect(t, QUICConfig{})
-	c3, _ := env.connect(t, QUICConfig{})
+	c3, s3 := env.connect(t, QUICConfig{})
 	shared := c1.LocalAddr().String()
 	if c2.LocalAddr().String() != shared || c3.LocalAddr().String() == shared {
 		t.Fatalf("local addresses %v, %v, %v: want the first two shared, the third apart", c1.LocalAddr(), c2.LocalAddr(), c3.LocalAddr())
@@ -516,14 +517,54 @@ func TestQUICDialSharesSockets(t *testing.T) {
 		t.Fatalf("%d dialing sockets counting %d connections, want 2 and 3", s, n)
 	}
 
+	// A dial to a port where nothing listens (ICMP port unreachable
+	// comes back) takes the room on c3's socket, and fails alone.
+	dead := mustDeadAddr(t)
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	if _, err := Dial(ctx, dead, &tls.Config{RootCAs: env.pool}, QUICConfig{}); err == nil {
+		t.Fatalf("Dial(%s) where nothing listens succeeded", dead)
+	}
+	cancel()
+	stillWorks(t, c3, s3)
+
 	c1.CloseWithError(0, "")
 	if !portInUse(c1.LocalAddr()) {
 		t.Fatal("the socket was closed with the first of its two connections")
 	}
-	// The other connection on it goes on.
+	stillWorks(t, c2, s2) // the other connection on it goes on
+
+	c2.CloseWithError(0, "")
+	if portInUse(c2.LocalAddr()) {
+		t.Fatal("the shared socket is still open after its last connection closed")
+	}
+	if s, n := openDialSockets(); s != 1 || n != 1 {
+		t.Fatalf("%d dialing sockets counting %d connections, want 1 and 1", s, n)
+	}
+	c3.CloseWithError(0, "")
+	if s, n := openDialSockets(); s != 0 || n != 0 {
+		t.Fatalf("%d dialing sockets counting %d connections after the last closed, want none", s, n)
+	}
+}
+
+// mustDeadAddr returns a 127.0.0.1 UDP address where nothing listens.
+func mustDeadAddr(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr
+}
+
+// stillWorks opens a stream from client to server and checks that what
+// it writes arrives.
+func stillWorks(t *testing.T, client, server Conn) {
+	t.Helper()
 	ctx := testCtx(t)
-	acc := async(func() result[Stream] { st, err := s2.AcceptStream(ctx); return result[Stream]{st, err} })
-	st, err := c2.OpenStream(ctx)
+	acc := async(func() result[Stream] { st, err := server.AcceptStream(ctx); return result[Stream]{st, err} })
+	st, err := client.OpenStream(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,17 +578,5 @@ func TestQUICDialSharesSockets(t *testing.T) {
 	got := make([]byte, len("still here"))
 	if _, err := io.ReadFull(r.v, got); err != nil || string(got) != "still here" {
 		t.Fatalf("read %q, %v", got, err)
-	}
-
-	c2.CloseWithError(0, "")
-	if portInUse(c2.LocalAddr()) {
-		t.Fatal("the shared socket is still open after its last connection closed")
-	}
-	if s, n := openDialSockets(); s != 1 || n != 1 {
-		t.Fatalf("%d dialing sockets counting %d connections, want 1 and 1", s, n)
-	}
-	c3.CloseWithError(0, "")
-	if s, n := openDialSockets(); s != 0 || n != 0 {
-		t.Fatalf("%d dialing sockets counting %d connections after the last closed, want none", s, n)
 	}
 }
