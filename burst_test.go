@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -167,4 +168,20 @@ func burstConnect(ctx context.Context, addr string, tlsConf *tls.Config, i int) 
 		return fail(fmt.Errorf("answer to the handshake: %s %+v", typ, v))
 	}
 	return c, nil
+}
+
+// The zipper's accept backlog holds as many connections as its total
+// connection limit: with one pending-handshake slot, held by a silent
+// peer, three more silent peers wait in the backlog of a zipper limited
+// to three connections, and the next is closed as over a limit, saying
+// that three wait.
+func TestAcceptBacklogIsTheConnectionLimit(t *testing.T) {
+	tz := newZipper(t, quicTransport, yomo.WithConnectionLimits(3, 0), yomo.WithMaxPendingHandshakes(1))
+	for range 4 {
+		rawConn(t, tz) // QUIC completes; no yomo handshake follows
+	}
+	ce := closeErrorOf(t, rawConn(t, tz), 5*time.Second)
+	if ce.Code != yomo.CloseLimitForTest || !strings.Contains(ce.Reason, "3 connections already wait to be accepted") {
+		t.Fatalf("the fifth connection was closed with %#x %q; want CloseLimit, three waiting", ce.Code, ce.Reason)
+	}
 }

@@ -270,10 +270,12 @@ func WithConnectionLimits(total, perIP int) ZipperOption {
 // WithMaxPendingHandshakes bounds the connections that completed QUIC but
 // not the yomo handshake (default DefaultMaxPendingHandshakes; 0 means no
 // limit). At the limit, Serve stops taking connections from its listener
-// until a slot frees: they wait in the listener's backlog of 1024, each
-// holding no goroutine of the zipper, and a connection that finds the
-// backlog full is closed at once with a reason and CloseLimit, as for
-// WithConnectionLimits (the client tries again later). So a burst of
+// until a slot frees: they wait in the listener's backlog, which holds
+// as many as the total connection limit (WithConnectionLimits;
+// DefaultMaxConnections when there is none), each holding no goroutine of
+// the zipper, and a connection that finds the backlog full is closed at
+// once with a reason and CloseLimit, as for WithConnectionLimits (the
+// client tries again later). So a burst of
 // clients is served in turn rather than refused. Each pending connection
 // is closed after the handshake timeout, so silent peers hold a slot for
 // at most that long.

@@ -215,6 +215,15 @@ func (z *Zipper) ListenAndServe(ctx context.Context, addr string) error {
 	return z.Serve(ctx, pc)
 }
 
+// acceptBacklog is the listener's backlog: the total connection limit
+// (WithConnectionLimits), or DefaultMaxConnections when there is none.
+func (z *Zipper) acceptBacklog() int {
+	if z.opts.maxConns > 0 {
+		return z.opts.maxConns
+	}
+	return DefaultMaxConnections
+}
+
 // Serve serves QUIC connections on conn, which it owns and closes when it
 // returns. It blocks until ctx is done (it then closes the connections it
 // accepted at once and returns ctx.Err()) or the zipper is shut down or
@@ -222,8 +231,13 @@ func (z *Zipper) ListenAndServe(ctx context.Context, addr string) error {
 // than cancelling ctx. Serve also starts the mesh links (WithMesh), once.
 func (z *Zipper) Serve(ctx context.Context, conn net.PacketConn) error {
 	// A connection beyond the listener's accept backlog is closed as
-	// over a limit: the client tries again later.
-	ln, err := transport.Listen(conn, z.tls, transport.QUICConfig{AcceptBacklogCode: uint64(frame.CloseLimit)})
+	// over a limit: the client tries again later. The backlog holds as
+	// many as the zipper may hold connections: a burst that the
+	// connection limits admit waits there, however fast its handshakes
+	// complete, rather than being closed (RATIONALE.md, "Why does the
+	// listener accept on its own goroutines?").
+	ln, err := transport.Listen(conn, z.tls, transport.QUICConfig{AcceptBacklog: z.acceptBacklog(),
+		AcceptBacklogCode: uint64(frame.CloseLimit)})
 	if err != nil {
 		conn.Close()
 		return err
