@@ -287,6 +287,7 @@ func portInUse(addr net.Addr) bool {
 }
 
 func TestQUICDialReleasesSocket(t *testing.T) {
+	noDialSockets(t) // so that the connection below has its socket to itself
 	env := newQUICEnv(t, QUICConfig{})
 
 	// Closed locally: released when CloseWithError returns.
@@ -502,12 +503,7 @@ func TestQUICRefusedMatches(t *testing.T) {
 func TestQUICDialSharesSockets(t *testing.T) {
 	defer func(n int) { maxConnsPerDialSocket = n }(maxConnsPerDialSocket)
 	maxConnsPerDialSocket = 2
-	// Connections of earlier tests that their peer closed are released
-	// shortly after (context.AfterFunc); none may stay.
-	poll(t, "the dialing sockets of earlier tests to be closed", func() bool {
-		s, n := openDialSockets()
-		return s == 0 && n == 0
-	})
+	noDialSockets(t)
 	env := newQUICEnv(t, QUICConfig{})
 	c1, _ := env.connect(t, QUICConfig{})
 	c2, s2 := env.connect(t, QUICConfig{})
@@ -582,4 +578,15 @@ func stillWorks(t *testing.T, client, server Conn) {
 	if _, err := io.ReadFull(r.v, got); err != nil || string(got) != "still here" {
 		t.Fatalf("read %q, %v", got, err)
 	}
+}
+
+// noDialSockets waits until no dialing socket is open: connections of
+// earlier tests that their peer closed are released shortly after
+// (context.AfterFunc); none may stay.
+func noDialSockets(t *testing.T) {
+	t.Helper()
+	poll(t, "the dialing sockets of earlier tests to be closed", func() bool {
+		s, n := openDialSockets()
+		return s == 0 && n == 0
+	})
 }
