@@ -4,10 +4,12 @@ package perf
 // runs in its own process, and how much memory that process holds for
 // them, for the zipper and, in the same run, for a raw QUIC server built
 // on internal/transport (the thin adapters over quic-go that the zipper
-// uses too) doing an equivalent handshake.
+// uses too) doing an equivalent handshake, and for a bare one that only
+// accepts connections and holds them (what quic-go costs before any
+// protocol runs).
 //
 // The server process is this test binary, re-executed with
-// -test.run=^TestScaleServerProcess$ and YOMO_SCALE_SERVER=zipper|raw. It
+// -test.run=^TestScaleServerProcess$ and YOMO_SCALE_SERVER=zipper|raw|bare. It
 // prints its UDP address and certificate on stdout, answers "stats" on
 // stdin with its connection count and Go memory statistics, and closes
 // everything and exits when its stdin closes. The benchmark process dials
@@ -18,11 +20,11 @@ package perf
 //	YOMO_SCALE_N=10000 go test -run='^$' -bench=Scale -benchtime=1x -count=1 ./internal/perf/
 //
 // With YOMO_SCALE_PROFILE=<dir>, the server process writes its CPU profile
-// (<dir>/<zipper|raw>-cpu.pprof, over its whole life) and a heap profile
+// (<dir>/<zipper|raw|bare>-cpu.pprof, over its whole life) and a heap profile
 // and a goroutine dump at every measurement
-// (<dir>/<zipper|raw>-heap-<clients>.pprof, -goroutines-<clients>.txt),
+// (<dir>/<zipper|raw|bare>-heap-<clients>.pprof, -goroutines-<clients>.txt),
 // and the benchmark process the clients' heap once they are connected
-// (<dir>/<zipper|raw>-client-heap.pprof);
+// (<dir>/<zipper|raw|bare>-client-heap.pprof);
 // read the profiles with go tool pprof and the test binary (go test -c,
 // or -o).
 //
@@ -74,7 +76,7 @@ import (
 )
 
 const (
-	scaleServerEnv  = "YOMO_SCALE_SERVER" // in the server process: "zipper" or "raw"
+	scaleServerEnv  = "YOMO_SCALE_SERVER" // in the server process: "zipper", "raw" or "bare"
 	scaleNEnv       = "YOMO_SCALE_N"
 	scaleDialersEnv = "YOMO_SCALE_DIALERS"
 	scaleSettleEnv  = "YOMO_SCALE_SETTLE"
@@ -155,9 +157,11 @@ func TestScaleServerProcess(t *testing.T) {
 		srv, err = startScaleZipper(pc, cert)
 	case "raw":
 		srv, err = startScaleRaw(pc, cert)
+	case "bare":
+		srv, err = startScaleBare(pc, cert)
 	default:
 		pc.Close()
-		t.Fatalf("%s=%q: want zipper or raw", scaleServerEnv, mode)
+		t.Fatalf("%s=%q: want zipper, raw or bare", scaleServerEnv, mode)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -366,6 +370,107 @@ func (s *scaleRaw) close() error {
 	s.wg.Wait()
 	return s.pc.Close()
 }
+
+// scaleBare is the bare server: it accepts QUIC connections and holds
+// them, with no stream, no goroutine of its own per connection and no
+// application handshake: what a connection costs quic-go (through the
+// transport's adapters, with the zipper's QUIC configuration) before any
+// protocol runs on it. Its clients dial and hold.
+type scaleBare struct {
+	ln   transport.Listener
+	pc   net.PacketConn
+	done chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	live   map[transport.Conn]struct{}
+}
+
+func startScaleBare(pc net.PacketConn, cert tls.Certificate) (*scaleBare, error) {
+	ln, err := transport.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}}, transport.QUICConfig{})
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	s := &scaleBare{ln: ln, pc: pc, done: make(chan struct{}), live: make(map[transport.Conn]struct{})}
+	go s.accept() // ends when close closes ln
+	return s, nil
+}
+
+func (s *scaleBare) accept() {
+	defer close(s.done)
+	for {
+		c, err := s.ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.CloseWithError(0, "server closing")
+			return
+		}
+		s.live[c] = struct{}{}
+		s.mu.Unlock()
+	}
+}
+
+// conns counts the connections held that are still open.
+func (s *scaleBare) conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.live {
+		if c.Context().Err() == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *scaleBare) in() uint64 { return 0 }
+
+func (s *scaleBare) close() error {
+	s.mu.Lock()
+	s.closed = true
+	live := s.live
+	s.live = nil
+	s.mu.Unlock()
+	s.ln.Close()
+	<-s.done
+	for c := range live {
+		c.CloseWithError(0, "server closing")
+	}
+	return s.pc.Close()
+}
+
+// scaleBareClients dial the bare server and hold their connections.
+type scaleBareClients struct {
+	addr  string
+	tls   *tls.Config
+	conns []transport.Conn
+}
+
+func (s *scaleBareClients) connect(ctx context.Context, i int) error {
+	c, err := transport.Dial(ctx, s.addr, s.tls, transport.QUICConfig{})
+	if err != nil {
+		return err
+	}
+	s.conns[i] = c
+	return nil
+}
+
+func (s *scaleBareClients) write(int) error {
+	return errors.New("the bare server takes no messages")
+}
+
+func (s *scaleBareClients) close(i int) {
+	if s.conns[i] != nil {
+		s.conns[i].CloseWithError(0, "")
+	}
+}
+
+func (s *scaleBareClients) failed() error { return nil }
 
 // scaleProc is the server process, seen from the benchmark.
 type scaleProc struct {
@@ -786,9 +891,12 @@ func BenchmarkScale(b *testing.B) {
 		settle = d
 	}
 	scaleFDs(b, n)
-	for _, mode := range []struct{ name, server string }{{"yomo", "zipper"}, {"raw", "raw"}} {
+	for _, mode := range []struct{ name, server string }{{"yomo", "zipper"}, {"raw", "raw"}, {"bare", "bare"}} {
 		name := mode.name
 		if write {
+			if mode.server == "bare" {
+				continue // no stream to write on
+			}
 			name += "/wrote1"
 		}
 		b.Run(name, func(b *testing.B) { benchScale(b, mode.server, n, dialers, settle, write) })
@@ -807,10 +915,13 @@ func benchScale(b *testing.B, mode string, n, dialers int, settle time.Duration,
 			b.Fatal(err)
 		}
 		var cl scaleClients
-		if mode == "zipper" {
+		switch mode {
+		case "zipper":
 			cl = &scaleSources{addr: p.addr, srcs: make([]*yomo.Source, n),
 				opts: []yomo.ClientOption{yomo.WithTLSConfig(&tls.Config{RootCAs: p.roots}), yomo.WithLogger(benchLogger)}}
-		} else {
+		case "bare":
+			cl = &scaleBareClients{addr: p.addr, tls: &tls.Config{RootCAs: p.roots}, conns: make([]transport.Conn, n)}
+		default:
 			hello, ack := scaleHello()
 			cl = &scaleRawClients{addr: p.addr, tls: &tls.Config{RootCAs: p.roots}, hello: hello, ack: ack,
 				conns: make([]transport.Conn, n), streams: make([]transport.Stream, n)}
