@@ -269,10 +269,70 @@ type scaleRaw struct {
 	n       atomic.Int64  // handshakes completed, connection still open
 	inBytes atomic.Uint64 // bytes read after the handshake
 	wg      sync.WaitGroup
+	live    scaleLive
+}
 
+// scaleLive is the set of connections a test server accepted and has not
+// closed yet.
+type scaleLive struct {
 	mu     sync.Mutex
 	closed bool
-	live   map[transport.Conn]struct{}
+	conns  map[transport.Conn]struct{}
+}
+
+// accept accepts connections from ln until it fails (the server closes
+// it), adds each to l and calls then with it. A connection accepted
+// after shut is closed at once, and accept returns.
+func (l *scaleLive) accept(ln transport.Listener, then func(transport.Conn)) {
+	for {
+		c, err := ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			c.CloseWithError(0, "server closing")
+			return
+		}
+		if l.conns == nil {
+			l.conns = make(map[transport.Conn]struct{})
+		}
+		l.conns[c] = struct{}{}
+		l.mu.Unlock()
+		then(c)
+	}
+}
+
+func (l *scaleLive) remove(c transport.Conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+}
+
+// open counts the connections still open.
+func (l *scaleLive) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for c := range l.conns {
+		if c.Context().Err() == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// shut marks l closed and closes every connection in it.
+func (l *scaleLive) shut() {
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	for c := range conns {
+		c.CloseWithError(0, "server closing")
+	}
 }
 
 func startScaleRaw(pc net.PacketConn, cert tls.Certificate) (*scaleRaw, error) {
@@ -282,7 +342,7 @@ func startScaleRaw(pc net.PacketConn, cert tls.Certificate) (*scaleRaw, error) {
 		return nil, err
 	}
 	_, ack := scaleHello()
-	s := &scaleRaw{ln: ln, pc: pc, ack: ack, live: make(map[transport.Conn]struct{})}
+	s := &scaleRaw{ln: ln, pc: pc, ack: ack}
 	s.wg.Add(1)
 	go s.accept() // ends when close closes ln
 	return s, nil
@@ -290,30 +350,16 @@ func startScaleRaw(pc net.PacketConn, cert tls.Certificate) (*scaleRaw, error) {
 
 func (s *scaleRaw) accept() {
 	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept(context.Background())
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.CloseWithError(0, "server closing")
-			return
-		}
-		s.live[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
+	s.live.accept(s.ln, func(c transport.Conn) {
+		s.wg.Add(1)   // while this goroutine's count holds wg above zero
 		go s.serve(c) // ends when c closes
-	}
+	})
 }
 
 func (s *scaleRaw) serve(c transport.Conn) {
 	defer s.wg.Done()
 	defer func() {
-		s.mu.Lock()
-		delete(s.live, c)
-		s.mu.Unlock()
+		s.live.remove(c)
 		c.CloseWithError(0, "")
 	}()
 	// The same bound on the handshake as the zipper's.
@@ -356,17 +402,8 @@ func (s *scaleRaw) conns() int { return int(s.n.Load()) }
 func (s *scaleRaw) in() uint64 { return s.inBytes.Load() / uint64(4+len(scaleMsg)) }
 
 func (s *scaleRaw) close() error {
-	s.mu.Lock()
-	s.closed = true
-	live := make([]transport.Conn, 0, len(s.live))
-	for c := range s.live {
-		live = append(live, c)
-	}
-	s.mu.Unlock()
 	s.ln.Close()
-	for _, c := range live {
-		c.CloseWithError(0, "server closing")
-	}
+	s.live.shut()
 	s.wg.Wait()
 	return s.pc.Close()
 }
@@ -380,10 +417,7 @@ type scaleBare struct {
 	ln   transport.Listener
 	pc   net.PacketConn
 	done chan struct{}
-
-	mu     sync.Mutex
-	closed bool
-	live   map[transport.Conn]struct{}
+	live scaleLive
 }
 
 func startScaleBare(pc net.PacketConn, cert tls.Certificate) (*scaleBare, error) {
@@ -392,55 +426,24 @@ func startScaleBare(pc net.PacketConn, cert tls.Certificate) (*scaleBare, error)
 		pc.Close()
 		return nil, err
 	}
-	s := &scaleBare{ln: ln, pc: pc, done: make(chan struct{}), live: make(map[transport.Conn]struct{})}
+	s := &scaleBare{ln: ln, pc: pc, done: make(chan struct{})}
 	go s.accept() // ends when close closes ln
 	return s, nil
 }
 
 func (s *scaleBare) accept() {
 	defer close(s.done)
-	for {
-		c, err := s.ln.Accept(context.Background())
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.CloseWithError(0, "server closing")
-			return
-		}
-		s.live[c] = struct{}{}
-		s.mu.Unlock()
-	}
+	s.live.accept(s.ln, func(transport.Conn) {})
 }
 
-// conns counts the connections held that are still open.
-func (s *scaleBare) conns() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for c := range s.live {
-		if c.Context().Err() == nil {
-			n++
-		}
-	}
-	return n
-}
+func (s *scaleBare) conns() int { return s.live.open() }
 
 func (s *scaleBare) in() uint64 { return 0 }
 
 func (s *scaleBare) close() error {
-	s.mu.Lock()
-	s.closed = true
-	live := s.live
-	s.live = nil
-	s.mu.Unlock()
 	s.ln.Close()
 	<-s.done
-	for c := range live {
-		c.CloseWithError(0, "server closing")
-	}
+	s.live.shut()
 	return s.pc.Close()
 }
 
