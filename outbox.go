@@ -423,6 +423,17 @@ func (o *outbox) release(covered uint64) {
 	}
 	for o.released < covered && o.heldFrames > 0 {
 		h := &o.held[o.heldHead]
+		if uint64(h.n) <= covered-o.released {
+			// Covered whole: its frames' sizes are not needed, so their
+			// bytes, long out of the cache, are not read.
+			o.heldFrames -= h.n
+			o.heldBytes -= h.end - h.off
+			o.released += uint64(h.n)
+			o.unrefLocked(h.s)
+			*h = span{}
+			o.heldHead++
+			continue
+		}
 		_, n, err := frame.ParseHeader(h.s.b[h.off:h.end], math.MaxInt)
 		if err != nil {
 			break // cannot happen: held holds frames we encoded

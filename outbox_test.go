@@ -199,6 +199,9 @@ func TestOutboxRequeueKeepsOrderAndNumbers(t *testing.T) {
 	if all, _ := o.releasedAll(); !all {
 		t.Fatal("f4, f5 still held after a Custody covering them")
 	}
+	if o.heldFrames != 0 || o.heldBytes != 0 {
+		t.Fatalf("nothing held, yet %d frames and %d bytes are counted as held", o.heldFrames, o.heldBytes)
+	}
 }
 
 // Custody holds taken frames in the segments they were encoded in and
