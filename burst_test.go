@@ -180,7 +180,9 @@ func TestAcceptBacklogIsTheConnectionLimit(t *testing.T) {
 	tz := newZipper(t, quicTransport, yomo.WithConnectionLimits(3, 0), yomo.WithMaxPendingHandshakes(1))
 	rawConn(t, tz) // QUIC completes; no yomo handshake follows
 	eventually(t, 5*time.Second, func() bool { return tz.Stats().Connections.Pending == 1 },
-		func() string { return fmt.Sprintf("%d pending handshakes, want the first peer's", tz.Stats().Connections.Pending) })
+		func() string {
+			return fmt.Sprintf("%d pending handshakes, want the first peer's", tz.Stats().Connections.Pending)
+		})
 	conns := make([]transport.Conn, 4)
 	for i := range conns {
 		conns[i] = rawConn(t, tz)
