@@ -192,9 +192,9 @@ func TestAcceptBacklogIsTheConnectionLimit(t *testing.T) {
 		ce *transport.CloseError
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	got := make(chan closed, len(conns))
 	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // on Fatal too
 	for i, c := range conns {
 		wg.Go(func() { // ends when c closes or ctx ends
 			var ce *transport.CloseError
@@ -217,6 +217,4 @@ func TestAcceptBacklogIsTheConnectionLimit(t *testing.T) {
 			t.Errorf("peer %d was closed too, while only one was beyond the backlog", i)
 		}
 	}
-	cancel()
-	wg.Wait()
 }
