@@ -103,8 +103,12 @@ func ChildMain() int {
 	if dir := os.Getenv(profileEnv); dir != "" {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%s-%s-%d.cpu.prof", a.system, a.role, a.name, os.Getpid())))
 		if err == nil && pprof.StartCPUProfile(f) == nil {
-			defer f.Close()
-			defer pprof.StopCPUProfile()
+			defer func() {
+				pprof.StopCPUProfile()
+				if err := f.Close(); err != nil {
+					fmt.Fprintf(os.Stderr, "child: CPU profile: %v\n", err)
+				}
+			}()
 		}
 	}
 	if err := runChild(a); err != nil {
@@ -152,7 +156,9 @@ func runChild(a childArgs) error {
 	defer r.close()
 	out := bufio.NewWriter(os.Stdout)
 	fmt.Fprintf(out, "ready %s\n", r.info())
-	out.Flush()
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("stdout: %w", err) // the parent is gone
+	}
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		cmd := strings.TrimSpace(in.Text())
@@ -179,7 +185,9 @@ func runChild(a childArgs) error {
 			}
 		}
 		fmt.Fprintln(out, reply)
-		out.Flush()
+		if err := out.Flush(); err != nil {
+			return fmt.Errorf("stdout: %w", err) // the parent is gone
+		}
 	}
 	return nil
 }

@@ -2,10 +2,12 @@ package sidebyside
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"slices"
 
 	"github.com/yomo-dev/yomo"
@@ -40,7 +42,9 @@ var yomoSystem = system{
 			addrs: addr + " " + addr,
 			stop: func() {
 				_ = z.Close()
-				<-served
+				if err := <-served; !errors.Is(err, yomo.ErrClosed) {
+					fmt.Fprintf(os.Stderr, "router %s: Serve returned %v, want ErrClosed\n", a.name, err)
+				}
 			},
 			stats: func() string {
 				st := z.Stats()
