@@ -471,11 +471,11 @@ func (c *conn) ctrlTimeout() time.Duration {
 // readData reads the peer's data stream and routes every frame, on this
 // goroutine, in order.
 func (c *conn) readData() error {
-	var sc scratch
+	sc := scratch{batch: true}
 	var b inBatch
 	err := readDataStream(c.z.ctx, c.tc, c.z.opts.maxFrame+frame.MaxEnvelope,
 		func(d *frame.Data, n int, last bool) error { return c.readFrame(d, n, last, &b, &sc) },
-		func() error { return c.endBatch(&b) })
+		func() error { return c.endBatch(&b, &sc) })
 	if errors.Is(err, io.EOF) {
 		if c.isLink() {
 			// The peer finished its stream (it is shutting down): tell it
@@ -549,10 +549,12 @@ func (c *conn) readFrame(d *frame.Data, n int, last bool, b *inBatch, sc *scratc
 	return nil
 }
 
-// endBatch ends a batch of frames read from c: the writer's lock is
-// released, the frames are counted (in Stats, and for the peer's
-// Custody, which may be due now), and a Flush they complete is answered.
-func (c *conn) endBatch(b *inBatch) error {
+// endBatch ends a batch of frames read from c: the queue held for the
+// batch's frames and the writer's lock are released, the frames are
+// counted (in Stats, and for the peer's Custody, which may be due now),
+// and a Flush they complete is answered.
+func (c *conn) endBatch(b *inBatch, sc *scratch) error {
+	sc.release()
 	if b.w != nil {
 		b.w.mu.Unlock()
 		b.w = nil
@@ -726,6 +728,83 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 		return // the link failed after the route was chosen: another path took it
 	}
 	c.noteDropped(1, tc)
+}
+
+// heldQueue is the local destination whose queue a data stream reader
+// keeps locked between consecutive frames of a batch that it queues
+// there (RATIONALE.md, "Why does a reader keep a queue locked across a
+// batch?"): the lock, the flusher's wake-up and the count per tag are
+// then paid once per run of frames rather than once per frame.
+type heldQueue struct {
+	c      *conn // nil: nothing held
+	tag    Tag
+	tc     *tagCounters // c's counters for tag (nil: c does not observe it)
+	queued uint64       // frames of tag queued under the hold, not yet in tc
+	wake   bool         // the hold queued the first waiting frame
+}
+
+// deliverBatched is deliver for a data stream reader (sc.batch): a frame
+// that fits in a queue with room is appended under a lock the reader
+// keeps until sc.release. Anything else goes to deliver, after release.
+//
+// While it holds a queue, the reader takes no other lock and does not
+// wait: route and dispatch release it before anything else that may
+// (hooks, links, backflow, a hold for a route), deliverBatched before
+// another destination, and endBatch at the end of the batch, before the
+// reader waits for the stream. A batch is at most maxBatch frames, so
+// the flusher and other writers to the queue wait for the lock at most
+// that long.
+func (c *conn) deliverBatched(d *frame.Data, wait <-chan struct{}, sc *scratch) {
+	if !sc.batch || d.Datagram || c.isLink() || (c.recvMax != 0 && len(d.Payload) > c.recvMax) {
+		sc.release()
+		c.deliver(d, wait)
+		return
+	}
+	h, o := &sc.held, c.out
+	if h.c != c {
+		sc.release()
+		if !c.writerOn.Load() {
+			c.startWriter()
+		}
+		o.mu.Lock()
+		*h = heldQueue{c: c, tag: d.Tag, tc: c.observes(d.Tag)}
+	}
+	if o.closed || !o.hasRoom() {
+		sc.release()
+		c.deliver(d, wait) // waits for room as the policy says, or drops and counts
+		return
+	}
+	if o.frames == 0 {
+		h.wake = true
+	}
+	o.appendLocked(d)
+	if d.Tag != h.tag {
+		if h.tc != nil {
+			h.tc.queued.Add(h.queued)
+		}
+		h.tag, h.tc, h.queued = d.Tag, c.observes(d.Tag), 0
+	}
+	h.queued++
+}
+
+// release lets go of the queue the reader holds, if any: the frames
+// queued under the hold are counted, and the flusher is woken when they
+// were the first waiting.
+func (sc *scratch) release() {
+	h := &sc.held
+	c := h.c
+	if c == nil {
+		return
+	}
+	if h.tc != nil && h.queued > 0 {
+		h.tc.queued.Add(h.queued)
+	}
+	wake := h.wake
+	*h = heldQueue{}
+	c.out.mu.Unlock()
+	if wake {
+		c.out.wake()
+	}
 }
 
 // neverServed ends a connection that was registered and will not be

@@ -85,9 +85,10 @@ func RouteForTest(z *Zipper, fns int, backflow, custody bool) (route func(*frame
 	var conns []*conn
 	var from *conn
 	var b inBatch
+	sc := scratch{batch: true} // as readData's
 	done = func() {
 		if from != nil {
-			_ = from.endBatch(&b)
+			_ = from.endBatch(&b, &sc)
 		}
 		for _, c := range conns {
 			z.unregister(c)
@@ -120,7 +121,6 @@ func RouteForTest(z *Zipper, fns int, backflow, custody bool) (route func(*frame
 		done()
 		return nil, nil, nil, err
 	}
-	var sc scratch
 	k := 0
 	if from.writer != nil {
 		z.holdCustody.Store(true)
@@ -134,12 +134,13 @@ func RouteForTest(z *Zipper, fns int, backflow, custody bool) (route func(*frame
 		}
 		if k == maxBatch {
 			k = 0
-			if err := from.endBatch(&b); err != nil {
+			if err := from.endBatch(&b, &sc); err != nil {
 				panic(err)
 			}
 		}
 	}
 	take = func() {
+		sc.release() // mid-batch, the flusher waits for the reader's hold
 		for _, c := range sinks {
 			c.out.take()
 		}

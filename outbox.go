@@ -147,9 +147,12 @@ func (o *outbox) tryPut(d *frame.Data) (queued, full bool) {
 		return false, false
 	}
 	if o.hasRoom() {
+		wake := o.frames == 0
 		o.appendLocked(d)
 		o.mu.Unlock()
-		o.wake()
+		if wake {
+			o.wake()
+		}
 		return true, false
 	}
 	o.mu.Unlock()
@@ -354,7 +357,10 @@ func nanotime() int64 { return int64(time.Since(clockBase)) }
 
 var clockBase = time.Now()
 
-// wake tells the flusher there is work, without waiting.
+// wake tells the flusher there is work, without waiting. A producer
+// needs to only when the frame it queued is the first waiting: after
+// that, a wake-up is pending (sent after the first was queued) or the
+// flusher took the queue since, and then the next first frame wakes it.
 func (o *outbox) wake() {
 	select {
 	case o.ready <- struct{}{}:

@@ -33,6 +33,12 @@ type scratch struct {
 	names  []string
 	list   []byte
 	path   []byte
+
+	// batch: this is a data stream reader's, which may keep a local
+	// destination's queue locked between the frames of a batch (held,
+	// deliverBatched) and calls release at the end of every batch.
+	batch bool
+	held  heldQueue
 }
 
 // route delivers one data frame read from c.
@@ -41,6 +47,7 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 	// A waiting put gives up when the writer's own connection ends.
 	wait := from.tc.Context().Done()
 	if from.isLink() {
+		sc.release()
 		z.routeFromLink(from, d, sc, wait)
 		return
 	}
@@ -51,15 +58,20 @@ func (z *Zipper) route(from *conn, d *frame.Data, sc *scratch) {
 		}
 	}
 	d.Path, d.Names, d.Seq = nil, nil, nil // only zippers set these
-	if len(z.frameHooks) > 0 && !z.onFrame(from, d) {
-		z.filtered.Add(1)
-		return
+	if len(z.frameHooks) > 0 {
+		sc.release() // a hook may do anything
+		if !z.onFrame(from, d) {
+			z.filtered.Add(1)
+			return
+		}
 	}
 	for {
 		gen := z.routeGen.Load()
 		if z.dispatch(from, d, z.table.Load(), sc, wait) {
 			return
 		}
+		// What follows may wait: let go of a queue held for the batch.
+		sc.release()
 		meshUntil := z.meshHoldOf(d.Tag) // a link that carried the tag failed: wait for another path
 		until := max(from.graceUntil, meshUntil)
 		// A datagram is never held: it would block the datagrams behind it.
@@ -84,6 +96,7 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	if fromFunction && d.TID&frame.TIDReplyOnly != 0 {
 		// A status reply to a request: to the origin Source only. Loss
 		// notices (no TIDRequest) come from zippers only.
+		sc.release()
 		return d.Origin != 0 && d.TID&frame.TIDRequest != 0 && z.routeBackflow(d, nil, from, wait, sc)
 	}
 	// The target aliases the frame buffer; Route does not retain it.
@@ -104,19 +117,23 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 				sc.rseq = append(sc.rseq, frame.SeqNum{})
 			}
 		} else {
-			dst.conn.deliver(d, wait)
+			dst.conn.deliverBatched(d, wait, sc)
 		}
 	}
 	routed := len(sc.dsts) > 0
 	if len(sc.remote) > 0 {
+		sc.release()
 		flow := uint64(0)
 		if !knobs.NoMeshCustody.Load() && !d.Datagram {
 			flow = from.fseq.flowID()
 		}
 		z.forward(d, nil, flow, sc, wait)
 	}
-	if fromFunction && d.Origin != 0 && z.routeBackflow(d, nil, from, wait, sc) {
-		routed = true
+	if fromFunction && d.Origin != 0 {
+		sc.release()
+		if z.routeBackflow(d, nil, from, wait, sc) {
+			routed = true
+		}
 	}
 	return routed
 }

@@ -74,6 +74,7 @@ func benchRoute(b *testing.B, size, fns int, backflow, custody bool) {
 		step(i)
 	}
 	b.StopTimer()
+	take() // ends the reader's hold on the queues, which Stats reads
 	if st := z.Stats(); st.Dropped != 0 || st.Unroutable != 0 {
 		b.Fatalf("dropped %d, unroutable %d", st.Dropped, st.Unroutable)
 	}
