@@ -740,22 +740,25 @@ type heldQueue struct {
 	tag    Tag
 	tc     *tagCounters // c's counters for tag (nil: c does not observe it)
 	queued uint64       // frames of tag queued under the hold, not yet in tc
+	bytes  uint64       // a link's: bytes queued under the hold, not yet in c.cnt.bytesOut
 	wake   bool         // the hold queued the first waiting frame
 }
 
 // deliverBatched is deliver for a data stream reader (sc.batch): a frame
 // that fits in a queue with room is appended under a lock the reader
 // keeps until sc.release. Anything else goes to deliver, after release.
+// Only a client's reader keeps a hold from one frame to the next (a
+// link's reader releases at every frame, routeFromLink).
 //
 // While it holds a queue, the reader takes no other lock and does not
 // wait: route and dispatch release it before anything else that may
-// (hooks, links, backflow, a hold for a route), deliverBatched before
-// another destination, and endBatch at the end of the batch, before the
-// reader waits for the stream. A batch is at most maxBatch frames, so
-// the flusher and other writers to the queue wait for the lock at most
-// that long.
+// (hooks, backflow, a hold for a route), deliverBatched before another
+// destination, and endBatch at the end of the batch, before the reader
+// waits for the stream. A batch is at most maxBatch frames, so the
+// flusher and other writers to the queue wait for the lock at most that
+// long.
 func (c *conn) deliverBatched(d *frame.Data, wait <-chan struct{}, sc *scratch) {
-	if !sc.batch || d.Datagram || c.isLink() || (c.recvMax != 0 && len(d.Payload) > c.recvMax) {
+	if !sc.batch || d.Datagram || (c.recvMax != 0 && len(d.Payload) > c.recvMax) {
 		sc.release()
 		c.deliver(d, wait)
 		return
@@ -778,6 +781,9 @@ func (c *conn) deliverBatched(d *frame.Data, wait <-chan struct{}, sc *scratch) 
 		h.wake = true
 	}
 	o.appendLocked(d)
+	if c.isLink() {
+		h.bytes += uint64(frame.DataSize(d))
+	}
 	if d.Tag != h.tag {
 		if h.tc != nil {
 			h.tc.queued.Add(h.queued)
@@ -798,6 +804,9 @@ func (sc *scratch) release() {
 	}
 	if h.tc != nil && h.queued > 0 {
 		h.tc.queued.Add(h.queued)
+	}
+	if h.bytes > 0 {
+		c.cnt.bytesOut.Add(h.bytes)
 	}
 	wake := h.wake
 	*h = heldQueue{}

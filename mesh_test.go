@@ -199,6 +199,23 @@ func TestMeshChainTwoHopsWithBackflow(t *testing.T) {
 			t.Errorf("link stats %+v", l)
 		}
 	}
+	// What a wrote on its link to b is what b read from a: the data
+	// frames only go that way. (a counts the bytes of a run of frames
+	// queued under one hold of the link's queue when it lets go.)
+	link := func(at, peer string) yomo.LinkStats {
+		for _, l := range n.zippers[at].Stats().Links {
+			if l.Peer == peer {
+				return l
+			}
+		}
+		t.Fatalf("%s has no link to %s", at, peer)
+		return yomo.LinkStats{}
+	}
+	out, in := link("a", "b"), link("b", "a")
+	if out.FramesOut != count || in.FramesIn != count || out.BytesOut == 0 || out.BytesOut != in.BytesIn {
+		t.Errorf("a wrote %d frames (%d bytes) to b, b read %d (%d bytes); want %d frames and the same bytes",
+			out.FramesOut, out.BytesOut, in.FramesIn, in.BytesIn, count)
+	}
 }
 
 func TestMeshRingDeliversExactlyOnce(t *testing.T) {

@@ -122,7 +122,6 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	}
 	routed := len(sc.dsts) > 0
 	if len(sc.remote) > 0 {
-		sc.release()
 		flow := uint64(0)
 		if !knobs.NoMeshCustody.Load() && !d.Datagram {
 			flow = from.fseq.flowID()
@@ -367,7 +366,7 @@ func (z *Zipper) forward(d *frame.Data, path frame.StrList, flow uint64, sc *scr
 			sc.seq = frame.AppendSeq(sc.seq[:0], flow, sc.seqs...)
 			d.Seq = sc.seq
 		}
-		r.conn.deliver(d, wait)
+		r.conn.deliverBatched(d, wait, sc)
 	}
 	d.Path, d.Names, d.Seq = nil, nil, nil
 }
