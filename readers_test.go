@@ -298,3 +298,90 @@ func TestClientRejectsUnaskedDataStream(t *testing.T) {
 		})
 	}
 }
+
+// A Source's frames on its data stream carry no origin: the zipper sets
+// it from the handshake (frame/spec.md §5), so the 8 bytes would be
+// wasted, a quarter of the frame of a 16-byte write. The frame is flags,
+// tag, tid and payload; a function still gets the source's id as origin
+// (TestSourceOriginReachesFunctions).
+func TestSourceFramesCarryNoOrigin(t *testing.T) {
+	ln, addr, trust := fakeZipper(t)
+	src := yomo.NewSource("src", addr, trust, yomo.WithReconnectBackoff(time.Hour, time.Hour))
+	defer src.Close()
+	connected := make(chan error, 1)
+	go func() { connected <- src.Connect(ctxT(t)) }() // owned by the test: ends with the handshake
+	zc, err := ln.Accept(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zc.CloseWithError(0, "")
+	ctrl, err := zc.AcceptStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := nextControl(t, ctrl, frame.TypeHandshake).(*frame.Handshake)
+	if hs.ID == 0 {
+		t.Fatal("the source's handshake has no id")
+	}
+	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "fake", MaxFrameSize: frame.DefaultMaxSize})
+	if _, err := ctrl.Write(ack); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-connected; err != nil {
+		t.Fatal(err)
+	}
+	payload := bytes.Repeat([]byte("p"), 16)
+	if err := src.Write(33, payload); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := zc.AcceptUniStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ, body, err := frame.NewReader(ds, frame.DefaultMaxSize).Next()
+	if err != nil || typ != frame.TypeData {
+		t.Fatalf("first frame on the data stream: %v %v, want a data frame", typ, err)
+	}
+	var d frame.Data
+	if err := d.Decode(body); err != nil {
+		t.Fatal(err)
+	}
+	// flags 0x02 (tid), tag 33, tid 1, the payload.
+	if d.Origin != 0 || d.Tag != 33 || d.TID != 1 || !bytes.Equal(d.Payload, payload) || len(body) != 1+1+1+16 {
+		t.Fatalf("the source sent origin %#x, tag %d, tid %d, payload %q in a body of %d bytes; want no origin, 33, 1, %q in 19",
+			d.Origin, d.Tag, d.TID, d.Payload, len(body), payload)
+	}
+}
+
+// The zipper gives a Source's frames the Source's id as origin, which the
+// function sees in Context.TID, also now that the Source does not send it.
+func TestSourceOriginReachesFunctions(t *testing.T) {
+	run(t, func(t *testing.T, tr transportKind) {
+		tz := newZipper(t, tr)
+		tids := make(chan string, 2)
+		connectFn(t, tz, "fn", tz.clients, []yomo.Tag{1}, func(c yomo.Context) { tids <- c.(yomo.MessageContext).TID() })
+		a := connectSource(t, tz, "a", tz.clients)
+		b := connectSource(t, tz, "b", tz.clients)
+		for _, s := range []*yomo.Source{a, b} {
+			if err := s.Write(1, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[string]bool{}
+		for range 2 {
+			select {
+			case tid := <-tids:
+				origin, _, ok := strings.Cut(tid, "-")
+				if !ok || origin == fmt.Sprintf("%016x", 0) {
+					t.Fatalf("the function saw TID %q: no origin", tid)
+				}
+				seen[origin] = true
+			case <-time.After(10 * time.Second):
+				t.Fatal("the function did not get both writes")
+			}
+		}
+		if len(seen) != 2 {
+			t.Fatalf("the two sources' writes came with origins %v, want two different ones", seen)
+		}
+	})
+}
