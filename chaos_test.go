@@ -49,7 +49,15 @@ const (
 	chaosRate             = 2000 // frames per second
 	chaosFnName           = "sink"
 	chaosSrcName          = "pump"
-	// triangleDetour is the delay, each way, on ab and bc in the triangle.
+	// triangleDetour is the delay, each way, on bc in the triangle, and
+	// on ac in the detour; ab in the triangle has twice it. So b's direct
+	// path to c (2×5 ms) is clearly shorter than its path through a
+	// (2×10 ms, and a–c): by more than the fifth by which a link's cost
+	// must move before routes change (linkState.onPong). With equal
+	// delays on ab and bc both of b's paths cost about the same, and a
+	// first round trip measured a little high on bc kept b on the path
+	// through a for good (TestChaosLong failed its setup once in thirty
+	// runs, waiting for b's route via c).
 	triangleDetour = 5 * time.Millisecond
 )
 
@@ -304,9 +312,14 @@ func newChaosMesh(t testing.TB, topo string, seed uint64) *chaosMesh {
 			t.Fatal(err)
 		}
 		m.proxies[from+to] = p
-		if topo == "triangle" && from+to != "ac" || topo == "detour" && from+to == "ac" {
+		switch {
+		case topo == "triangle" && from+to == "ab":
+			m.base[from+to] = chaosnet.Faults{Delay: 2 * triangleDetour}
+		case topo == "triangle" && from+to == "bc", topo == "detour" && from+to == "ac":
 			m.base[from+to] = chaosnet.Faults{Delay: triangleDetour}
-			m.setFaults(from+to, m.base[from+to])
+		}
+		if f, ok := m.base[from+to]; ok {
+			m.setFaults(from+to, f)
 		}
 		m.peers[from] = append(m.peers[from], mesh.Peer{Name: to, Addr: p.Addr()})
 	}
