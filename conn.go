@@ -730,11 +730,12 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 	c.noteDropped(1, tc)
 }
 
-// heldQueue is the local destination whose queue a data stream reader
-// keeps locked between consecutive frames of a batch that it queues
-// there (RATIONALE.md, "Why does a reader keep a queue locked across a
-// batch?"): the lock, the flusher's wake-up and the count per tag are
-// then paid once per run of frames rather than once per frame.
+// heldQueue is the destination (a local function, or a mesh link) whose
+// queue a data stream reader keeps locked between consecutive frames of
+// a batch that it queues there (RATIONALE.md, "Why does a reader keep a
+// queue locked across a batch?"): the lock, the flusher's wake-up and
+// the counts are then paid once per run of frames rather than once per
+// frame.
 type heldQueue struct {
 	c      *conn // nil: nothing held
 	tag    Tag

@@ -34,7 +34,7 @@ type scratch struct {
 	list   []byte
 	path   []byte
 
-	// batch: this is a data stream reader's, which may keep a local
+	// batch: this is a data stream reader's, which may keep a
 	// destination's queue locked between the frames of a batch (held,
 	// deliverBatched) and calls release at the end of every batch.
 	batch bool
