@@ -261,30 +261,9 @@ func TestClientRejectsUnaskedDataStream(t *testing.T) {
 		sent     int
 	}{{"not promised", false, 1}, {"second", true, 2}} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, addr, trust := fakeZipper(t)
-			src := yomo.NewSource("src", addr, trust, yomo.WithReconnectBackoff(time.Hour, time.Hour))
-			defer src.Close()
-			connected := make(chan error, 1)
-			go func() { connected <- src.Connect(ctxT(t)) }() // owned by the test: ends with the handshake
-			zc, err := ln.Accept(ctxT(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer zc.CloseWithError(0, "")
-			ctrl, err := zc.AcceptStream(ctxT(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !nextControl(t, ctrl, frame.TypeHandshake).(*frame.Handshake).AnnounceData {
+			_, zc, ctrl, hs := sourceAtFake(t, tc.promised)
+			if !hs.AnnounceData {
 				t.Fatal("the source's handshake does not ask for DataStream")
-			}
-			ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "fake", MaxFrameSize: frame.DefaultMaxSize,
-				AnnouncesData: tc.promised})
-			if _, err := ctrl.Write(ack); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-connected; err != nil {
-				t.Fatal(err)
 			}
 			announce, _ := frame.AppendControl(nil, &frame.DataStream{})
 			for range tc.sent {
@@ -305,30 +284,9 @@ func TestClientRejectsUnaskedDataStream(t *testing.T) {
 // tag, tid and payload; a function still gets the source's id as origin
 // (TestSourceOriginReachesFunctions).
 func TestSourceFramesCarryNoOrigin(t *testing.T) {
-	ln, addr, trust := fakeZipper(t)
-	src := yomo.NewSource("src", addr, trust, yomo.WithReconnectBackoff(time.Hour, time.Hour))
-	defer src.Close()
-	connected := make(chan error, 1)
-	go func() { connected <- src.Connect(ctxT(t)) }() // owned by the test: ends with the handshake
-	zc, err := ln.Accept(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zc.CloseWithError(0, "")
-	ctrl, err := zc.AcceptStream(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := nextControl(t, ctrl, frame.TypeHandshake).(*frame.Handshake)
+	src, zc, _, hs := sourceAtFake(t, false)
 	if hs.ID == 0 {
 		t.Fatal("the source's handshake has no id")
-	}
-	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "fake", MaxFrameSize: frame.DefaultMaxSize})
-	if _, err := ctrl.Write(ack); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-connected; err != nil {
-		t.Fatal(err)
 	}
 	payload := bytes.Repeat([]byte("p"), 16)
 	if err := src.Write(33, payload); err != nil {
@@ -384,4 +342,36 @@ func TestSourceOriginReachesFunctions(t *testing.T) {
 			t.Fatalf("the two sources' writes came with origins %v, want two different ones", seen)
 		}
 	})
+}
+
+// sourceAtFake connects a Source to a zipper the test plays (fakeZipper),
+// which accepts its handshake, promising DataStream when announces is
+// set, and returns the Source, the zipper's end of the connection, its
+// control stream and the Source's handshake. Cleanup closes both ends.
+func sourceAtFake(t *testing.T, announces bool) (*yomo.Source, transport.Conn, transport.Stream, *frame.Handshake) {
+	t.Helper()
+	ln, addr, trust := fakeZipper(t)
+	src := yomo.NewSource("src", addr, trust, yomo.WithReconnectBackoff(time.Hour, time.Hour))
+	t.Cleanup(func() { _ = src.Close() })
+	connected := make(chan error, 1)
+	go func() { connected <- src.Connect(ctxT(t)) }() // owned by the test: ends with the handshake
+	zc, err := ln.Accept(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = zc.CloseWithError(0, "") })
+	ctrl, err := zc.AcceptStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := nextControl(t, ctrl, frame.TypeHandshake).(*frame.Handshake)
+	ack, _ := frame.AppendControl(nil, &frame.HandshakeAck{ConnID: 1, Zipper: "fake", MaxFrameSize: frame.DefaultMaxSize,
+		AnnouncesData: announces})
+	if _, err := ctrl.Write(ack); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-connected; err != nil {
+		t.Fatal(err)
+	}
+	return src, zc, ctrl, hs
 }
