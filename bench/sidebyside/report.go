@@ -174,6 +174,7 @@ func (r *Report) Markdown() string {
 	}
 	ratio := r.has(sysYomo) && r.has(sysNATSTLS)
 	paired := r.has(sysYomo) && r.has(sysRaw)
+	again := r.has(sysYomo) && r.has(sysAgain)
 	b.WriteString("| workload | unit |")
 	for _, s := range r.systems {
 		fmt.Fprintf(&b, " %s |", systems[s].name)
@@ -184,15 +185,17 @@ func (r *Report) Markdown() string {
 	if paired {
 		b.WriteString(" yomo ÷ raw relay, paired by round |")
 	}
+	if again {
+		b.WriteString(" yomo ÷ yomo again, paired by round |")
+	}
 	b.WriteString("\n|---|---|")
 	for range r.systems {
 		b.WriteString("---:|")
 	}
-	if ratio {
-		b.WriteString("---:|")
-	}
-	if paired {
-		b.WriteString("---:|")
+	for _, on := range []bool{ratio, paired, again} {
+		if on {
+			b.WriteString("---:|")
+		}
 	}
 	b.WriteString("\n")
 	for _, m := range r.metrics() {
@@ -216,10 +219,13 @@ func (r *Report) Markdown() string {
 			n, _, _ := r.median(sysNATSTLS, m)
 			fmt.Fprintf(&b, " %s |", ratioString(y, n))
 		}
-		if paired {
+		for _, to := range []string{sysRaw, sysAgain} {
+			if to == sysRaw && !paired || to == sysAgain && !again {
+				continue
+			}
 			cell := "–" // a ratio of failure counts says nothing
 			if m.unit != "clients" {
-				cell = r.pairedRatio(m, sysYomo, sysRaw)
+				cell = r.pairedRatio(m, sysYomo, to)
 			}
 			fmt.Fprintf(&b, " %s |", cell)
 		}
@@ -390,7 +396,7 @@ func (r *Report) SVG() []byte {
 	if !r.has(ref) && len(r.systems) > 0 {
 		ref = r.systems[0]
 	}
-	colors := map[string]string{sysYomo: "#d9480f", sysNATS: "#1c7ed6", sysNATSTLS: "#364fc7", sysRaw: "#868e96"}
+	colors := map[string]string{sysYomo: "#d9480f", sysNATS: "#1c7ed6", sysNATSTLS: "#364fc7", sysRaw: "#868e96", sysAgain: "#f08c00"}
 	type row struct {
 		label string
 		vals  []float64 // per system, NaN when missing

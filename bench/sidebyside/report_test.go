@@ -1,6 +1,7 @@
 package sidebyside
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,5 +32,33 @@ func TestPairedRatio(t *testing.T) {
 	}
 	if md := r.Markdown(); !strings.Contains(md, "| 0.60× (0.50 – 0.90) |") {
 		t.Fatalf("the table has no paired column:\n%s", md)
+	}
+}
+
+// yomo run again next to itself gets its own paired column, the A/A
+// comparison, after the relay's; a run compares the four systems unless
+// told to run yomo again.
+func TestAgainColumn(t *testing.T) {
+	var rs []Result
+	for i, v := range []struct{ yomo, relay, again float64 }{{100, 100, 125}, {90, 100, 100}, {80, 100, 100}} {
+		rs = append(rs,
+			Result{Round: i + 1, System: sysYomo, Workload: "cascade", MsgsPerS: v.yomo},
+			Result{Round: i + 1, System: sysRaw, Workload: "cascade", MsgsPerS: v.relay},
+			Result{Round: i + 1, System: sysAgain, Workload: "cascade", MsgsPerS: v.again})
+	}
+	md := NewReport(rs).Markdown()
+	for _, want := range []string{
+		"| raw relay | yomo again | yomo ÷ raw relay, paired by round | yomo ÷ yomo again, paired by round |",
+		"| 0.90× (0.80 – 1.00) | 0.80× (0.80 – 0.90) |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Fatalf("the table has no %q:\n%s", want, md)
+		}
+	}
+	if slices.Contains(SystemNames(), sysAgain) {
+		t.Fatalf("SystemNames() = %v: yomo-again runs only when asked for", SystemNames())
+	}
+	if err := (&Config{Systems: []string{sysYomo, sysAgain}}).defaults(); err != nil {
+		t.Fatalf("asking for %s: %v", sysAgain, err)
 	}
 }

@@ -54,8 +54,8 @@ func WorkloadNames() []string {
 	return ns
 }
 
-// SystemNames lists the systems in table order.
-func SystemNames() []string { return append([]string(nil), systemOrder...) }
+// SystemNames lists the systems a run compares by default, in table order.
+func SystemNames() []string { return append([]string(nil), defaultSystems...) }
 
 // Result is one cell of one round.
 type Result struct {
@@ -120,7 +120,7 @@ func (c *Config) defaults() error {
 	}
 	for _, s := range c.Systems {
 		if _, ok := systems[s]; !ok {
-			return fmt.Errorf("unknown system %q (have %s)", s, strings.Join(SystemNames(), ", "))
+			return fmt.Errorf("unknown system %q (have %s)", s, strings.Join(systemOrder, ", "))
 		}
 	}
 	if len(c.Workloads) == 0 {

@@ -36,15 +36,32 @@ const (
 	sysNATS    = "nats-tcp"
 	sysNATSTLS = "nats-tls"
 	sysRaw     = "raw-relay"
+	// sysAgain is yomo once more under another name: run next to yomo, it
+	// shows how far apart two cells of the same code land in one round on
+	// this machine (the A/A comparison), which a ratio to another system
+	// must clear before it says anything. Not run unless asked for.
+	sysAgain = "yomo-again"
 )
 
-var systemOrder = []string{sysYomo, sysNATS, sysNATSTLS, sysRaw}
+// systemOrder is the table's order; defaultSystems what a run compares
+// unless told otherwise.
+var (
+	systemOrder    = []string{sysYomo, sysNATS, sysNATSTLS, sysRaw, sysAgain}
+	defaultSystems = systemOrder[:4]
+)
 
 var systems = map[string]system{
 	sysYomo:    yomoSystem,
 	sysNATS:    natsSystem(false),
 	sysNATSTLS: natsSystem(true),
 	sysRaw:     rawSystem,
+	sysAgain:   yomoAgain(),
+}
+
+func yomoAgain() system {
+	s := yomoSystem
+	s.name = "yomo again"
+	return s
 }
 
 // routerRole is a router process's role: it only answers the generic

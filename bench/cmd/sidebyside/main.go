@@ -28,7 +28,7 @@ func main() {
 		out       = flag.String("out", "", "also write the Markdown table to this file")
 		csvPath   = flag.String("csv", "", "write every cell of every round to this CSV file")
 		svgPath   = flag.String("svg", "", "write a bar chart (relative to NATS TLS) to this SVG file")
-		systems   = flag.String("systems", "", "comma-separated systems (default all: "+strings.Join(sidebyside.SystemNames(), ",")+")")
+		systems   = flag.String("systems", "", "comma-separated systems (default "+strings.Join(sidebyside.SystemNames(), ",")+"; yomo-again runs yomo once more, for the A/A comparison)")
 		from      = flag.String("from", "", "render a saved run (a -csv file) instead of running; notes come from -note")
 		notes     = flag.String("note", "", "with -from: notes above the table, separated by '|'")
 		workloads = flag.String("workloads", "", "comma-separated workloads (default all: "+strings.Join(sidebyside.WorkloadNames(), ",")+")")
