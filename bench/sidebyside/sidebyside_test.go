@@ -31,7 +31,7 @@ func TestQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := len(systems) * len(workloads); len(results) != want {
+	if want := len(defaultSystems) * len(workloads); len(results) != want { // yomo-again runs only when asked for
 		t.Fatalf("%d cells, want %d", len(results), want)
 	}
 	for _, r := range results {
@@ -51,7 +51,7 @@ func TestQuick(t *testing.T) {
 	}
 	rep := NewReport(results)
 	md := rep.Markdown()
-	for _, s := range systemOrder {
+	for _, s := range defaultSystems {
 		if !strings.Contains(md, systems[s].name) {
 			t.Errorf("table lacks %s:\n%s", systems[s].name, md)
 		}
