@@ -173,8 +173,12 @@ func (r *Report) Markdown() string {
 		b.WriteString("\n")
 	}
 	ratio := r.has(sysYomo) && r.has(sysNATSTLS)
-	paired := r.has(sysYomo) && r.has(sysRaw)
-	again := r.has(sysYomo) && r.has(sysAgain)
+	var pairedWith []string // yomo is divided by these, round by round
+	for _, s := range []string{sysRaw, sysAgain} {
+		if r.has(sysYomo) && r.has(s) {
+			pairedWith = append(pairedWith, s)
+		}
+	}
 	b.WriteString("| workload | unit |")
 	for _, s := range r.systems {
 		fmt.Fprintf(&b, " %s |", systems[s].name)
@@ -182,20 +186,18 @@ func (r *Report) Markdown() string {
 	if ratio {
 		b.WriteString(" yomo ÷ NATS TLS |") // of the values: for µs, ms and MiB above 1 means yomo costs more
 	}
-	if paired {
-		b.WriteString(" yomo ÷ raw relay, paired by round |")
-	}
-	if again {
-		b.WriteString(" yomo ÷ yomo again, paired by round |")
+	for _, s := range pairedWith {
+		fmt.Fprintf(&b, " yomo ÷ %s, paired by round |", systems[s].name)
 	}
 	b.WriteString("\n|---|---|")
 	for range r.systems {
 		b.WriteString("---:|")
 	}
-	for _, on := range []bool{ratio, paired, again} {
-		if on {
-			b.WriteString("---:|")
-		}
+	if ratio {
+		b.WriteString("---:|")
+	}
+	for range pairedWith {
+		b.WriteString("---:|")
 	}
 	b.WriteString("\n")
 	for _, m := range r.metrics() {
@@ -219,10 +221,7 @@ func (r *Report) Markdown() string {
 			n, _, _ := r.median(sysNATSTLS, m)
 			fmt.Fprintf(&b, " %s |", ratioString(y, n))
 		}
-		for _, to := range []string{sysRaw, sysAgain} {
-			if to == sysRaw && !paired || to == sysAgain && !again {
-				continue
-			}
+		for _, to := range pairedWith {
 			cell := "–" // a ratio of failure counts says nothing
 			if m.unit != "clients" {
 				cell = r.pairedRatio(m, sysYomo, to)
