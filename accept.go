@@ -66,7 +66,9 @@ func (z *Zipper) serveClient(c *conn, adm admission) {
 	defer close(c.done)
 	err := c.serve()
 	z.unregister(c)
-	z.onDisconnect(c.info, err)
+	if c.info != nil {
+		z.onDisconnect(*c.info, err)
+	}
 	z.log.Info("client disconnected", "kind", c.hs.Kind.String(), "name", c.hs.Name, "identity", c.ident, "conn", c.id, "reason", errString(err))
 }
 
@@ -218,14 +220,16 @@ func (z *Zipper) register(c *conn, hs *frame.Handshake) *rejection {
 		c.recvMax = m
 	}
 	c.sub.Store(newSubscription(hs.ObserveTags, hs.WantedTarget, nil))
-	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
 	z.mu.Lock()
 	z.nextConnID++
 	c.id = z.nextConnID
 	z.mu.Unlock()
-	c.info = z.connInfo(c)
-	if err := z.onConnect(c.info); err != nil {
-		return &rejection{frame.RejectDenied, err.Error()}
+	if len(z.opts.hooks) > 0 {
+		info := z.connInfo(c)
+		c.info = &info
+		if err := z.onConnect(info); err != nil {
+			return &rejection{frame.RejectDenied, err.Error()}
+		}
 	}
 	z.mu.Lock()
 	defer z.mu.Unlock()
@@ -353,7 +357,11 @@ func (s *subscription) meshKeys(group, inst string) []mesh.Key {
 // newSubscription returns a subscription to tags and target, keeping the
 // counters old has for tags it observed already.
 func newSubscription(tags []Tag, target string, old *subscription) *subscription {
-	s := &subscription{tags: make(map[Tag]*tagCounters, len(tags)), target: target}
+	s := &subscription{target: target}
+	if len(tags) == 0 {
+		return s // no map: a source that observes nothing has none to keep
+	}
+	s.tags = make(map[Tag]*tagCounters, len(tags))
 	for _, t := range tags {
 		if old != nil && old.tags[t] != nil {
 			s.tags[t] = old.tags[t]

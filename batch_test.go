@@ -50,12 +50,12 @@ func TestBatchAcknowledgesOnlyRoutedFrames(t *testing.T) {
 	if got := z.Stats().FramesIn; got != 3 {
 		t.Fatalf("the zipper counted %d frames in, want the 3 routed", got)
 	}
-	if fn.out.mu.TryLock() {
-		fn.out.mu.Unlock()
+	if fn.queue().mu.TryLock() {
+		fn.queue().mu.Unlock()
 	} else {
 		t.Fatal("the batch ended with the function's queue still locked")
 	}
-	if _, n := fn.out.take(); n != 3 {
+	if _, n := fn.queue().take(); n != 3 {
 		t.Fatalf("the function got %d frames, want 3", n)
 	}
 	if src.writer.mu.TryLock() {
@@ -147,7 +147,7 @@ func TestBatchCountsEachTagOfAHeldQueue(t *testing.T) {
 	}
 	// In order, each function's own.
 	for c, order := range map[*conn][]byte{fa: {0, 1, 2, 3, 6, 7, 8}, fb: {4, 5}} {
-		views, n := c.out.take()
+		views, n := c.queue().take()
 		if n != len(order) {
 			t.Fatalf("%s got %d frames, want %d", c.hs.Name, n, len(order))
 		}
@@ -195,7 +195,7 @@ func TestBatchLetsGoOfAFullQueueBeforeWaiting(t *testing.T) {
 	third := make(chan error, 1)
 	go func() { third <- src.readFrame(&frame.Data{Tag: 1, Payload: []byte("y")}, 10, true, &b, &sc) }()
 	took := make(chan int, 1)
-	go func() { _, n := fn.out.take(); took <- n }() // the flusher
+	go func() { _, n := fn.queue().take(); took <- n }() // the flusher
 	deadline := time.After(10 * time.Second)
 	select {
 	case n := <-took:
@@ -216,10 +216,36 @@ func TestBatchLetsGoOfAFullQueueBeforeWaiting(t *testing.T) {
 	if err := src.endBatch(&b, &sc); err != nil {
 		t.Fatal(err)
 	}
-	if _, n := fn.out.take(); n != 1 {
+	if _, n := fn.queue().take(); n != 1 {
 		t.Fatalf("the flusher then took %d frames, want the third", n)
 	}
 	if d := z.Stats().Dropped; d != 0 {
 		t.Fatalf("%d frames dropped, want none (Block)", d)
+	}
+}
+
+// A connection whose queue was never made and that has ended drops a
+// frame routed to it late (by a reader that found it before it was
+// unregistered) and counts it, as it would with a queue that was closed.
+func TestLateFrameForConnWithoutQueueIsCounted(t *testing.T) {
+	z, err := NewZipper("late", WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	src := regForBatch(t, z, &frame.Handshake{Kind: frame.KindSource, Name: "src", ID: 9})
+	if src.out.Load() != nil {
+		t.Fatal("a source registered with nothing routed to it has a queue")
+	}
+	z.unregister(src)
+	src.deliver(&frame.Data{Tag: 1, Payload: []byte("late")}, nil)
+	if got := src.cnt.dropped.Load(); got != 1 {
+		t.Fatalf("the connection counted %d dropped frames, want 1", got)
+	}
+	if got := z.Stats().Dropped; got != 1 {
+		t.Fatalf("the zipper counted %d dropped frames, want 1", got)
+	}
+	if n, _ := src.queueDepth(); n != 0 {
+		t.Fatalf("%d frames queued for an ended connection", n)
 	}
 }

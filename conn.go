@@ -35,7 +35,10 @@ type conn struct {
 	ctrlRd *frame.Reader
 	ctrlMu sync.Mutex // serialises writes to ctrl
 
-	out    *outbox
+	// out is the queue of frames for the peer: made on first use
+	// (queue), so a source that nothing is routed to never has one; a
+	// link's from the start. Once made it is never replaced.
+	out    atomic.Pointer[outbox]
 	policy OverflowPolicy // for frames queued to this connection
 	// recvMax is the largest payload the peer accepts, when smaller than
 	// the zipper's own limit (0: no smaller limit). Larger frames are
@@ -75,10 +78,10 @@ type conn struct {
 	writerSeq uint64
 
 	// Clients only.
-	info     ConnInfo // for hooks, set at registration
-	dst      *dest    // this instance in the routing table (functions)
-	group    string   // its group in the routing table: its name, or its own when it broadcasts
-	inst     string   // its name in the instance table (keyed routing); "" when it broadcasts
+	info     *ConnInfo // for hooks: set at registration when the zipper has any; nil otherwise
+	dst      *dest     // this instance in the routing table (functions)
+	group    string    // its group in the routing table: its name, or its own when it broadcasts
+	inst     string    // its name in the instance table (keyed routing); "" when it broadcasts
 	instDst  *dest
 	sub      atomic.Pointer[subscription] // what it observes now
 	reported uint64                       // drops already reported; the drop reporter's own
@@ -248,6 +251,7 @@ func (c *conn) startWriter() bool {
 		return c.writerOn.Load()
 	}
 	c.writerOn.Store(true)
+	c.queueLocked()    // before its writer reads it
 	c.goOwned(func() { // ends on stop, after a drain, or on a write error
 		if err := c.writeData(c.stop); err != nil {
 			c.fail(err)
@@ -396,7 +400,7 @@ func (c *conn) readControl() error {
 				if err != nil {
 					return err
 				}
-				c.out.release(v.(*frame.Custody).Frames)
+				c.out.Load().release(v.(*frame.Custody).Frames) // a link's is made with it
 				return nil
 			}
 		case frame.TypeSubscribe:
@@ -679,8 +683,9 @@ func (c *conn) writeData(stop <-chan struct{}) error {
 	if c.announceData {
 		ss = &announcingStream{SendStream: ss, mu: &c.ctrlMu, ctrl: c.ctrl, timeout: c.ctrlTimeout()}
 	}
-	lost, err := c.out.flush(ss, stop, c.drain, func(n int) { c.cnt.framesOut.Add(uint64(n)) })
-	if lost > 0 && !c.out.custody { // a link's are held: routed again when it is gone
+	o := c.out.Load() // made by startWriter
+	lost, err := o.flush(ss, stop, c.drain, func(n int) { c.cnt.framesOut.Add(uint64(n)) })
+	if lost > 0 && !o.custody { // a link's are held: routed again when it is gone
 		// Counted as written; they died with the connection.
 		c.cnt.framesOut.Add(^uint64(lost - 1))
 		c.noteDropped(uint64(lost), nil)
@@ -715,7 +720,8 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 		c.startWriter()
 	}
 	tc := c.observes(d.Tag)
-	if (c.recvMax == 0 || len(d.Payload) <= c.recvMax) && c.out.put(d, c.policy, wait, 0, c.z.opts.stallTimeout) {
+	o := c.queue()
+	if (c.recvMax == 0 || len(d.Payload) <= c.recvMax) && o.put(d, c.policy, wait, 0, c.z.opts.stallTimeout) {
 		if tc != nil {
 			tc.queued.Add(1)
 		}
@@ -724,7 +730,7 @@ func (c *conn) deliver(d *frame.Data, wait <-chan struct{}) {
 		}
 		return
 	}
-	if c.isLink() && c.out.isClosed() && c.z.rerouteFrom(c, d, nil) {
+	if c.isLink() && o.isClosed() && c.z.rerouteFrom(c, d, nil) {
 		return // the link failed after the route was chosen: another path took it
 	}
 	c.noteDropped(1, tc)
@@ -764,12 +770,13 @@ func (c *conn) deliverBatched(d *frame.Data, wait <-chan struct{}, sc *scratch) 
 		c.deliver(d, wait)
 		return
 	}
-	h, o := &sc.held, c.out
+	h, o := &sc.held, c.out.Load()
 	if h.c != c {
 		sc.release()
 		if !c.writerOn.Load() {
 			c.startWriter()
 		}
+		o = c.queue() // takes c.wmu the first time: nothing may be held then
 		o.mu.Lock()
 		*h = heldQueue{c: c, tag: d.Tag, tc: c.observes(d.Tag)}
 	}
@@ -811,9 +818,10 @@ func (sc *scratch) release() {
 	}
 	wake := h.wake
 	*h = heldQueue{}
-	c.out.mu.Unlock()
+	o := c.out.Load() // held: made
+	o.mu.Unlock()
 	if wake {
-		c.out.wake()
+		o.wake()
 	}
 }
 
@@ -878,10 +886,44 @@ func (c *conn) noteDropped(n uint64, tc *tagCounters) {
 }
 
 // closeQueue discards what is still queued for c, counting it as dropped.
+// A connection that never had a queue gets a closed one, so that a frame
+// routed to it from now on is dropped and counted like any other.
 func (c *conn) closeQueue() {
-	if lost := c.out.close(); lost > 0 {
+	c.wmu.Lock()
+	o := c.queueLocked()
+	c.wmu.Unlock()
+	if lost := o.close(); lost > 0 {
 		c.noteDropped(uint64(lost), nil)
 	}
+}
+
+// queue returns c's outbox, making it on first use.
+func (c *conn) queue() *outbox {
+	if o := c.out.Load(); o != nil {
+		return o
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.queueLocked()
+}
+
+// queueLocked is queue with c.wmu held.
+func (c *conn) queueLocked() *outbox {
+	o := c.out.Load()
+	if o == nil {
+		o = newOutbox(c.z.opts.queueFrames, c.z.opts.queueBytes, c.tc.RTT)
+		c.out.Store(o)
+	}
+	return o
+}
+
+// queueDepth is the frames and bytes queued for c (none when it has no
+// queue yet).
+func (c *conn) queueDepth() (frames, bytes int) {
+	if o := c.out.Load(); o != nil {
+		return o.depth()
+	}
+	return 0, 0
 }
 
 // protocolError is a violation by the peer; its text goes to the peer.

@@ -49,6 +49,18 @@ func ReadersForTest(z *Zipper) (control, data, datagrams int) {
 	return int(z.readers.control.Load()), int(z.readers.data.Load()), int(z.readers.datagrams.Load())
 }
 
+// QueuesForTest returns, by client name, whether the zipper has made the
+// client's outbox (its queue of frames to send it).
+func QueuesForTest(z *Zipper) map[string]bool {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	m := make(map[string]bool)
+	for _, c := range z.conns {
+		m[c.hs.Name] = c.out.Load() != nil
+	}
+	return m
+}
+
 // RunningForTest returns how many flusher and data-reader goroutines the
 // sessions of x, a *Source or a *StreamFunction, run now (at most one
 // each).
@@ -142,7 +154,7 @@ func RouteForTest(z *Zipper, fns int, backflow, custody bool) (route func(*frame
 	take = func() {
 		sc.release() // mid-batch, the flusher waits for the reader's hold
 		for _, c := range sinks {
-			c.out.take()
+			c.queue().take()
 		}
 	}
 	return route, take, done, nil

@@ -97,7 +97,8 @@ func (z *Zipper) onDisconnect(info ConnInfo, err error) {
 
 // onFrame runs the OnFrame hooks and reports whether to route the frame.
 func (z *Zipper) onFrame(from *conn, d *frame.Data) bool {
-	f := FrameInfo{From: &from.info, Tag: d.Tag, Size: len(d.Payload), d: d}
+	// from.info is set: a zipper with frame hooks has hooks.
+	f := FrameInfo{From: from.info, Tag: d.Tag, Size: len(d.Payload), d: d}
 	for _, h := range z.frameHooks {
 		if !h(&f) {
 			return false

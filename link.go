@@ -192,8 +192,9 @@ func (z *Zipper) newLink(peer string, c *conn, ctrl transport.Stream, rd *frame.
 		c.hs = &frame.Handshake{Name: peer, Kind: frame.KindZipper}
 	}
 	c.policy = DropStalled // a link is never blocked by one slow peer
-	c.out = newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
-	c.out.custody = !knobs.NoMeshCustody.Load()
+	o := newOutbox(z.opts.queueFrames, z.opts.queueBytes, c.tc.RTT)
+	o.custody = !knobs.NoMeshCustody.Load()
+	c.out.Store(o)
 	c.acks.setLink(z.opts.queueFrames, z.opts.queueBytes)
 	z.mu.Lock()
 	c.cnt = &z.peerLocked(peer).cnt
@@ -306,11 +307,12 @@ func (z *Zipper) holdTagsLocked(c *conn) {
 // meshHoldWindow after the failure; a frame with no path then is dropped
 // and counted on the link.
 func (z *Zipper) rerouteHeld(c *conn) {
-	if !c.out.custody {
+	o := c.out.Load() // a link's is made with it
+	if !o.custody {
 		c.closeQueue()
 		return
 	}
-	b, n := c.out.closeCustody()
+	b, n := o.closeCustody()
 	if n == 0 {
 		return
 	}

@@ -197,6 +197,37 @@ func TestClientGoroutinesStartWhenNeeded(t *testing.T) {
 	})
 }
 
+// The zipper makes a client's queue when something is first routed to it
+// (or its writer starts: a function's at once): a source that observes
+// nothing and was sent nothing has none, which is most of what an idle
+// source costs the zipper beyond quic-go's own. A reply is then queued and
+// arrives.
+func TestZipperQueueMadeOnFirstUse(t *testing.T) {
+	run(t, func(t *testing.T, tr transportKind) {
+		tz := newZipper(t, tr)
+		connectFn(t, tz, "upper", tz.clients, []yomo.Tag{0x44}, func(ctx yomo.Context) {
+			_ = ctx.Write(0x45, bytes.ToUpper(ctx.Data()))
+		})
+		src := connectSource(t, tz, "src", tz.clients)
+		queues := func() string { return fmt.Sprint(yomo.QueuesForTest(tz.Zipper)) }
+		eventually(t, 5*time.Second, func() bool { return yomo.QueuesForTest(tz.Zipper)["upper"] }, func() string {
+			return "the function's queue was not made when its writer started: " + queues()
+		})
+		if q, ok := yomo.QueuesForTest(tz.Zipper)["src"]; !ok || q {
+			t.Fatalf("a connected source that was sent nothing: queues %s; want src registered without one", queues())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		reply, err := src.Request(ctx, 0x44, []byte("hi"))
+		if err != nil || string(reply) != "HI" {
+			t.Fatalf("Request = %q, %v; want HI", reply, err)
+		}
+		if !yomo.QueuesForTest(tz.Zipper)["src"] {
+			t.Fatalf("after a reply was routed to the source: queues %s; want src with one", queues())
+		}
+	})
+}
+
 // The zipper's side of DataStream on the wire: to a client that asks for
 // it (Handshake.AnnounceData) the HandshakeAck promises it, and the
 // client's first control frame after something was routed to it is one

@@ -111,7 +111,7 @@ func (z *Zipper) dispatch(from *conn, d *frame.Data, tbl *router.Table[*dest], s
 	for _, dst := range sc.dsts {
 		if dst.conn.isLink() {
 			sc.remote = append(sc.remote, dst)
-			if dst.conn.out.custody && !d.Datagram { // datagrams are not sequenced
+			if dst.conn.out.Load().custody && !d.Datagram { // datagrams are not sequenced
 				sc.rseq = append(sc.rseq, from.fseq.nextName(z.flowEpoch.Load(), dst.name, dst.conn.link.peer))
 			} else {
 				sc.rseq = append(sc.rseq, frame.SeqNum{})
@@ -330,7 +330,7 @@ func (z *Zipper) routeBackflow(d *frame.Data, path frame.StrList, from *conn, wa
 	switch {
 	case from == nil:
 		d.Seq = nil // the zipper's own status reply: not sequenced
-	case !from.isLink() && l.out.custody && !d.Datagram:
+	case !from.isLink() && l.out.Load().custody && !d.Datagram:
 		// A local function's frame enters the mesh here: number it.
 		n := from.fseq.nextOrigin(z.flowEpoch.Load(), d.Origin, l.link.peer)
 		sc.seq = frame.AppendSeq(sc.seq[:0], from.fseq.flowID(), n)

@@ -20,7 +20,8 @@ type seqHarness struct {
 
 func newSeqHarness() *seqHarness {
 	z := &Zipper{ctx: context.Background()}
-	c := &conn{z: z, cnt: new(connCounters), policy: DropNewest, out: newOutbox(1<<16, 1<<30, nil)}
+	c := &conn{z: z, cnt: new(connCounters), policy: DropNewest}
+	c.out.Store(newOutbox(1<<16, 1<<30, nil))
 	c.writerOn.Store(true) // deliver only queues
 	return &seqHarness{z: z, to: c, k: flowKey{flow: 7, name: "sink"}}
 }
@@ -44,7 +45,7 @@ func (h *seqHarness) ageGap(d time.Duration) {
 // last call, in queue order.
 func (h *seqHarness) delivered(t *testing.T) []string {
 	t.Helper()
-	views, _ := h.to.out.take()
+	views, _ := h.to.queue().take()
 	var got []string
 	for _, p := range framePayloads(t, joined(views)) {
 		got = append(got, string(p))

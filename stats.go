@@ -300,7 +300,7 @@ func (z *Zipper) Stats() Stats {
 			f.FramesIn += c.cnt.framesIn.Load()
 			f.FramesOut += c.cnt.framesOut.Load()
 			f.Dropped += c.cnt.dropped.Load()
-			qf, qb := c.out.depth()
+			qf, qb := c.queueDepth()
 			f.QueuedFrames += qf
 			f.QueuedBytes += qb
 			for tag, tc := range c.sub.Load().tags {
