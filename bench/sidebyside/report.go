@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"html"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -47,6 +48,7 @@ func (r *Report) Failed() int {
 
 // A metric is one row of the table.
 type metric struct {
+	key      string // names the row for the lines (lines.go)
 	workload string
 	label    string
 	unit     string
@@ -56,18 +58,18 @@ type metric struct {
 
 func (r *Report) metrics() []metric {
 	return []metric{
-		{"16B", "16 B", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
-		{"1KiB", "1 KiB", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
-		{"1KiB", "1 KiB, CPU of the 3 processes", "µs/msg", true, func(x Result) float64 { return x.CPUusMsg }},
-		{"64KiB", "64 KiB", "MB/s", false, func(x Result) float64 { return x.MBPerS }},
-		{"rtt", "round trip 16 B, p50", "µs", true, func(x Result) float64 { return x.P50us }},
-		{"rtt", "round trip 16 B, p99", "µs", true, func(x Result) float64 { return x.P99us }},
-		{"cascade", "cascade through 2 routers, 1 KiB", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
-		{"fanout", "fan-out ×4, 1 KiB, per consumer", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
-		{"connect", fmt.Sprintf("%d clients at once: all connected", r.clients), "ms", true, func(x Result) float64 { return x.ConnectMs }},
-		{"connect", fmt.Sprintf("%d clients: CPU of the router and the clients", r.clients), "ms", true, func(x Result) float64 { return x.ConnectCPUms }},
-		{"connect", fmt.Sprintf("%d clients: router peak RSS", r.clients), "MiB", true, func(x Result) float64 { return float64(x.RouterHWMKB) / 1024 }},
-		{"connect", fmt.Sprintf("%d clients: failed to connect", r.clients), "clients", true, func(x Result) float64 { return float64(x.Refused) }},
+		{"16B", "16B", "16 B", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
+		{"1KiB", "1KiB", "1 KiB", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
+		{"1KiB-cpu", "1KiB", "1 KiB, CPU of the 3 processes", "µs/msg", true, func(x Result) float64 { return x.CPUusMsg }},
+		{"64KiB", "64KiB", "64 KiB", "MB/s", false, func(x Result) float64 { return x.MBPerS }},
+		{"rtt-p50", "rtt", "round trip 16 B, p50", "µs", true, func(x Result) float64 { return x.P50us }},
+		{"rtt-p99", "rtt", "round trip 16 B, p99", "µs", true, func(x Result) float64 { return x.P99us }},
+		{"cascade", "cascade", "cascade through 2 routers, 1 KiB", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
+		{"fanout", "fanout", "fan-out ×4, 1 KiB, per consumer", "msgs/s", false, func(x Result) float64 { return x.MsgsPerS }},
+		{"connect-ms", "connect", fmt.Sprintf("%d clients at once: all connected", r.clients), "ms", true, func(x Result) float64 { return x.ConnectMs }},
+		{"connect-cpu", "connect", fmt.Sprintf("%d clients: CPU of the router and the clients", r.clients), "ms", true, func(x Result) float64 { return x.ConnectCPUms }},
+		{"connect-rss", "connect", fmt.Sprintf("%d clients: router peak RSS", r.clients), "MiB", true, func(x Result) float64 { return float64(x.RouterHWMKB) / 1024 }},
+		{"connect-failed", "connect", fmt.Sprintf("%d clients: failed to connect", r.clients), "clients", true, func(x Result) float64 { return float64(x.Refused) }},
 	}
 }
 
@@ -88,12 +90,9 @@ func (r *Report) cells(sys, wl string) (ok []Result, failed int) {
 
 // median of m over the successful rounds; NaN when there are none.
 func (r *Report) median(sys string, m metric) (float64, int, int) {
-	ok, failed := r.cells(sys, m.workload)
-	vs := make([]float64, 0, len(ok))
-	for _, x := range ok {
-		vs = append(vs, m.value(x))
-	}
-	return median(vs), len(ok), failed
+	vs := r.values(sys, m)
+	_, failed := r.cells(sys, m.workload)
+	return median(vs), len(vs), failed
 }
 
 // lossNote describes the median loss of a system in a workload ("" when
@@ -230,6 +229,9 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	if l := r.linesTable(); l != "" {
+		b.WriteString("\n" + l)
+	}
 	b.WriteString("\n" + r.rangeTable())
 	b.WriteString("\n" + r.lossTable())
 	if f := r.failures(); f != "" {
@@ -244,6 +246,16 @@ func (r *Report) Markdown() string {
 // shares the machine's load of the moment, which medians taken apart do
 // not.
 func (r *Report) pairedRatio(m metric, a, b string) string {
+	rs := r.pairedRatios(m, a, b)
+	if len(rs) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f× (%.2f – %.2f)", median(rs), slices.Min(rs), slices.Max(rs))
+}
+
+// pairedRatios are a's values of m divided by b's of the same round, in
+// the order of the rounds, over the rounds where both succeeded.
+func (r *Report) pairedRatios(m metric, a, b string) []float64 {
 	byRound := func(sys string) map[int]float64 {
 		ok, _ := r.cells(sys, m.workload)
 		vs := make(map[int]float64, len(ok))
@@ -254,15 +266,23 @@ func (r *Report) pairedRatio(m metric, a, b string) string {
 	}
 	av, bv := byRound(a), byRound(b)
 	var rs []float64
-	for round, x := range av {
+	for _, round := range slices.Sorted(maps.Keys(av)) {
+		x := av[round]
 		if y, ok := bv[round]; ok && y != 0 && !math.IsNaN(x) && !math.IsNaN(y) {
 			rs = append(rs, x/y)
 		}
 	}
-	if len(rs) == 0 {
-		return "–"
+	return rs
+}
+
+// values are sys's values of m over its successful rounds.
+func (r *Report) values(sys string, m metric) []float64 {
+	ok, _ := r.cells(sys, m.workload)
+	vs := make([]float64, 0, len(ok))
+	for _, x := range ok {
+		vs = append(vs, m.value(x))
 	}
-	return fmt.Sprintf("%.2f× (%.2f – %.2f)", median(rs), slices.Min(rs), slices.Max(rs))
+	return vs
 }
 
 func ratioString(a, b float64) string {

@@ -29,7 +29,7 @@ func main() {
 		csvPath   = flag.String("csv", "", "write every cell of every round to this CSV file")
 		svgPath   = flag.String("svg", "", "write a bar chart (relative to NATS TLS) to this SVG file")
 		systems   = flag.String("systems", "", "comma-separated systems (default "+strings.Join(sidebyside.SystemNames(), ",")+"; yomo-again runs yomo once more, for the A/A comparison)")
-		from      = flag.String("from", "", "render a saved run (a -csv file) instead of running; notes come from -note")
+		from      = flag.String("from", "", "render a saved run (a -csv file) instead of running, or several (comma-separated) pooled into one; notes come from -note")
 		notes     = flag.String("note", "", "with -from: notes above the table, separated by '|'")
 		workloads = flag.String("workloads", "", "comma-separated workloads (default all: "+strings.Join(sidebyside.WorkloadNames(), ",")+")")
 	)
@@ -47,21 +47,28 @@ func main() {
 	cfg.Log = os.Stderr
 
 	if *from != "" {
-		data, err := os.ReadFile(*from)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "sidebyside:", err)
-			os.Exit(1)
+		var runs [][]sidebyside.Result
+		for _, path := range strings.Split(*from, ",") {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "sidebyside:", err)
+				os.Exit(1)
+			}
+			results, err := sidebyside.ReadCSV(data)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "sidebyside: %s: %v\n", path, err)
+				os.Exit(1)
+			}
+			runs = append(runs, results)
 		}
-		results, err := sidebyside.ReadCSV(data)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "sidebyside:", err)
-			os.Exit(1)
-		}
-		rep := sidebyside.NewReport(results)
+		rep := sidebyside.NewReport(sidebyside.Pool(runs...))
 		if *notes != "" {
 			rep.Notes = strings.Split(*notes, "|")
 		}
-		output(rep, *out, "", *svgPath)
+		if len(runs) > 1 {
+			rep.Notes = append(rep.Notes, "Pooled from "+strings.ReplaceAll(*from, ",", ", ")+" (rounds renumbered in that order)")
+		}
+		output(rep, *out, *csvPath, *svgPath)
 		return
 	}
 
