@@ -48,8 +48,8 @@ const (
 	bootstrapSeed   = 16
 )
 
-// interval is the 95 % percentile bootstrap interval of stat over
-// resamples of the rounds: draw returns one resample's statistic.
+// interval is a 95 % percentile bootstrap interval: draw resamples the
+// rounds and returns the statistic of that resample.
 func interval(rng *rand.Rand, draw func(*rand.Rand) float64) (lo, hi float64) {
 	vs := make([]float64, bootstrapRounds)
 	for i := range vs {
@@ -71,7 +71,7 @@ func resample(rng *rand.Rand, xs, buf []float64) []float64 {
 // linesTable shows each row that has a line against it: yomo ÷ the
 // comparator by the medians and paired by round, each with its 95 %
 // bootstrap interval over the rounds, and whether the line is met.
-// Empty when the run has neither yomo nor any comparator of a line.
+// Empty unless the run has yomo and the comparator of some line.
 func (r *Report) linesTable() string {
 	byKey := make(map[string]metric)
 	for _, m := range r.metrics() {

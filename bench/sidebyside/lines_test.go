@@ -39,8 +39,9 @@ func TestLinesTable(t *testing.T) {
 	var rs []Result
 	// cascade: yomo 0.95× the relay in every round, at rates that differ
 	// from round to round: met, paired with nothing to resample, by the
-	// medians with an interval as wide as the rounds differ. fan-out: medians 100 against 100, paired 0.8, 0.87, 1.26
-	// (median 0.87): split. Peak RSS: 1.12× in every round: not met.
+	// medians with an interval as wide as the rounds differ. fan-out:
+	// medians 100 against 100, paired 0.8, 0.87, 1.26 (median 0.87):
+	// split. Peak RSS: 1.12× in every round: not met.
 	yomoFan := []float64{80, 100, 120}
 	relayFan := []float64{100, 115, 95}
 	for i := range 3 {
