@@ -90,9 +90,8 @@ func (r *Report) cells(sys, wl string) (ok []Result, failed int) {
 
 // median of m over the successful rounds; NaN when there are none.
 func (r *Report) median(sys string, m metric) (float64, int, int) {
-	vs := r.values(sys, m)
-	_, failed := r.cells(sys, m.workload)
-	return median(vs), len(vs), failed
+	ok, failed := r.cells(sys, m.workload)
+	return median(valuesOf(ok, m)), len(ok), failed
 }
 
 // lossNote describes the median loss of a system in a workload ("" when
@@ -278,8 +277,12 @@ func (r *Report) pairedRatios(m metric, a, b string) []float64 {
 // values are sys's values of m over its successful rounds.
 func (r *Report) values(sys string, m metric) []float64 {
 	ok, _ := r.cells(sys, m.workload)
-	vs := make([]float64, 0, len(ok))
-	for _, x := range ok {
+	return valuesOf(ok, m)
+}
+
+func valuesOf(cells []Result, m metric) []float64 {
+	vs := make([]float64, 0, len(cells))
+	for _, x := range cells {
 		vs = append(vs, m.value(x))
 	}
 	return vs
